@@ -1,0 +1,215 @@
+// `artifact-relay fetch`: resolve sources, download each archive (or single files), unpack into a staging
+// folder beside the destination, and move into place only when everything verified.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { dirname, join, basename } from 'node:path';
+import { createGitLabClient, type GitLabClient } from '../api/client.ts';
+import { extractArchive, listArchive, type ExtractResult } from '../archive/extract.ts';
+import { validateEntryPath } from '../archive/validate.ts';
+import { NotFoundError, RelayError } from '../errors.ts';
+import { removeOnInterrupt } from '../lifecycle.ts';
+import type { FetchSettings } from '../inputs/settings.ts';
+import { version } from '../inputs/spec.ts';
+import { formatBytes, logger, section } from '../log.ts';
+import { displayPath, writeDotenv, writeSummary, type FetchSummary, type FetchedFile, type SourceSummary } from '../outputs/summary.ts';
+import { resolveSources } from '../sources/resolve.ts';
+import type { ResolvedSource } from '../sources/types.ts';
+import { commitStaging, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
+
+const LISTED_ENTRIES = 200;
+
+function progressLogger(label: string) {
+  const started = Date.now();
+  let lastLog = started;
+  return (p: { bytes: number; total?: number }) => {
+    const now = Date.now();
+    if (now - lastLog < 5000) return;
+    lastLog = now;
+    const rate = p.bytes / Math.max((now - started) / 1000, 0.001);
+    const of = p.total ? ` of ${formatBytes(p.total)} (${Math.floor((p.bytes / p.total) * 100)}%)` : '';
+    logger.info(`  ${label}: ${formatBytes(p.bytes)}${of} at ${formatBytes(rate)}/s`);
+  };
+}
+
+function summaryFor(source: ResolvedSource, settings: FetchSettings, found: boolean): SourceSummary {
+  return {
+    project_id: source.projectId ?? source.project,
+    pipeline_id: source.pipelineId,
+    job_id: source.jobId,
+    job_name: source.jobName,
+    ref: source.ref,
+    selected_by: source.selectedBy,
+    archive_bytes: null,
+    sha256: null,
+    files: 0,
+    bytes: 0,
+    path: displayPath(settings.dest, settings.baseDir),
+    found,
+  };
+}
+
+async function downloadArchive(client: GitLabClient, source: ResolvedSource, file: string, summary: SourceSummary): Promise<void> {
+  const started = Date.now();
+  const result = await client.download(source.archivePath, source.archiveQuery, file, { onProgress: progressLogger('downloaded') });
+  const seconds = (Date.now() - started) / 1000;
+  summary.archive_bytes = result.bytes;
+  summary.sha256 = result.sha256;
+  logger.info(
+    `Downloaded ${formatBytes(result.bytes)} in ${seconds.toFixed(1)} s (${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)` +
+      `${result.redirected ? ` from ${new URL(result.finalUrl).host}` : ''}${result.attempts > 1 ? ` after ${result.attempts} attempts` : ''}; sha256 ${result.sha256}`,
+  );
+}
+
+function logEntries(result: ExtractResult): void {
+  for (const e of result.entries.slice(0, LISTED_ENTRIES)) {
+    const what = e.type === 'symlink' ? ` -> ${e.target}` : e.type === 'directory' ? '/' : `  ${formatBytes(e.size)}`;
+    logger.info(`  ${e.mode.toString(8).padStart(4, '0')} ${e.path}${what}`);
+  }
+  if (result.entries.length > LISTED_ENTRIES) logger.info(`  ... and ${result.entries.length - LISTED_ENTRIES} more`);
+}
+
+/** Downloads and unpacks one whole archive into `stagingDir`. */
+async function fetchArchive(client: GitLabClient, settings: FetchSettings, source: ResolvedSource, stagingDir: string, workDir: string, summary: SourceSummary): Promise<void> {
+  const zip = join(workDir, `job-${source.jobId ?? 'ref'}-${Date.now()}.zip`);
+  await section(`Download ${source.label}`, () => downloadArchive(client, source, zip, summary), false);
+  if (!settings.overwrite) {
+    const planned = (await listArchive(zip)).map((e) => e.path);
+    const conflicts = await findConflicts(settings.dest, planned);
+    if (conflicts.length > 0) {
+      throw new RelayError(
+        `${conflicts.length} file(s) already exist in ${displayPath(settings.dest, settings.baseDir)} and overwrite is false: ${conflicts.slice(0, 5).join(', ')}${conflicts.length > 5 ? ', ...' : ''}`,
+        'Set overwrite: true to replace them, or choose another path.',
+      );
+    }
+  }
+  const result = await section(`Unpack ${source.label}`, async () => {
+    const r = await extractArchive(zip, stagingDir, {
+      include: settings.include,
+      exclude: settings.exclude,
+      maxBytes: settings.maxBytes,
+      maxFiles: settings.maxFiles,
+      maxRatio: settings.maxRatio,
+    });
+    logEntries(r);
+    return r;
+  });
+  summary.files = result.files + result.symlinks;
+  summary.bytes = result.bytes;
+  await rm(zip, { force: true });
+}
+
+/** Fetches single files through the single-file endpoints into `stagingDir`. */
+async function fetchFiles(client: GitLabClient, settings: FetchSettings, source: ResolvedSource, stagingDir: string, summary: SourceSummary): Promise<void> {
+  const files: FetchedFile[] = [];
+  await section(`Download ${settings.artifactPaths.length} file(s) of ${source.label}`, async () => {
+    for (const artifactPath of settings.artifactPaths) {
+      const rel = validateEntryPath(artifactPath);
+      const target = join(stagingDir, rel);
+      if (!settings.overwrite && (await findConflicts(settings.dest, [rel])).length > 0) {
+        throw new RelayError(`${rel} already exists in ${displayPath(settings.dest, settings.baseDir)} and overwrite is false.`, 'Set overwrite: true to replace it, or choose another path.');
+      }
+      await mkdir(dirname(target), { recursive: true });
+      const { path, query } = source.filePath(artifactPath);
+      const result = await client.download(path, query, target, { onProgress: progressLogger(rel) });
+      if (summary.bytes + result.bytes > settings.maxBytes) {
+        throw new RelayError(`The files fetched exceed max_bytes (${formatBytes(settings.maxBytes)}).`, 'Raise max_bytes if these files are expected to be this large.');
+      }
+      files.push({ path: rel, bytes: result.bytes, sha256: result.sha256 });
+      summary.bytes += result.bytes;
+      summary.files += 1;
+      logger.info(`  ${rel}  ${formatBytes(result.bytes)}  sha256 ${result.sha256}`);
+    }
+  }, false);
+  summary.artifact_files = files;
+}
+
+async function writeOutputs(settings: FetchSettings, summary: FetchSummary): Promise<void> {
+  if (settings.summary) await writeSummary(settings.summary, summary);
+  if (settings.dotenv) await writeDotenv(settings.dotenv, summary);
+}
+
+function notFound(settings: FetchSettings, err: NotFoundError): void {
+  if (settings.ifNotFound === 'fail') throw err;
+  const text = `${err.message}${err.advice ? ` ${err.advice}` : ''} (if_not_found: ${settings.ifNotFound})`;
+  if (settings.ifNotFound === 'warn') logger.warn(text);
+  else logger.info(text);
+}
+
+export async function runFetch(settings: FetchSettings, client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` })): Promise<FetchSummary> {
+  const started = Date.now();
+  const summary: FetchSummary = { found: false, dry_run: settings.dryRun, sources: [] };
+  const authNote = settings.tokenType === 'none' ? 'no token (public projects only)' : `${settings.tokenType} token`;
+  logger.info(`artifact-relay ${version}: fetch from ${settings.apiUrl} with ${authNote}`);
+
+  let sources: ResolvedSource[];
+  try {
+    sources = await resolveSources(client, settings);
+  } catch (err) {
+    if (!(err instanceof NotFoundError)) throw err;
+    notFound(settings, err);
+    await writeOutputs(settings, summary);
+    return summary;
+  }
+
+  if (settings.dryRun) {
+    for (const source of sources) {
+      logger.info(`Would fetch ${source.label} (selected by ${source.selectedBy}) into ${displayPath(settings.dest, settings.baseDir)}`);
+      summary.sources.push(summaryFor(source, settings, true));
+    }
+    summary.found = sources.length > 0;
+    await writeOutputs(settings, summary);
+    logger.success(`Dry run: ${sources.length} source(s) resolved; nothing downloaded or written to ${displayPath(settings.dest, settings.baseDir)}.`);
+    return summary;
+  }
+
+  const staging = await createStaging(settings.dest);
+  const releaseStaging = removeOnInterrupt(staging);
+  const workDir = await mkdtemp(join(dirname(settings.dest), `.${basename(settings.dest) || 'root'}.artifact-relay-dl-`));
+  const releaseWorkDir = removeOnInterrupt(workDir);
+  try {
+    const staged: string[] = [];
+    for (const [i, source] of sources.entries()) {
+      const sourceSummary = summaryFor(source, settings, false);
+      summary.sources.push(sourceSummary);
+      const target = sources.length === 1 ? staging : join(staging, `.source-${i}`);
+      await mkdir(target, { recursive: true });
+      try {
+        if (settings.artifactPaths.length > 0) await fetchFiles(client, settings, source, target, sourceSummary);
+        else await fetchArchive(client, settings, source, target, workDir, sourceSummary);
+        sourceSummary.found = true;
+        staged.push(target);
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err;
+        notFound(settings, err);
+      }
+    }
+    summary.found = staged.length > 0;
+    if (summary.found) {
+      if (sources.length > 1) {
+        // Merge the sources inside staging, in order, so the workspace sees one move.
+        const merged = join(staging, '.merged');
+        for (const dir of staged) await commitStaging(dir, merged, { overwrite: true });
+        await commitStaging(merged, settings.dest, { overwrite: settings.overwrite });
+      } else {
+        await commitStaging(staging, settings.dest, { overwrite: settings.overwrite });
+      }
+    }
+  } finally {
+    await discardStaging(staging);
+    await rm(workDir, { recursive: true, force: true });
+    releaseStaging();
+    releaseWorkDir();
+  }
+
+  await writeOutputs(settings, summary);
+  const files = summary.sources.reduce((n, s) => n + s.files, 0);
+  const bytes = summary.sources.reduce((n, s) => n + s.bytes, 0);
+  const seconds = ((Date.now() - started) / 1000).toFixed(1);
+  if (summary.found) {
+    const from = summary.sources.filter((s) => s.found).map((s) => (s.job_id ? `job ${s.job_id}` : `${s.job_name}@${s.ref}`)).join(', ');
+    logger.success(`Fetched ${files} file(s), ${formatBytes(bytes)}, from ${from} into ${displayPath(settings.dest, settings.baseDir)} in ${seconds} s.`);
+  } else {
+    logger.info(`Nothing fetched (${seconds} s).`);
+  }
+  return summary;
+}
+

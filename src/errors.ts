@@ -1,0 +1,48 @@
+// Error classes that carry their exit code and the advice a user needs to act on them.
+// main.ts prints `message` (and `advice`) and exits with `exitCode`; never a stack trace for these.
+
+/** Invalid input or configuration: exit 2. `input` names the offending input (snake_case). */
+export class UsageError extends Error {
+  readonly exitCode = 2;
+  constructor(
+    message: string,
+    readonly input?: string,
+    readonly advice?: string,
+  ) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+/** A runtime failure (network, server, archive, not found under if_not_found=fail): exit 1. */
+export class RelayError extends Error {
+  readonly exitCode = 1;
+  constructor(
+    message: string,
+    readonly advice?: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'RelayError';
+  }
+}
+
+/** Nothing matched (no job, no archive, no file): exit 1 unless if_not_found says otherwise. */
+export class NotFoundError extends RelayError {
+  constructor(message: string, advice?: string, details: Record<string, unknown> = {}) {
+    super(message, advice, details);
+    this.name = 'NotFoundError';
+  }
+}
+
+/** The archive is damaged or hostile. The whole archive is rejected: exit 1. */
+export class ArchiveError extends RelayError {
+  constructor(
+    message: string,
+    readonly entry?: string,
+    advice?: string,
+  ) {
+    super(entry ? `${message}: ${JSON.stringify(entry)}` : message, advice);
+    this.name = 'ArchiveError';
+  }
+}

@@ -1,0 +1,181 @@
+// Turns the raw fetch inputs into a typed FetchSettings object, with every cross-input rule checked here
+// (mutually exclusive selectors, URLs, files). Later modules never look at raw inputs or env again.
+import { existsSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { UsageError } from '../errors.ts';
+import { parseBytes, type RawInputs } from './parse.ts';
+
+export type TokenType = 'job' | 'private' | 'oauth' | 'none';
+export type IfNotFound = 'fail' | 'warn' | 'ignore';
+
+export interface ConnectionSettings {
+  apiUrl: string;
+  token: string;
+  tokenType: TokenType;
+  retries: number;
+  timeoutMs: number;
+  caFile?: string;
+}
+
+export interface FetchSettings extends ConnectionSettings {
+  project: string;
+  projectSource: 'input' | 'CI_PROJECT_ID';
+  jobIds: number[];
+  ref?: string;
+  jobNames: string[];
+  artifactPaths: string[];
+  /** Absolute destination folder. */
+  dest: string;
+  /** Folder relative paths are resolved against ($CI_PROJECT_DIR or cwd). */
+  baseDir: string;
+  include: string[];
+  exclude: string[];
+  overwrite: boolean;
+  ifNotFound: IfNotFound;
+  maxBytes: number;
+  maxFiles: number;
+  maxRatio: number;
+  dotenv?: string;
+  summary?: string;
+  dryRun: boolean;
+}
+
+const str = (raw: RawInputs, name: string) => String(raw.values[name] ?? '').trim();
+const list = (raw: RawInputs, name: string) => (raw.values[name] as string[] | undefined) ?? [];
+const num = (raw: RawInputs, name: string) => Number(raw.values[name]);
+const bool = (raw: RawInputs, name: string) => raw.values[name] === true;
+
+/** API base URL: server_url when given, else $CI_API_V4_URL, else the server_url default + /api/v4. */
+export function resolveApiUrl(raw: RawInputs, env: NodeJS.ProcessEnv): string {
+  const serverUrl = str(raw, 'server_url');
+  const ciApi = env.CI_API_V4_URL?.trim();
+  const chosen = raw.sources.server_url === 'default' && ciApi ? ciApi : serverUrl ? `${serverUrl.replace(/\/+$/, '')}/api/v4` : '';
+  if (!chosen) {
+    throw new UsageError(
+      'Input server_url is empty: no GitLab URL to talk to. Outside GitLab CI pass --server-url https://gitlab.example.com (or set INPUT_SERVER_URL).',
+      'server_url',
+    );
+  }
+  let url: URL;
+  try {
+    url = new URL(chosen);
+  } catch {
+    throw new UsageError(`Input server_url: ${JSON.stringify(serverUrl || chosen)} is not a URL. Use the form https://gitlab.example.com.`, 'server_url');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new UsageError(`Input server_url: ${url.protocol} is not supported; use an http:// or https:// URL.`, 'server_url');
+  }
+  return url.toString().replace(/\/+$/, '');
+}
+
+/** token_type auto: the value of $CI_JOB_TOKEN or a glcbt- prefix is a job token; anything else a private token. */
+export function resolveTokenType(token: string, declared: string, env: NodeJS.ProcessEnv): TokenType {
+  if (!token) return 'none';
+  if (declared !== 'auto') return declared as TokenType;
+  if ((env.CI_JOB_TOKEN && token === env.CI_JOB_TOKEN) || token.startsWith('glcbt-')) return 'job';
+  return 'private';
+}
+
+export function readConnectionSettings(raw: RawInputs, env: NodeJS.ProcessEnv, baseDir: string): ConnectionSettings {
+  const token = str(raw, 'token');
+  const caFile = str(raw, 'ca_file');
+  if (caFile && !existsSync(resolve(baseDir, caFile))) {
+    const from = raw.sources.ca_file === 'default' ? ' (from $CI_SERVER_TLS_CA_FILE)' : '';
+    throw new UsageError(`Input ca_file: ${caFile}${from} does not exist. Point it at a PEM file of CA certificates, or leave it empty.`, 'ca_file');
+  }
+  if (!token && str(raw, 'token_type') !== 'auto') {
+    throw new UsageError(`Input token is empty but token_type is ${str(raw, 'token_type')}. Pass the token in a masked CI/CD variable, e.g. token: $MY_TOKEN.`, 'token');
+  }
+  const timeout = num(raw, 'timeout');
+  if (!(timeout > 0)) throw new UsageError('Input timeout must be more than 0 seconds.', 'timeout');
+  return {
+    apiUrl: resolveApiUrl(raw, env),
+    token,
+    tokenType: resolveTokenType(token, str(raw, 'token_type'), env),
+    retries: Math.floor(num(raw, 'retries')),
+    timeoutMs: Math.round(timeout * 1000),
+    caFile: caFile ? resolve(baseDir, caFile) : undefined,
+  };
+}
+
+function parseJobIds(raw: RawInputs): number[] {
+  return list(raw, 'job_id').map((id) => {
+    const n = Number(id);
+    if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`Input job_id: ${JSON.stringify(id)} is not a job ID (a positive whole number).`, 'job_id');
+    return n;
+  });
+}
+
+export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = process.cwd()): FetchSettings {
+  const baseDir = env.CI_PROJECT_DIR?.trim() || cwd;
+  const connection = readConnectionSettings(raw, env, baseDir);
+  const jobIds = parseJobIds(raw);
+  const ref = str(raw, 'ref') || undefined;
+  const jobNames = list(raw, 'job');
+
+  let project = str(raw, 'project');
+  let projectSource: FetchSettings['projectSource'] = 'input';
+  if (!project) {
+    project = env.CI_PROJECT_ID?.trim() ?? '';
+    projectSource = 'CI_PROJECT_ID';
+  }
+  if (!project) {
+    throw new UsageError('Input project is empty and $CI_PROJECT_ID is not set. Pass --project with a numeric ID or a full path such as group/project.', 'project');
+  }
+  if (/^\/|\/$|\/\/|\s/.test(project)) {
+    throw new UsageError(`Input project: ${JSON.stringify(project)} is neither a numeric ID nor a full path like group/project.`, 'project');
+  }
+
+  if (jobIds.length > 0 && (ref || jobNames.length > 0)) {
+    throw new UsageError('Inputs job_id and ref/job select the source in two ways at once. Pass either job_id, or ref with job.', 'job_id');
+  }
+  if (jobIds.length === 0) {
+    if (ref && jobNames.length === 0) throw new UsageError(`Input job is empty: with ref ${JSON.stringify(ref)}, name the job whose artifacts to fetch (job: build).`, 'job');
+    if (!ref && jobNames.length > 0) {
+      throw new UsageError(
+        'Input ref is empty: with job names, say which pipeline to take them from. Pass ref (branch, tag or refs/merge-requests/<iid>/head) for its latest successful pipeline, or job_id for an exact job.',
+        'ref',
+      );
+    }
+    if (!ref) {
+      throw new UsageError('No source selected. Pass job_id (exact job), or ref with job (latest successful pipeline of a branch or tag).', 'job_id');
+    }
+    for (const name of jobNames) {
+      if (/[*?[]/.test(name)) throw new UsageError(`Input job: ${JSON.stringify(name)} is a glob; with ref, job names must be exact.`, 'job');
+    }
+  }
+
+  const maxBytes = parseBytes(str(raw, 'max_bytes'));
+  if (maxBytes === undefined || maxBytes <= 0) throw new UsageError('Input max_bytes must be a size above zero, such as 10GiB.', 'max_bytes');
+  const maxFiles = num(raw, 'max_files');
+  if (!(maxFiles >= 1)) throw new UsageError('Input max_files must be at least 1.', 'max_files');
+
+  const pathInput = str(raw, 'path') || '.';
+  const dest = isAbsolute(pathInput) ? resolve(pathInput) : resolve(baseDir, pathInput);
+  const optionalPath = (name: string) => {
+    const v = str(raw, name);
+    return v ? resolve(baseDir, v) : undefined;
+  };
+
+  return {
+    ...connection,
+    project,
+    projectSource,
+    jobIds,
+    ref,
+    jobNames,
+    artifactPaths: list(raw, 'artifact_path'),
+    dest,
+    baseDir,
+    include: list(raw, 'include'),
+    exclude: list(raw, 'exclude'),
+    overwrite: bool(raw, 'overwrite'),
+    ifNotFound: str(raw, 'if_not_found') as IfNotFound,
+    maxBytes,
+    maxFiles: Math.floor(maxFiles),
+    maxRatio: num(raw, 'max_ratio'),
+    dotenv: optionalPath('dotenv'),
+    summary: optionalPath('summary'),
+    dryRun: bool(raw, 'dry_run'),
+  };
+}

@@ -1,0 +1,60 @@
+// artifact-relay entrypoint: parse the command line, run one command, map errors to exit codes.
+// 0 done, 1 runtime failure, 2 invalid input. Never a stack trace for a user mistake.
+import { runFetch } from './commands/fetch.ts';
+import { RelayError, UsageError } from './errors.ts';
+import { helpText } from './help.ts';
+import { installSignalHandlers } from './lifecycle.ts';
+import { readInputs, splitArgv } from './inputs/parse.ts';
+import { readFetchSettings } from './inputs/settings.ts';
+import { componentSpec, version } from './inputs/spec.ts';
+import { logger, redact, registerSecret } from './log.ts';
+
+type Command = (flags: Map<string, string | true>, env: NodeJS.ProcessEnv) => Promise<unknown>;
+
+const commands: Record<string, Command> = {
+  fetch: async (flags, env) => {
+    const raw = readInputs(componentSpec.commands.fetch, flags, env);
+    registerSecret(String(raw.values.token ?? ''));
+    await runFetch(readFetchSettings(raw, env));
+  },
+};
+
+export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  registerSecret(env.CI_JOB_TOKEN);
+  const { command, flags, positionals } = splitArgv(argv, Object.keys(componentSpec.commands));
+  if (flags.has('--version')) {
+    process.stdout.write(`${version}\n`);
+    return 0;
+  }
+  if (flags.has('--help')) {
+    process.stdout.write(helpText(componentSpec, command));
+    return 0;
+  }
+  if (positionals.length > 0) {
+    throw new UsageError(`Unknown command or argument ${JSON.stringify(positionals[0])}. Commands: ${Object.keys(componentSpec.commands).join(', ')}. Run artifact-relay --help.`);
+  }
+  const run = commands[command ?? 'fetch'];
+  if (!run) throw new UsageError(`The command ${command} is declared in component.yml but not implemented in this version.`);
+  await run(flags, env);
+  return 0;
+}
+
+function report(err: unknown): number {
+  if (err instanceof UsageError || err instanceof RelayError) {
+    logger.error(err.message);
+    if (err.advice) logger.error(err.advice);
+    if (process.env.ARTIFACT_RELAY_DEBUG && err.stack) process.stderr.write(`${redact(err.stack)}\n`);
+    return err.exitCode;
+  }
+  const e = err as Error;
+  logger.error(`Unexpected failure: ${e?.message ?? String(err)}`);
+  logger.error('This is a bug in artifact-relay or an unusual environment; rerun with ARTIFACT_RELAY_DEBUG=1 for details and report it.');
+  if (process.env.ARTIFACT_RELAY_DEBUG && e?.stack) process.stderr.write(`${redact(e.stack)}\n`);
+  return 1;
+}
+
+installSignalHandlers((signal) => logger.warn(`Interrupted by ${signal}: temporary files removed, the destination is unchanged.`));
+main(process.argv.slice(2), process.env).then(
+  (code) => process.exit(code),
+  (err) => process.exit(report(err)),
+);

@@ -1,0 +1,79 @@
+// The JSON summary and the dotenv report: the machine-readable outputs of a fetch.
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname, relative, isAbsolute } from 'node:path';
+
+export interface FetchedFile {
+  path: string;
+  bytes: number;
+  sha256: string;
+}
+
+export interface SourceSummary {
+  project_id: number | string;
+  pipeline_id: number | null;
+  job_id: number | null;
+  job_name: string | null;
+  ref: string | null;
+  /** How the source was chosen: job_id, ref (latest successful pipeline of a ref). */
+  selected_by: string;
+  archive_bytes: number | null;
+  sha256: string | null;
+  files: number;
+  bytes: number;
+  /** Destination, relative to $CI_PROJECT_DIR when inside it. */
+  path: string;
+  /** With artifact_path: each single file fetched. */
+  artifact_files?: FetchedFile[];
+  found: boolean;
+}
+
+export interface FetchSummary {
+  found: boolean;
+  dry_run: boolean;
+  sources: SourceSummary[];
+  error?: string;
+}
+
+/** Path for humans and outputs: relative to base when inside it ('.' for base itself), else absolute. */
+export function displayPath(path: string, base: string): string {
+  const rel = relative(base, path);
+  if (rel === '') return '.';
+  return rel.startsWith('..') || isAbsolute(rel) ? path : rel;
+}
+
+async function writeAtomic(file: string, text: string): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, text);
+  await rename(tmp, file);
+}
+
+export async function writeSummary(file: string, summary: FetchSummary): Promise<void> {
+  await writeAtomic(file, `${JSON.stringify(summary, null, 2)}\n`);
+}
+
+/** GitLab dotenv values: one line, no spaces, no quotes, no '#'. Anything else is percent-encoded. */
+export function dotenvValue(value: string | number | boolean | null | undefined): string {
+  if (value === null || value === undefined) return '';
+  return String(value).replace(/[\s"'#%\\]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+export function dotenvLines(summary: FetchSummary): string[] {
+  const found = summary.sources.filter((s) => s.found);
+  const first = found[0];
+  const vars: Record<string, string | number | boolean | null | undefined> = {
+    ARTIFACT_RELAY_FOUND: summary.found,
+    ARTIFACT_RELAY_JOB_ID: first?.job_id,
+    ARTIFACT_RELAY_JOB_IDS: found.map((s) => s.job_id).filter((id) => id !== null).join(','),
+    ARTIFACT_RELAY_PIPELINE_ID: first?.pipeline_id,
+    ARTIFACT_RELAY_PROJECT_ID: first?.project_id,
+    ARTIFACT_RELAY_FILES: found.reduce((n, s) => n + s.files, 0),
+    ARTIFACT_RELAY_BYTES: found.reduce((n, s) => n + s.bytes, 0),
+    ARTIFACT_RELAY_PATH: first?.path ?? summary.sources[0]?.path,
+  };
+  return Object.entries(vars).map(([k, v]) => `${k}=${dotenvValue(v)}`);
+}
+
+export async function writeDotenv(file: string, summary: FetchSummary): Promise<void> {
+  await writeAtomic(file, `${dotenvLines(summary).join('\n')}\n`);
+}

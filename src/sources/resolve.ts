@@ -1,0 +1,98 @@
+// Turns the selector inputs (job_id, or ref + job) into concrete jobs to download.
+// The exact job ID is preferred (gitlab-api.md §8): for ref + job we look the latest successful pipeline
+// up ourselves and download by job ID; GitLab's by-ref endpoint is the logged fallback when the token
+// cannot list pipelines or the job lives in a child pipeline.
+import { encodeArtifactPath, encodeProject, encodeRef } from '../api/urls.ts';
+import type { GitLabClient } from '../api/client.ts';
+import { RelayError } from '../errors.ts';
+import { logger } from '../log.ts';
+import type { FetchSettings } from '../inputs/settings.ts';
+import type { GitLabJob, GitLabPipeline, ResolvedSource } from './types.ts';
+
+export function sourceForJob(project: string, job: { id: number; name?: string | null; pipelineId?: number | null; projectId?: number | null; ref?: string | null }, selectedBy: ResolvedSource['selectedBy']): ResolvedSource {
+  const p = encodeProject(project);
+  return {
+    project,
+    projectId: job.projectId ?? (/^\d+$/.test(project) ? Number(project) : null),
+    jobId: job.id,
+    jobName: job.name ?? null,
+    pipelineId: job.pipelineId ?? null,
+    ref: job.ref ?? null,
+    selectedBy,
+    archivePath: `/projects/${p}/jobs/${job.id}/artifacts`,
+    filePath: (artifactPath) => ({ path: `/projects/${p}/jobs/${job.id}/artifacts/${encodeArtifactPath(artifactPath)}` }),
+    label: `job ${job.id}${job.name ? ` (${job.name})` : ''} in ${project}`,
+  };
+}
+
+function sourceForRef(project: string, ref: string, jobName: string): ResolvedSource {
+  const p = encodeProject(project);
+  return {
+    project,
+    projectId: /^\d+$/.test(project) ? Number(project) : null,
+    jobId: null,
+    jobName,
+    pipelineId: null,
+    ref,
+    selectedBy: 'ref',
+    archivePath: `/projects/${p}/jobs/artifacts/${encodeRef(ref)}/download`,
+    archiveQuery: { job: jobName },
+    filePath: (artifactPath) => ({ path: `/projects/${p}/jobs/artifacts/${encodeRef(ref)}/raw/${encodeArtifactPath(artifactPath)}`, query: { job: jobName } }),
+    label: `job "${jobName}" of the latest successful pipeline on ${ref} in ${project}`,
+  };
+}
+
+const isRefusal = (err: unknown) => err instanceof RelayError && [401, 403, 404].includes(Number(err.details.status));
+
+/** Job details by ID, when the token may read them (job tokens may not: GitLab answers 401). */
+async function describeJob(client: GitLabClient, settings: FetchSettings, jobId: number): Promise<GitLabJob | undefined> {
+  if (settings.tokenType === 'job') return undefined;
+  try {
+    const { body } = await client.getJson<GitLabJob>(`/projects/${encodeProject(settings.project)}/jobs/${jobId}`);
+    return body;
+  } catch (err) {
+    if (isRefusal(err)) return undefined; // the download itself will say what is wrong, with advice
+    throw err;
+  }
+}
+
+async function resolveByRef(client: GitLabClient, settings: FetchSettings, ref: string, jobName: string): Promise<ResolvedSource> {
+  const p = encodeProject(settings.project);
+  let pipeline: GitLabPipeline | undefined;
+  try {
+    const { body } = await client.getJson<GitLabPipeline[]>(`/projects/${p}/pipelines`, { ref, status: 'success', order_by: 'id', sort: 'desc', per_page: 1 });
+    pipeline = body[0];
+  } catch (err) {
+    if (!isRefusal(err)) throw err;
+    logger.info(`The token cannot list pipelines of ${settings.project}; using GitLab's by-ref download endpoint instead.`);
+    return sourceForRef(settings.project, ref, jobName);
+  }
+  if (!pipeline) return sourceForRef(settings.project, ref, jobName); // GitLab will answer 404 with its own words
+  let best: GitLabJob | undefined;
+  for await (const page of client.paginate<GitLabJob>(`/projects/${p}/pipelines/${pipeline.id}/jobs`, { per_page: 100 })) {
+    for (const job of page) if (job.name === jobName && job.artifacts_file && (!best || job.id > best.id)) best = job;
+  }
+  if (!best) {
+    // GitLab also looks in same-project child pipelines; let it decide.
+    logger.info(`Pipeline ${pipeline.id} (latest successful on ${ref}) has no job "${jobName}" with artifacts of its own; asking GitLab's by-ref endpoint.`);
+    return sourceForRef(settings.project, ref, jobName);
+  }
+  return sourceForJob(settings.project, { id: best.id, name: best.name, pipelineId: pipeline.id, projectId: pipeline.project_id, ref: pipeline.ref }, 'ref');
+}
+
+export async function resolveSources(client: GitLabClient, settings: FetchSettings): Promise<ResolvedSource[]> {
+  if (settings.jobIds.length > 0) {
+    const sources: ResolvedSource[] = [];
+    for (const id of settings.jobIds) {
+      const job = await describeJob(client, settings, id);
+      sources.push(
+        sourceForJob(settings.project, { id, name: job?.name, pipelineId: job?.pipeline?.id, projectId: job?.pipeline?.project_id, ref: job?.ref ?? job?.pipeline?.ref }, 'job_id'),
+      );
+    }
+    return sources;
+  }
+  const ref = settings.ref as string;
+  const sources: ResolvedSource[] = [];
+  for (const name of settings.jobNames) sources.push(await resolveByRef(client, settings, ref, name));
+  return sources;
+}

@@ -1,0 +1,42 @@
+// A resolved source: one job whose artifacts (or single files) are fetched.
+export interface ResolvedSource {
+  /** Project as given (ID or full path), used in request URLs. */
+  project: string;
+  /** Numeric project ID when GitLab told us. */
+  projectId: number | null;
+  jobId: number | null;
+  jobName: string | null;
+  pipelineId: number | null;
+  ref: string | null;
+  /** How it was chosen, for the log and the summary. */
+  selectedBy: 'job_id' | 'ref';
+  /** API path of the whole archive. */
+  archivePath: string;
+  archiveQuery?: Record<string, string>;
+  /** API path and query of one file inside the archive. */
+  filePath(artifactPath: string): { path: string; query?: Record<string, string> };
+  /** Human description: `job 42 (build) in grp/proj`. */
+  label: string;
+}
+
+/** The subset of GitLab's Job entity we read. */
+export interface GitLabJob {
+  id: number;
+  name: string;
+  status: string;
+  ref: string;
+  web_url?: string;
+  pipeline?: { id: number; project_id: number; ref: string; status?: string };
+  artifacts_file?: { filename: string; size: number } | null;
+  artifacts?: { file_type: string; size: number }[];
+  artifacts_expire_at?: string | null;
+}
+
+export interface GitLabPipeline {
+  id: number;
+  project_id: number;
+  ref: string;
+  status: string;
+  sha?: string;
+  web_url?: string;
+}

@@ -1,0 +1,51 @@
+// Runs the built bundle (dist/artifact-relay.mjs) as a child process, the way a CI job does.
+// Async on purpose: the simulator lives in the test process and must keep serving meanwhile.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const BUNDLE = fileURLToPath(new URL('../../dist/artifact-relay.mjs', import.meta.url));
+
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  /** stdout + stderr, in arrival order. */
+  output: string;
+}
+
+/** A minimal CI-like environment: no INPUT_* or CI_* from the outer process leak in. */
+export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (k.startsWith('INPUT_') || k.startsWith('CI_') || k.startsWith('GITLAB_') || /_proxy$/i.test(k)) continue;
+    env[k] = v;
+  }
+  env.ARTIFACT_RELAY_RETRY_BASE_MS = '20';
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) env[k] = v;
+  return env;
+}
+
+export function runBundle(args: string[], env: NodeJS.ProcessEnv, opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+  if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run npm run build first (npm test does).`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BUNDLE, ...args], { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let output = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      output += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      output += d;
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr, output });
+    });
+  });
+}
