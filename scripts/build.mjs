@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const spec = parse(await readFile(`${root}component.yml`, 'utf8'));
+const spec = parse(await readFile(`${root}component.yml`, 'utf8'), { merge: true });
 const pkg = JSON.parse(await readFile(`${root}package.json`, 'utf8'));
 const outfile = `${root}dist/artifact-relay.mjs`;
 

@@ -1,6 +1,8 @@
 // artifact-relay entrypoint: parse the command line, run one command, map errors to exit codes.
 // 0 done, 1 runtime failure, 2 invalid input. Never a stack trace for a user mistake.
+import { runCleanup } from './commands/cleanup.ts';
 import { runFetch } from './commands/fetch.ts';
+import { readCleanupSettings } from './inputs/cleanup-settings.ts';
 import { RelayError, UsageError } from './errors.ts';
 import { helpText } from './help.ts';
 import { installSignalHandlers } from './lifecycle.ts';
@@ -16,6 +18,11 @@ const commands: Record<string, Command> = {
     const raw = readInputs(componentSpec.commands.fetch, flags, env);
     registerSecret(String(raw.values.token ?? ''));
     await runFetch(readFetchSettings(raw, env));
+  },
+  cleanup: async (flags, env) => {
+    const raw = readInputs(componentSpec.commands.cleanup, flags, env);
+    registerSecret(String(raw.values.token ?? ''));
+    await runCleanup(readCleanupSettings(raw, env));
   },
 };
 

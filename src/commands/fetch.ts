@@ -13,9 +13,14 @@ import { formatBytes, logger, section } from '../log.ts';
 import { displayPath, writeDotenv, writeSummary, type FetchSummary, type FetchedFile, type SourceSummary } from '../outputs/summary.ts';
 import { resolveSources } from '../sources/resolve.ts';
 import type { ResolvedSource } from '../sources/types.ts';
+import { safeFolderName } from '../sources/match.ts';
+import { mapLimit } from '../util/concurrency.ts';
+import { mergeTree } from '../workspace/merge.ts';
 import { commitStaging, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
 
 const LISTED_ENTRIES = 200;
+/** Downloads of several jobs run concurrently, a few at a time: polite to the API, and the disk is shared anyway. */
+const DOWNLOAD_CONCURRENCY = 3;
 
 function progressLogger(label: string) {
   const started = Date.now();
@@ -67,20 +72,22 @@ function logEntries(result: ExtractResult): void {
   if (result.entries.length > LISTED_ENTRIES) logger.info(`  ... and ${result.entries.length - LISTED_ENTRIES} more`);
 }
 
-/** Downloads and unpacks one whole archive into `stagingDir`. */
-async function fetchArchive(client: GitLabClient, settings: FetchSettings, source: ResolvedSource, stagingDir: string, workDir: string, summary: SourceSummary): Promise<void> {
-  const zip = join(workDir, `job-${source.jobId ?? 'ref'}-${Date.now()}.zip`);
-  await section(`Download ${source.label}`, () => downloadArchive(client, source, zip, summary), false);
-  if (!settings.overwrite) {
-    const planned = (await listArchive(zip)).map((e) => e.path);
-    const conflicts = await findConflicts(settings.dest, planned);
-    if (conflicts.length > 0) {
-      throw new RelayError(
-        `${conflicts.length} file(s) already exist in ${displayPath(settings.dest, settings.baseDir)} and overwrite is false: ${conflicts.slice(0, 5).join(', ')}${conflicts.length > 5 ? ', ...' : ''}`,
-        'Set overwrite: true to replace them, or choose another path.',
-      );
-    }
+/** Refuses before writing when overwrite is false and files would be replaced. */
+async function checkConflicts(settings: FetchSettings, planned: string[], destSub: string): Promise<void> {
+  if (settings.overwrite) return;
+  const dest = destSub ? join(settings.dest, destSub) : settings.dest;
+  const conflicts = await findConflicts(dest, planned);
+  if (conflicts.length > 0) {
+    throw new RelayError(
+      `${conflicts.length} file(s) already exist in ${displayPath(dest, settings.baseDir)} and overwrite is false: ${conflicts.slice(0, 5).join(', ')}${conflicts.length > 5 ? ', ...' : ''}`,
+      'Set overwrite: true to replace them, or choose another path.',
+    );
   }
+}
+
+/** Unpacks one downloaded archive into `stagingDir`. */
+async function unpackArchive(settings: FetchSettings, source: ResolvedSource, zip: string, stagingDir: string, destSub: string, summary: SourceSummary): Promise<void> {
+  await checkConflicts(settings, (await listArchive(zip)).map((e) => e.path), destSub);
   const result = await section(`Unpack ${source.label}`, async () => {
     const r = await extractArchive(zip, stagingDir, {
       include: settings.include,
@@ -98,15 +105,13 @@ async function fetchArchive(client: GitLabClient, settings: FetchSettings, sourc
 }
 
 /** Fetches single files through the single-file endpoints into `stagingDir`. */
-async function fetchFiles(client: GitLabClient, settings: FetchSettings, source: ResolvedSource, stagingDir: string, summary: SourceSummary): Promise<void> {
+async function fetchFiles(client: GitLabClient, settings: FetchSettings, source: ResolvedSource, stagingDir: string, destSub: string, summary: SourceSummary): Promise<void> {
   const files: FetchedFile[] = [];
   await section(`Download ${settings.artifactPaths.length} file(s) of ${source.label}`, async () => {
     for (const artifactPath of settings.artifactPaths) {
       const rel = validateEntryPath(artifactPath);
       const target = join(stagingDir, rel);
-      if (!settings.overwrite && (await findConflicts(settings.dest, [rel])).length > 0) {
-        throw new RelayError(`${rel} already exists in ${displayPath(settings.dest, settings.baseDir)} and overwrite is false.`, 'Set overwrite: true to replace it, or choose another path.');
-      }
+      await checkConflicts(settings, [rel], destSub);
       await mkdir(dirname(target), { recursive: true });
       const { path, query } = source.filePath(artifactPath);
       const result = await client.download(path, query, target, { onProgress: progressLogger(rel) });
@@ -134,9 +139,23 @@ function notFound(settings: FetchSettings, err: NotFoundError): void {
   else logger.info(text);
 }
 
+/** Subfolder per source for layout per-job ('' for merge): safe names, the job ID added when two collide. */
+function folderNames(sources: ResolvedSource[], layout: FetchSettings['layout']): string[] {
+  if (layout !== 'per-job' || sources.length === 0) return sources.map(() => '');
+  const base = sources.map((s) => safeFolderName(s.jobName ?? `job-${s.jobId}`));
+  return base.map((name, i) => (base.indexOf(name) !== base.lastIndexOf(name) ? `${name}-${sources[i].jobId ?? i}` : name));
+}
+
 export async function runFetch(settings: FetchSettings, client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` })): Promise<FetchSummary> {
   const started = Date.now();
-  const summary: FetchSummary = { found: false, dry_run: settings.dryRun, sources: [] };
+  const summary: FetchSummary = {
+    found: false,
+    dry_run: settings.dryRun,
+    selected_by: settings.selector,
+    upstream: settings.upstream ? { project: settings.upstream.project, pipeline_id: settings.upstream.pipelineId, variables: settings.upstream.variables } : null,
+    layout: settings.layout,
+    sources: [],
+  };
   const authNote = settings.tokenType === 'none' ? 'no token (public projects only)' : `${settings.tokenType} token`;
   logger.info(`artifact-relay ${version}: fetch from ${settings.apiUrl} with ${authNote}`);
 
@@ -151,9 +170,14 @@ export async function runFetch(settings: FetchSettings, client: GitLabClient = c
   }
 
   if (settings.dryRun) {
-    for (const source of sources) {
-      logger.info(`Would fetch ${source.label} (selected by ${source.selectedBy}) into ${displayPath(settings.dest, settings.baseDir)}`);
-      summary.sources.push(summaryFor(source, settings, true));
+    const subdirs = folderNames(sources, settings.layout);
+    for (const [i, source] of sources.entries()) {
+      const into = displayPath(join(settings.dest, subdirs[i]), settings.baseDir);
+      const what = settings.artifactPaths.length > 0 ? `${settings.artifactPaths.join(', ')} of ` : '';
+      logger.info(`Would fetch ${what}${source.label} (selected by ${source.selectedBy}) into ${into}`);
+      const s = summaryFor(source, settings, true);
+      s.path = into;
+      summary.sources.push(s);
     }
     summary.found = sources.length > 0;
     await writeOutputs(settings, summary);
@@ -166,31 +190,54 @@ export async function runFetch(settings: FetchSettings, client: GitLabClient = c
   const workDir = await mkdtemp(join(dirname(settings.dest), `.${basename(settings.dest) || 'root'}.artifact-relay-dl-`));
   const releaseWorkDir = removeOnInterrupt(workDir);
   try {
-    const staged: string[] = [];
-    for (const [i, source] of sources.entries()) {
-      const sourceSummary = summaryFor(source, settings, false);
-      summary.sources.push(sourceSummary);
-      const target = sources.length === 1 ? staging : join(staging, `.source-${i}`);
+    const single = sources.length === 1;
+    const subdirs = folderNames(sources, settings.layout);
+    const staged: { index: number; dir: string }[] = [];
+    const summaries = sources.map((source) => summaryFor(source, settings, false));
+    summary.sources.push(...summaries);
+    // Phase 1, concurrent: downloads (whole archives, or single files straight into their source folder).
+    const zips = await mapLimit(sources, single ? 1 : DOWNLOAD_CONCURRENCY, async (source, i) => {
+      const target = single ? staging : join(staging, `.source-${i}`);
       await mkdir(target, { recursive: true });
       try {
-        if (settings.artifactPaths.length > 0) await fetchFiles(client, settings, source, target, sourceSummary);
-        else await fetchArchive(client, settings, source, target, workDir, sourceSummary);
-        sourceSummary.found = true;
-        staged.push(target);
+        if (settings.artifactPaths.length > 0) {
+          await fetchFiles(client, settings, source, target, subdirs[i], summaries[i]);
+          return { target, zip: undefined };
+        }
+        const zip = join(workDir, `source-${i}.zip`);
+        const download = () => downloadArchive(client, source, zip, summaries[i]);
+        await (single ? section(`Download ${source.label}`, download, false) : download());
+        return { target, zip };
       } catch (err) {
         if (!(err instanceof NotFoundError)) throw err;
         notFound(settings, err);
+        return undefined;
       }
+    });
+    // Phase 2, in order: unpack each archive into its own folder inside staging.
+    for (const [i, got] of zips.entries()) {
+      if (!got) continue;
+      if (got.zip) await unpackArchive(settings, sources[i], got.zip, got.target, subdirs[i], summaries[i]);
+      summaries[i].found = true;
+      if (subdirs[i]) summaries[i].path = displayPath(join(settings.dest, subdirs[i]), settings.baseDir);
+      staged.push({ index: i, dir: got.target });
     }
     summary.found = staged.length > 0;
     if (summary.found) {
-      if (sources.length > 1) {
-        // Merge the sources inside staging, in order, so the workspace sees one move.
-        const merged = join(staging, '.merged');
-        for (const dir of staged) await commitStaging(dir, merged, { overwrite: true });
-        await commitStaging(merged, settings.dest, { overwrite: settings.overwrite });
-      } else {
+      if (single) {
         await commitStaging(staging, settings.dest, { overwrite: settings.overwrite });
+      } else {
+        // Compose the final tree inside staging, so the workspace sees one move.
+        const merged = join(staging, '.merged');
+        await mkdir(merged);
+        const owners = new Map<number, string>();
+        for (const { index, dir } of staged) {
+          const into = subdirs[index] ? join(merged, subdirs[index]) : merged;
+          await mkdir(into, { recursive: true });
+          await mergeTree(dir, into, () => `${sources[index].label}, and one of ${[...owners.values()].join('; ')}`);
+          owners.set(index, sources[index].label);
+        }
+        await commitStaging(merged, settings.dest, { overwrite: settings.overwrite });
       }
     }
   } finally {

@@ -20,8 +20,20 @@ export function expandVariables(text: string, env: NodeJS.ProcessEnv): string {
   return text.replace(/\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))/g, (_m, a, b) => env[a ?? b] ?? '');
 }
 
-/** Splits a list input on commas and newlines; blank items are dropped. */
+/**
+ * Splits a list input on commas and newlines; blank items are dropped. A JSON array (what GitLab writes when
+ * an array input is interpolated into a string) is taken as is, so items may contain commas (`build: [a, b]`).
+ */
 export function splitList(text: string): string[] {
+  const trimmed = text.trim();
+  if (trimmed.startsWith('[') && trimmed.endsWith(']')) {
+    try {
+      const parsed: unknown = JSON.parse(trimmed);
+      if (Array.isArray(parsed)) return parsed.map((s) => String(s).trim()).filter((s) => s.length > 0);
+    } catch {
+      // not JSON: fall through to the plain list syntax
+    }
+  }
   return text
     .split(/[\n,]/)
     .map((s) => s.trim())
@@ -79,6 +91,9 @@ function coerce(name: string, spec: InputSpec, raw: string | string[] | number |
   }
   if (spec.options && !spec.options.includes(text)) {
     fail(name, `expected one of ${spec.options.join(', ')}, got ${JSON.stringify(text)}.`);
+  }
+  if (spec.regex && text !== '' && !new RegExp(spec.regex).test(text)) {
+    fail(name, `${JSON.stringify(text)} does not have the expected shape (${spec.regex}).`);
   }
   if (spec.format === 'bytes' && text !== '' && parseBytes(text) === undefined) {
     fail(name, `expected a size such as 500MB or 10GiB, got ${JSON.stringify(text)}.`);

@@ -3,6 +3,7 @@
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
+import { describeMissingUpstream, detectUpstream, type UpstreamPipeline } from '../sources/upstream.ts';
 import { parseBytes, type RawInputs } from './parse.ts';
 
 export type TokenType = 'job' | 'private' | 'oauth' | 'none';
@@ -17,12 +18,24 @@ export interface ConnectionSettings {
   caFile?: string;
 }
 
+export type Selector = 'job_id' | 'ref' | 'pipeline' | 'upstream';
+export type Layout = 'merge' | 'per-job';
+
 export interface FetchSettings extends ConnectionSettings {
   project: string;
-  projectSource: 'input' | 'CI_PROJECT_ID';
+  projectSource: 'input' | 'upstream' | 'CI_PROJECT_ID';
+  /** How the jobs are selected. */
+  selector: Selector;
   jobIds: number[];
   ref?: string;
+  /** Pipeline whose jobs are matched by name (selector pipeline or upstream). */
+  pipelineId?: number;
+  /** The upstream pipeline that was detected from the environment, if any. */
+  upstream?: UpstreamPipeline;
   jobNames: string[];
+  layout: Layout;
+  waitMs: number;
+  acceptStatus: string[];
   artifactPaths: string[];
   /** Absolute destination folder. */
   dest: string;
@@ -106,15 +119,35 @@ function parseJobIds(raw: RawInputs): number[] {
   });
 }
 
+const JOB_STATUSES = ['created', 'pending', 'preparing', 'waiting_for_resource', 'scheduled', 'running', 'success', 'failed', 'canceled', 'canceling', 'skipped', 'manual'];
+
+function noSourceError(env: NodeJS.ProcessEnv, jobNames: string[]): UsageError {
+  const what = jobNames.length > 0 ? `Input job (${jobNames.join(', ')}) needs a pipeline to take the jobs from, and none was found` : 'No source selected';
+  return new UsageError(
+    `${what} (${describeMissingUpstream(env)}). Choose one: ` +
+      '(1) in a pipeline started by a trigger job on GitLab 18.9+, job alone is enough (CI_UPSTREAM_PIPELINE_ID is set by GitLab); ' +
+      '(2) on older GitLab, have the trigger job pass UPSTREAM_PROJECT_ID: $CI_PROJECT_ID and UPSTREAM_PIPELINE_ID: $CI_PIPELINE_ID; ' +
+      '(3) pass pipeline (and project) explicitly; (4) pass job_id for exact jobs; (5) pass ref with job for the latest successful pipeline of a branch or tag.',
+    jobNames.length > 0 ? 'pipeline' : 'job',
+  );
+}
+
 export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = process.cwd()): FetchSettings {
   const baseDir = env.CI_PROJECT_DIR?.trim() || cwd;
   const connection = readConnectionSettings(raw, env, baseDir);
   const jobIds = parseJobIds(raw);
   const ref = str(raw, 'ref') || undefined;
   const jobNames = list(raw, 'job');
+  const pipelineInput = str(raw, 'pipeline');
+  const upstream = detectUpstream(env);
+  const projectInput = str(raw, 'project');
 
-  let project = str(raw, 'project');
+  let project = projectInput;
   let projectSource: FetchSettings['projectSource'] = 'input';
+  if (!project && upstream && !ref) {
+    project = upstream.project;
+    projectSource = 'upstream';
+  }
   if (!project) {
     project = env.CI_PROJECT_ID?.trim() ?? '';
     projectSource = 'CI_PROJECT_ID';
@@ -126,24 +159,45 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     throw new UsageError(`Input project: ${JSON.stringify(project)} is neither a numeric ID nor a full path like group/project.`, 'project');
   }
 
-  if (jobIds.length > 0 && (ref || jobNames.length > 0)) {
-    throw new UsageError('Inputs job_id and ref/job select the source in two ways at once. Pass either job_id, or ref with job.', 'job_id');
+  const selectors = [jobIds.length > 0 && 'job_id', ref && 'ref', pipelineInput && 'pipeline'].filter(Boolean) as string[];
+  if (selectors.length > 1) {
+    throw new UsageError(`Inputs ${selectors.join(' and ')} select the source in more than one way. Pass only one of job_id, ref (with job), or pipeline (with job).`, selectors[1]);
   }
-  if (jobIds.length === 0) {
-    if (ref && jobNames.length === 0) throw new UsageError(`Input job is empty: with ref ${JSON.stringify(ref)}, name the job whose artifacts to fetch (job: build).`, 'job');
-    if (!ref && jobNames.length > 0) {
+  let selector: Selector;
+  let pipelineId: number | undefined;
+  if (jobIds.length > 0) {
+    if (jobNames.length > 0) throw new UsageError('Inputs job_id and job select the source in two ways at once. Pass either job_id, or job names (with pipeline or ref).', 'job');
+    selector = 'job_id';
+  } else if (ref) {
+    if (jobNames.length === 0) throw new UsageError(`Input job is empty: with ref ${JSON.stringify(ref)}, name the job whose artifacts to fetch (job: build).`, 'job');
+    for (const name of jobNames) {
+      if (/[*?[]/.test(name)) throw new UsageError(`Input job: ${JSON.stringify(name)} is a glob; with ref, job names must be exact (globs work with pipeline or an upstream pipeline).`, 'job');
+    }
+    selector = 'ref';
+  } else if (pipelineInput) {
+    if (jobNames.length === 0) throw new UsageError(`Input job is empty: with pipeline ${pipelineInput}, name the job(s) whose artifacts to fetch (job: build).`, 'job');
+    selector = 'pipeline';
+    pipelineId = Number(pipelineInput);
+  } else if (jobNames.length > 0 && upstream) {
+    if (projectSource === 'input' && projectInput !== upstream.project) {
       throw new UsageError(
-        'Input ref is empty: with job names, say which pipeline to take them from. Pass ref (branch, tag or refs/merge-requests/<iid>/head) for its latest successful pipeline, or job_id for an exact job.',
-        'ref',
+        `Input project ${JSON.stringify(projectInput)} is not the upstream project (${upstream.project}, from ${upstream.variables}), so the upstream pipeline cannot be used. Pass pipeline (a pipeline of ${projectInput}), ref or job_id, or leave project empty.`,
+        'project',
       );
     }
-    if (!ref) {
-      throw new UsageError('No source selected. Pass job_id (exact job), or ref with job (latest successful pipeline of a branch or tag).', 'job_id');
-    }
-    for (const name of jobNames) {
-      if (/[*?[]/.test(name)) throw new UsageError(`Input job: ${JSON.stringify(name)} is a glob; with ref, job names must be exact.`, 'job');
-    }
+    selector = 'upstream';
+    pipelineId = upstream.pipelineId;
+  } else {
+    throw noSourceError(env, jobNames);
   }
+
+  const acceptStatus = list(raw, 'accept_status').map((s) => s.toLowerCase());
+  for (const status of acceptStatus) {
+    if (!JOB_STATUSES.includes(status)) throw new UsageError(`Input accept_status: ${JSON.stringify(status)} is not a job status. Use some of: ${JOB_STATUSES.join(', ')}.`, 'accept_status');
+  }
+  if (acceptStatus.length === 0) throw new UsageError('Input accept_status is empty: name at least one job status, usually success.', 'accept_status');
+  const wait = num(raw, 'wait');
+  if (!(wait >= 0)) throw new UsageError('Input wait must be 0 (do not wait) or a number of seconds.', 'wait');
 
   const maxBytes = parseBytes(str(raw, 'max_bytes'));
   if (maxBytes === undefined || maxBytes <= 0) throw new UsageError('Input max_bytes must be a size above zero, such as 10GiB.', 'max_bytes');
@@ -161,9 +215,15 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     ...connection,
     project,
     projectSource,
+    selector,
     jobIds,
     ref,
+    pipelineId,
+    upstream,
     jobNames,
+    layout: str(raw, 'layout') as Layout,
+    waitMs: Math.round(wait * 1000),
+    acceptStatus,
     artifactPaths: list(raw, 'artifact_path'),
     dest,
     baseDir,

@@ -31,7 +31,7 @@ declare const __COMPONENT_SPEC__: ComponentSpec | undefined;
 declare const __VERSION__: string | undefined;
 
 function readFromDisk(): ComponentSpec {
-  return parse(readFileSync(new URL('../../component.yml', import.meta.url), 'utf8')) as ComponentSpec;
+  return parse(readFileSync(new URL('../../component.yml', import.meta.url), 'utf8'), { merge: true }) as ComponentSpec;
 }
 
 export const componentSpec: ComponentSpec = typeof __COMPONENT_SPEC__ !== 'undefined' ? __COMPONENT_SPEC__ : readFromDisk();

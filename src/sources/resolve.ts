@@ -7,6 +7,7 @@ import type { GitLabClient } from '../api/client.ts';
 import { RelayError } from '../errors.ts';
 import { logger } from '../log.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
+import { ACTIVE_STATUSES, pollSchedule, resolvePipelineJobs, waitForArchive } from './pipeline.ts';
 import type { GitLabJob, GitLabPipeline, ResolvedSource } from './types.ts';
 
 export function sourceForJob(project: string, job: { id: number; name?: string | null; pipelineId?: number | null; projectId?: number | null; ref?: string | null }, selectedBy: ResolvedSource['selectedBy']): ResolvedSource {
@@ -80,19 +81,58 @@ async function resolveByRef(client: GitLabClient, settings: FetchSettings, ref: 
   return sourceForJob(settings.project, { id: best.id, name: best.name, pipelineId: pipeline.id, projectId: pipeline.project_id, ref: pipeline.ref }, 'ref');
 }
 
+/** With wait, a job read by ID is polled until it leaves the active statuses. */
+async function waitForJob(client: GitLabClient, settings: FetchSettings, job: GitLabJob): Promise<GitLabJob> {
+  const deadline = Date.now() + settings.waitMs;
+  const schedule = pollSchedule();
+  let current = job;
+  while (ACTIVE_STATUSES.has(current.status) && Date.now() < deadline) {
+    const delay = Math.min(schedule.next(), deadline - Date.now());
+    logger.info(`Job ${current.id} (${current.name}) is ${current.status}; next look in ${(delay / 1000).toFixed(1)} s.`);
+    await new Promise((r) => setTimeout(r, delay));
+    current = (await describeJob(client, settings, job.id)) ?? current;
+  }
+  if (!settings.acceptStatus.includes(current.status) && !ACTIVE_STATUSES.has(current.status)) {
+    throw new RelayError(`Job ${current.id} "${current.name}" has status ${current.status}${current.web_url ? ` (${current.web_url})` : ''}; accepted statuses: ${settings.acceptStatus.join(', ')}.`, undefined, { jobId: current.id, status: current.status });
+  }
+  if (ACTIVE_STATUSES.has(current.status)) {
+    throw new RelayError(`Gave up after waiting ${settings.waitMs / 1000} s for job ${current.id} (${current.name}), still ${current.status}.`, 'Raise wait, or check why the upstream job is slow.');
+  }
+  return current;
+}
+
+async function resolveJobIds(client: GitLabClient, settings: FetchSettings): Promise<ResolvedSource[]> {
+  const sources: ResolvedSource[] = [];
+  for (const id of settings.jobIds) {
+    let job = await describeJob(client, settings, id);
+    if (job && settings.waitMs > 0) job = await waitForJob(client, settings, job);
+    const source = sourceForJob(settings.project, { id, name: job?.name, pipelineId: job?.pipeline?.id, projectId: job?.pipeline?.project_id, ref: job?.ref ?? job?.pipeline?.ref }, 'job_id');
+    if (!job && settings.waitMs > 0 && settings.artifactPaths.length === 0) await waitForArchive(client, settings, source.archivePath, source.label);
+    sources.push(source);
+  }
+  return sources;
+}
+
 export async function resolveSources(client: GitLabClient, settings: FetchSettings): Promise<ResolvedSource[]> {
-  if (settings.jobIds.length > 0) {
-    const sources: ResolvedSource[] = [];
-    for (const id of settings.jobIds) {
-      const job = await describeJob(client, settings, id);
-      sources.push(
-        sourceForJob(settings.project, { id, name: job?.name, pipelineId: job?.pipeline?.id, projectId: job?.pipeline?.project_id, ref: job?.ref ?? job?.pipeline?.ref }, 'job_id'),
+  switch (settings.selector) {
+    case 'job_id':
+      return resolveJobIds(client, settings);
+    case 'ref': {
+      const ref = settings.ref as string;
+      const sources: ResolvedSource[] = [];
+      for (const name of settings.jobNames) sources.push(await resolveByRef(client, settings, ref, name));
+      return sources;
+    }
+    case 'pipeline':
+    case 'upstream': {
+      const pipelineId = settings.pipelineId as number;
+      if (settings.selector === 'upstream' && settings.upstream) {
+        logger.info(`Upstream pipeline ${pipelineId} of ${settings.project}, from ${settings.upstream.variables}.`);
+      }
+      const jobs = await resolvePipelineJobs(client, settings, settings.project, pipelineId);
+      return jobs.map((job) =>
+        sourceForJob(settings.project, { id: job.id, name: job.name, pipelineId, projectId: job.pipeline?.project_id, ref: job.ref ?? job.pipeline?.ref }, settings.selector),
       );
     }
-    return sources;
   }
-  const ref = settings.ref as string;
-  const sources: ResolvedSource[] = [];
-  for (const name of settings.jobNames) sources.push(await resolveByRef(client, settings, ref, name));
-  return sources;
 }

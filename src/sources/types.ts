@@ -9,7 +9,7 @@ export interface ResolvedSource {
   pipelineId: number | null;
   ref: string | null;
   /** How it was chosen, for the log and the summary. */
-  selectedBy: 'job_id' | 'ref';
+  selectedBy: 'job_id' | 'ref' | 'pipeline' | 'upstream';
   /** API path of the whole archive. */
   archivePath: string;
   archiveQuery?: Record<string, string>;
@@ -26,7 +26,10 @@ export interface GitLabJob {
   status: string;
   ref: string;
   web_url?: string;
-  pipeline?: { id: number; project_id: number; ref: string; status?: string };
+  created_at?: string;
+  finished_at?: string | null;
+  tag?: boolean;
+  pipeline?: { id: number; project_id: number; ref: string; status?: string; source?: string };
   artifacts_file?: { filename: string; size: number } | null;
   artifacts?: { file_type: string; size: number }[];
   artifacts_expire_at?: string | null;

@@ -1,0 +1,204 @@
+// `artifact-relay cleanup`: list every job of the selected projects (keyset pagination, newest first), apply the
+// policy, delete the selected jobs' artifacts a few at a time, and report what was freed.
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { createGitLabClient, type GitLabClient } from '../api/client.ts';
+import { encodeProject } from '../api/urls.ts';
+import { applyPolicy, hasArchive } from '../cleanup/policy.ts';
+import { RelayError } from '../errors.ts';
+import type { CleanupSettings } from '../inputs/cleanup-settings.ts';
+import { version } from '../inputs/spec.ts';
+import { formatBytes, logger, section } from '../log.ts';
+import { dotenvValue } from '../outputs/summary.ts';
+import { jobNameMatcher } from '../sources/match.ts';
+import type { GitLabJob } from '../sources/types.ts';
+import { mapLimit, sleep } from '../util/concurrency.ts';
+
+interface Project {
+  id: number;
+  path_with_namespace: string;
+}
+
+export interface ProjectReport {
+  project_id: number;
+  path: string;
+  jobs_seen: number;
+  deleted: number[];
+  kept: number;
+  bytes_freed: number;
+  failed: { job_id: number; status: number | null; message: string }[];
+  expire_all?: 'queued' | 'would queue';
+}
+
+export interface CleanupReport {
+  dry_run: boolean;
+  policy: Record<string, unknown>;
+  projects: ProjectReport[];
+  totals: { jobs: number; bytes: number; failed: number };
+}
+
+const statusOf = (err: unknown) => (err instanceof RelayError && Number(err.details.status)) || null;
+
+async function resolveProjects(client: GitLabClient, settings: CleanupSettings): Promise<Project[]> {
+  const projects = new Map<number, Project>();
+  for (const p of settings.projects) {
+    const { body } = await client.getJson<Project>(`/projects/${encodeProject(p)}`);
+    projects.set(body.id, body);
+  }
+  if (settings.group) {
+    for await (const page of client.paginate<Project>(`/groups/${encodeProject(settings.group)}/projects`, { include_subgroups: true, per_page: 100, order_by: 'id', sort: 'asc' })) {
+      for (const p of page) projects.set(p.id, p);
+    }
+  }
+  const excluded = settings.excludeProjects.map(jobNameMatcher);
+  const chosen = [...projects.values()].filter((p) => !excluded.some((m) => m(p.path_with_namespace)));
+  const skipped = projects.size - chosen.length;
+  logger.info(`${chosen.length} project(s) to clean${skipped ? `, ${skipped} excluded by exclude_project` : ''}.`);
+  return chosen;
+}
+
+/** Every job of the project, newest first: keyset pagination where GitLab offers it (15.9+), else pages. */
+async function listJobs(client: GitLabClient, project: Project): Promise<GitLabJob[]> {
+  const path = `/projects/${project.id}/jobs`;
+  const collect = async (query: Record<string, string | number>) => {
+    const jobs: GitLabJob[] = [];
+    let pages = 0;
+    for await (const page of client.paginate<GitLabJob>(path, query)) {
+      jobs.push(...page);
+      if (++pages % 20 === 0) logger.info(`  ${project.path_with_namespace}: ${pages} pages, ${jobs.length} jobs listed so far`);
+    }
+    return jobs;
+  };
+  try {
+    return await collect({ pagination: 'keyset', order_by: 'id', sort: 'desc', per_page: 100 });
+  } catch (err) {
+    if (statusOf(err) !== 400 && statusOf(err) !== 405) throw err;
+    logger.info(`  Keyset pagination refused (HTTP ${statusOf(err)}); listing ${project.path_with_namespace} page by page.`);
+    return collect({ per_page: 100 });
+  }
+}
+
+/** DELETE one job's artifacts. 404 means already gone (done); 409 (stats refresh) is retried after a pause. */
+async function deleteArtifacts(client: GitLabClient, settings: CleanupSettings, project: Project, jobId: number): Promise<void> {
+  const base = Number(process.env.ARTIFACT_RELAY_RETRY_BASE_MS) || 1000;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await client.delete(`/projects/${project.id}/jobs/${jobId}/artifacts`);
+      return;
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 404) return;
+      if ((status === 409 || status === 429) && attempt < settings.retries) {
+        await sleep(base * 2 ** attempt * (0.5 + Math.random() / 2));
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+async function cleanProject(client: GitLabClient, settings: CleanupSettings, project: Project): Promise<ProjectReport> {
+  const report: ProjectReport = { project_id: project.id, path: project.path_with_namespace, jobs_seen: 0, deleted: [], kept: 0, bytes_freed: 0, failed: [] };
+  if (settings.expireAll) {
+    if (settings.dryRun) {
+      report.expire_all = 'would queue';
+      logger.info(`Would ask GitLab to expire every unlocked artifact of ${project.path_with_namespace}.`);
+    } else {
+      await client.delete(`/projects/${project.id}/artifacts`);
+      report.expire_all = 'queued';
+      logger.info(`Expiry of every unlocked artifact of ${project.path_with_namespace} queued (HTTP 202): GitLab deletes them in its own cleanup, later.`);
+    }
+    return report;
+  }
+  const jobs = await listJobs(client, project);
+  report.jobs_seen = jobs.length;
+  const decisions = applyPolicy(jobs, settings.policy);
+  const doomed = decisions.filter((d) => d.delete);
+  report.kept = decisions.length - doomed.length;
+  logger.info(`${project.path_with_namespace}: ${jobs.length} jobs, ${jobs.filter(hasArchive).length} with artifacts, ${doomed.length} selected (${formatBytes(doomed.reduce((n, d) => n + d.bytes, 0))}).`);
+  if (settings.dryRun) {
+    for (const d of doomed) {
+      report.deleted.push(d.job.id);
+      report.bytes_freed += d.bytes;
+    }
+    await section(`Would delete in ${project.path_with_namespace}`, async () => {
+      for (const d of doomed.slice(0, 500)) logger.info(`  job ${d.job.id} ${d.job.name} (${d.job.ref}) finished ${d.job.finished_at}: ${formatBytes(d.bytes)}`);
+      if (doomed.length > 500) logger.info(`  ... and ${doomed.length - 500} more`);
+    });
+    return report;
+  }
+  let done = 0;
+  await mapLimit(doomed, settings.concurrency, async (d) => {
+    try {
+      await deleteArtifacts(client, settings, project, d.job.id);
+      report.deleted.push(d.job.id);
+      report.bytes_freed += d.bytes;
+    } catch (err) {
+      const e = err as Error;
+      report.failed.push({ job_id: d.job.id, status: statusOf(err), message: e.message });
+      logger.warn(`Could not delete the artifacts of job ${d.job.id} in ${project.path_with_namespace}: ${e.message}`);
+    }
+    if (++done % 100 === 0) logger.info(`  ${done}/${doomed.length} deletions done`);
+  });
+  report.deleted.sort((a, b) => b - a);
+  return report;
+}
+
+function printTable(reports: ProjectReport[], dryRun: boolean): void {
+  const rows = [['project', 'jobs', dryRun ? 'would delete' : 'deleted', 'kept', 'freed', 'failed']];
+  for (const r of reports) rows.push([r.path, String(r.jobs_seen), r.expire_all ?? String(r.deleted.length), String(r.kept), formatBytes(r.bytes_freed), String(r.failed.length)]);
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
+  for (const row of rows) logger.info(row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  '));
+}
+
+async function writeAtomic(file: string, text: string): Promise<void> {
+  await mkdir(dirname(file), { recursive: true });
+  await writeFile(`${file}.tmp`, text);
+  await rename(`${file}.tmp`, file);
+}
+
+export async function runCleanup(settings: CleanupSettings, client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` })): Promise<CleanupReport> {
+  const p = settings.policy;
+  const policy = settings.expireAll
+    ? { expire_all: true }
+    : {
+        older_than: p.olderThanInput,
+        finished_before: p.olderThan?.toISOString() ?? null,
+        keep_latest: p.keepLatest,
+        keep_tags: p.keepTags,
+        keep_refs: p.keepRefs,
+        job: p.jobs,
+        exclude_job: p.excludeJobs,
+        min_size: p.minSize,
+      };
+  logger.info(`artifact-relay ${version}: cleanup${settings.dryRun ? ' (dry run: nothing is deleted)' : ''} on ${settings.apiUrl}, policy ${JSON.stringify(policy)}`);
+  const projects = await resolveProjects(client, settings);
+  const reports: ProjectReport[] = [];
+  for (const project of projects) reports.push(await cleanProject(client, settings, project));
+
+  const report: CleanupReport = {
+    dry_run: settings.dryRun,
+    policy,
+    projects: reports,
+    totals: {
+      jobs: reports.reduce((n, r) => n + r.deleted.length, 0),
+      bytes: reports.reduce((n, r) => n + r.bytes_freed, 0),
+      failed: reports.reduce((n, r) => n + r.failed.length, 0),
+    },
+  };
+  printTable(reports, settings.dryRun);
+  if (settings.report) await writeAtomic(settings.report, `${JSON.stringify(report, null, 2)}\n`);
+  if (settings.dotenv) {
+    await writeAtomic(settings.dotenv, `ARTIFACT_RELAY_DELETED_JOBS=${dotenvValue(report.totals.jobs)}\nARTIFACT_RELAY_BYTES_FREED=${dotenvValue(report.totals.bytes)}\n`);
+  }
+  const verb = settings.dryRun ? 'Would delete' : 'Deleted';
+  if (report.totals.failed > 0) {
+    const failed = reports.flatMap((r) => r.failed.map((f) => `${r.path} job ${f.job_id} (${f.status ?? 'network'})`));
+    throw new RelayError(
+      `${verb} the artifacts of ${report.totals.jobs} job(s) (${formatBytes(report.totals.bytes)}), but ${report.totals.failed} deletion(s) failed: ${failed.slice(0, 10).join(', ')}${failed.length > 10 ? ', ...' : ''}.`,
+      'The failed jobs are listed in the log and the report; the next scheduled run retries them.',
+    );
+  }
+  logger.success(`${verb} the artifacts of ${report.totals.jobs} job(s) in ${reports.length} project(s), ${formatBytes(report.totals.bytes)}.`);
+  return report;
+}
