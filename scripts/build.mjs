@@ -21,6 +21,8 @@ await build({
   sourcemap: false,
   legalComments: 'linked',
   logLevel: 'warning',
+  // unzipper's Open.s3 (never used here) requires the AWS SDK lazily; keep it out of the bundle.
+  external: ['@aws-sdk/client-s3'],
   define: {
     __COMPONENT_SPEC__: JSON.stringify(spec),
     __VERSION__: JSON.stringify(process.env.ARTIFACT_RELAY_VERSION || pkg.version),

@@ -1,0 +1,249 @@
+// Multi-project triggers end to end: the downstream takes the artifacts of the exact upstream pipeline that
+// triggered it, waits for running jobs, and handles several jobs. The bundle runs as a child process.
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { runBundle } from './helpers/run.ts';
+import { snapshotTree } from './helpers/tree.ts';
+import { PRIVATE_TOKEN, startWorld, type World } from './helpers/world.ts';
+
+const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
+const dotenv = (file: string) => Object.fromEntries(readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+
+/** A triggered downstream's environment: GitLab 18.9+ sets CI_UPSTREAM_* for pipelines started by a trigger job. */
+const triggered = (world: World, pipelineId: number, extra: Record<string, string> = {}) =>
+  world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_UPSTREAM_PROJECT_ID: String(world.upstream.id), CI_UPSTREAM_PIPELINE_ID: String(pipelineId), ...extra });
+
+describe('the exact upstream pipeline', () => {
+  let world: World;
+  before(async () => {
+    world = await startWorld();
+  });
+  after(() => world.close());
+
+  test('takes the triggering pipeline\'s job while a newer successful pipeline exists on the same ref', async () => {
+    const triggering = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    const mine = world.zip('mine.zip', [{ name: 'which.txt', data: 'triggering pipeline\n' }]);
+    const newer = world.zip('newer.zip', [{ name: 'which.txt', data: 'a newer pipeline\n' }]);
+    const build = world.sim.addJob({ pipelineId: triggering.id, name: 'build', status: 'success', archive: mine });
+    world.sim.addJob({ pipelineId: triggering.id, name: 'deploy-trigger', status: 'running' });
+    const later = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+    world.sim.addJob({ pipelineId: later.id, name: 'build', status: 'success', archive: newer });
+
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'exact', '--summary', 'exact.json', '--dotenv', 'exact.env'], triggered(world, triggering.id));
+    assert.equal(r.status, 0, r.output);
+    assert.equal(readFileSync(join(world.workspace, 'exact/which.txt'), 'utf8'), 'triggering pipeline\n');
+    const summary = readJson(join(world.workspace, 'exact.json'));
+    assert.equal(summary.selected_by, 'upstream');
+    assert.equal(summary.upstream.variables, 'CI_UPSTREAM_PROJECT_ID + CI_UPSTREAM_PIPELINE_ID');
+    assert.equal(summary.sources[0].job_id, build.id);
+    assert.equal(summary.sources[0].pipeline_id, triggering.id);
+    assert.match(r.output, /from CI_UPSTREAM_PROJECT_ID \+ CI_UPSTREAM_PIPELINE_ID/);
+    assert.equal(dotenv(join(world.workspace, 'exact.env')).ARTIFACT_RELAY_JOB_IDS, String(build.id));
+  });
+
+  test('older GitLab: the conventional UPSTREAM_* trigger variables, with a project path', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'conv', '--summary', 'conv.json'], world.env({ CI_PIPELINE_SOURCE: 'pipeline', UPSTREAM_PROJECT_PATH: world.upstream.path, UPSTREAM_PIPELINE_ID: String(p.id) }));
+    assert.equal(r.status, 0, r.output);
+    const summary = readJson(join(world.workspace, 'conv.json'));
+    assert.equal(summary.upstream.variables, 'UPSTREAM_PROJECT_PATH + UPSTREAM_PIPELINE_ID');
+    assert.equal(summary.sources[0].job_id, j.id);
+  });
+
+  test('a retried job: the newest attempt wins', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    const first = world.zip('attempt1.zip', [{ name: 'attempt.txt', data: '1' }]);
+    const second = world.zip('attempt2.zip', [{ name: 'attempt.txt', data: '2' }]);
+    world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: first, retried: true });
+    const retry = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: second });
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'retried', '--summary', 'retried.json'], triggered(world, p.id));
+    assert.equal(r.status, 0, r.output);
+    assert.equal(readFileSync(join(world.workspace, 'retried/attempt.txt'), 'utf8'), '2');
+    assert.equal(readJson(join(world.workspace, 'retried.json')).sources[0].job_id, retry.id);
+  });
+
+  test('an explicit project that is not the upstream one, without pipeline, is refused with exit 2', async () => {
+    const r = await runBundle(['fetch', '--job', 'build', '--project', 'grp/other'], triggered(world, 1));
+    assert.equal(r.status, 2, r.output);
+    assert.match(r.output, /not the upstream project/);
+  });
+
+  test('an explicit pipeline input wins over the environment', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'feature', status: 'success' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+    const r = await runBundle(['fetch', '--job', 'build', '--project', world.upstream.path, '--pipeline', String(p.id), '--path', 'explicit', '--summary', 'explicit.json'], triggered(world, 123456));
+    assert.equal(r.status, 0, r.output);
+    const summary = readJson(join(world.workspace, 'explicit.json'));
+    assert.equal(summary.selected_by, 'pipeline');
+    assert.equal(summary.sources[0].job_id, j.id);
+  });
+});
+
+describe('waiting for upstream jobs', () => {
+  let world: World;
+  before(async () => {
+    world = await startWorld();
+  });
+  after(() => world.close());
+
+  test('a running job finishes after a few polls and its artifacts arrive within wait', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
+    const timer = setTimeout(() => world.sim.setJobStatus(j.id, 'success', { archive: world.archive }), 700);
+    try {
+      world.sim.requests.length = 0;
+      const r = await runBundle(['fetch', '--job', 'build', '--path', 'waited', '--wait', '60'], triggered(world, p.id));
+      assert.equal(r.status, 0, r.output);
+      assert.match(r.output, /Waiting for build/);
+      const polls = world.sim.requests.filter((q) => q.path.endsWith(`/pipelines/${p.id}/jobs`)).length;
+      assert.ok(polls >= 3, `polled ${polls} times`);
+      assert.deepEqual(
+        snapshotTree(join(world.workspace, 'waited')).map((e) => e.path),
+        ['current', 'dist', 'dist/app', 'dist/config.json', 'dist/private.key', 'reports', 'reports/build.log'],
+      );
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+
+  test('an upstream job that fails ends the wait at once, naming its status and URL', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
+    const timer = setTimeout(() => world.sim.setJobStatus(j.id, 'failed'), 400);
+    const started = Date.now();
+    try {
+      const r = await runBundle(['fetch', '--job', 'build', '--path', 'failed', '--wait', '300'], triggered(world, p.id));
+      assert.equal(r.status, 1, r.output);
+      assert.match(r.output, new RegExp(`Job ${j.id} "build" ended with status failed`));
+      assert.match(r.output, /accept_status/);
+      assert.ok(Date.now() - started < 20_000, 'did not wait for the whole wait');
+      assert.equal(existsSync(join(world.workspace, 'failed')), false);
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+
+  test('accept_status success,failed takes the artifacts of a failed job', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'failed' });
+    world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'failed', archive: world.archive });
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'accepted', '--accept-status', 'success,failed'], triggered(world, p.id));
+    assert.equal(r.status, 0, r.output);
+  });
+
+  test('a manual job fails fast: it will not run by itself', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'manual' });
+    world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'manual' });
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'manual', '--wait', '300'], triggered(world, p.id));
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /manual job/);
+  });
+
+  test('wait running out exits 1 saying how long it waited', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'pending' });
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'timeout', '--wait', '1'], triggered(world, p.id));
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /Gave up after waiting 1 s \(wait: 1\)/);
+    assert.match(r.output, /build \(\d+\) pending/);
+  });
+
+  test('wait 0 with a running job says to set wait', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'nowait'], triggered(world, p.id));
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /Set wait/);
+  });
+});
+
+describe('several jobs', () => {
+  let world: World;
+  let pipelineId: number;
+  before(async () => {
+    world = await startWorld();
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+    pipelineId = p.id;
+    const shared = { name: 'README.md', data: 'same in both\n' };
+    world.sim.addJob({ pipelineId: p.id, name: 'build: [linux]', status: 'success', archive: world.zip('linux.zip', [shared, { name: 'bin/app-linux', data: 'L', mode: 0o755 }]) });
+    world.sim.addJob({ pipelineId: p.id, name: 'build: [macos]', status: 'success', archive: world.zip('macos.zip', [shared, { name: 'bin/app-macos', data: 'M', mode: 0o755 }]) });
+    world.sim.addJob({ pipelineId: p.id, name: 'test 1/2', status: 'success', archive: world.zip('t1.zip', [{ name: 'report.xml', data: '<one/>' }]) });
+    world.sim.addJob({ pipelineId: p.id, name: 'test 2/2', status: 'success', archive: world.zip('t2.zip', [{ name: 'report.xml', data: '<two/>' }]) });
+  });
+  after(() => world.close());
+
+  test('layout merge: a glob over two jobs, identical files allowed', async () => {
+    const r = await runBundle(['fetch', '--job', 'build: *', '--path', 'merged', '--dotenv', 'merged.env'], triggered(world, pipelineId));
+    assert.equal(r.status, 0, r.output);
+    assert.deepEqual(snapshotTree(join(world.workspace, 'merged')).map((e) => e.path), ['README.md', 'bin', 'bin/app-linux', 'bin/app-macos']);
+    assert.equal(dotenv(join(world.workspace, 'merged.env')).ARTIFACT_RELAY_JOB_IDS.split(',').length, 2);
+  });
+
+  test('layout merge: two jobs writing the same file differently fail, and nothing is written', async () => {
+    const r = await runBundle(['fetch', '--job', 'test */2', '--path', 'conflict'], triggered(world, pipelineId));
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /report\.xml with different content/);
+    assert.match(r.output, /per-job/);
+    assert.equal(existsSync(join(world.workspace, 'conflict')), false);
+  });
+
+  test('layout per-job: one safe folder per job', async () => {
+    const r = await runBundle(['fetch', '--job', 'test 1/2,test 2/2', '--layout', 'per-job', '--path', 'perjob', '--summary', 'perjob.json'], triggered(world, pipelineId));
+    assert.equal(r.status, 0, r.output);
+    assert.deepEqual(snapshotTree(join(world.workspace, 'perjob')).map((e) => e.path), ['test_1_2', 'test_1_2/report.xml', 'test_2_2', 'test_2_2/report.xml']);
+    const summary = readJson(join(world.workspace, 'perjob.json'));
+    assert.deepEqual(summary.sources.map((s: { path: string }) => s.path).sort(), ['perjob/test_1_2', 'perjob/test_2_2']);
+  });
+
+  test('a name that matches nothing lists the jobs there are', async () => {
+    const r = await runBundle(['fetch', '--job', 'biuld', '--path', 'none'], triggered(world, pipelineId));
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /No job matches "biuld"/);
+    assert.match(r.output, /"build: \[linux\]"/);
+  });
+});
+
+describe('large pipelines and limited job tokens', () => {
+  let world: World;
+  before(async () => {
+    world = await startWorld();
+  });
+  after(() => world.close());
+
+  test('pagination over more than 100 jobs finds a job on the last page', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+    const target = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+    for (let i = 0; i < 230; i++) world.sim.addJob({ pipelineId: p.id, name: `lint ${i}`, status: 'success' });
+    world.sim.requests.length = 0;
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'paged', '--summary', 'paged.json'], triggered(world, p.id));
+    assert.equal(r.status, 0, r.output);
+    assert.equal(readJson(join(world.workspace, 'paged.json')).sources[0].job_id, target.id);
+    assert.equal(world.sim.requests.filter((q) => q.path.endsWith(`/pipelines/${p.id}/jobs`)).length, 3);
+  });
+
+  test('a job token that cannot list jobs gets the recipe (exit 1), and the same token succeeds by job id', async () => {
+    const locked = world.sim.addProject({ path: 'grp/old-gitlab', jobTokenAllowlist: [world.downstream.id], jobTokenCanListJobs: false });
+    const p = world.sim.addPipeline({ projectId: locked.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+    const env = world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_UPSTREAM_PROJECT_ID: String(locked.id), CI_UPSTREAM_PIPELINE_ID: String(p.id) });
+    const refused = await runBundle(['fetch', '--job', 'build', '--path', 'old'], env);
+    assert.equal(refused.status, 1, refused.output);
+    assert.match(refused.output, /cannot list the jobs/);
+    assert.match(refused.output, /read_api/);
+    assert.match(refused.output, /BUILD_JOB_ID=\$CI_JOB_ID/);
+    const byId = await runBundle(['fetch', '--job-id', String(j.id), '--path', 'old'], env);
+    assert.equal(byId.status, 0, byId.output);
+    assert.ok(existsSync(join(world.workspace, 'old/dist/app')));
+  });
+
+  test('an access token lists jobs where the job token cannot', async () => {
+    const locked = world.sim.addProject({ path: 'grp/old-gitlab-2', jobTokenCanListJobs: false });
+    const p = world.sim.addPipeline({ projectId: locked.id, ref: 'main', status: 'running' });
+    world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+    const env = world.env({ INPUT_TOKEN: PRIVATE_TOKEN, CI_PIPELINE_SOURCE: 'pipeline', CI_UPSTREAM_PROJECT_ID: String(locked.id), CI_UPSTREAM_PIPELINE_ID: String(p.id) });
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'pat'], env);
+    assert.equal(r.status, 0, r.output);
+  });
+});
