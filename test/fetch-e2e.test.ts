@@ -173,7 +173,7 @@ describe('network faults are ridden out byte-exact', () => {
     ['429 with Retry-After on the API', { origin: 'gitlab', path: /\/artifacts$/, kind: 'status', status: 429, retryAfter: 1, times: 2 }],
     ['502 then 503 on the API', { origin: 'gitlab', path: /\/artifacts$/, kind: 'status', status: 503, times: 2 }],
     ['500 from object storage', { origin: 'storage', kind: 'status', status: 500, times: 2 }],
-    ['a connection reset mid-body from object storage', { origin: 'storage', kind: 'reset', afterBytes: 20_000, times: 2 }],
+    ['a connection reset mid-body from object storage', { origin: 'storage', kind: 'reset', afterBytes: 5_000, times: 2 }],
   ];
   for (const [label, fault] of cases) {
     test(label, async () => {
@@ -183,6 +183,7 @@ describe('network faults are ridden out byte-exact', () => {
       const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', dest, '--summary', `${dest}.json`], world.env());
       assert.equal(r.status, 0, r.output);
       assert.match(r.output, /WARNING/, 'each retry is logged');
+      assert.match(r.output, /after 3 attempts/, 'the fault fired twice');
       assert.equal(readJson(join(world.workspace, `${dest}.json`)).sources[0].sha256, world.archiveSha256);
       assert.deepEqual(snapshotTree(join(world.workspace, dest)), unzipReference(world, world.archive));
     });

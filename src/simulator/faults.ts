@@ -1,0 +1,168 @@
+// Fault injection: matching, default bodies, and body delivery that can reset, throttle or stall.
+import { STATUS_CODES } from 'node:http';
+import type { ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
+
+export type Origin = 'gitlab' | 'storage';
+
+export interface FaultSpec {
+  origin?: Origin;
+  path?: string | RegExp;
+  method?: string;
+  kind: 'status' | 'reset' | 'slow' | 'stall';
+  status?: number;
+  body?: string;
+  headers?: Record<string, string>;
+  retryAfter?: number;
+  afterBytes?: number;
+  bytesPerSecond?: number;
+  times?: number;
+}
+
+interface ArmedFault extends FaultSpec {
+  remaining: number;
+}
+
+export class Faults {
+  private list: ArmedFault[] = [];
+
+  add(f: FaultSpec): void {
+    this.list.push({ ...f, remaining: f.times ?? 1 });
+  }
+
+  clear(): void {
+    this.list = [];
+  }
+
+  /** Finds the first matching armed fault and consumes one use of it. */
+  take(origin: Origin, method: string, path: string): FaultSpec | undefined {
+    const f = this.list.find((x) => {
+      if (x.remaining <= 0 || (x.origin ?? 'gitlab') !== origin) return false;
+      if (x.method && x.method.toUpperCase() !== method.toUpperCase()) return false;
+      if (x.path === undefined) return true;
+      return typeof x.path === 'string' ? path.startsWith(x.path) : x.path.test(path);
+    });
+    if (!f) return undefined;
+    f.remaining -= 1;
+    this.list = this.list.filter((x) => x.remaining > 0);
+    return f;
+  }
+}
+
+export function rateLimitHeaders(): Record<string, string> {
+  const now = Math.floor(Date.now() / 1000);
+  const reset = now - (now % 60) + 60;
+  return {
+    'RateLimit-Name': 'throttle_authenticated_api',
+    'RateLimit-Limit': '2000',
+    'RateLimit-Observed': '1',
+    'RateLimit-Remaining': '1999',
+    'RateLimit-Reset': String(reset),
+  };
+}
+
+/** Writes a fault of kind `status`, with GitLab-shaped (or S3-shaped) default bodies. */
+export function sendStatusFault(res: ServerResponse, origin: Origin, f: FaultSpec, setStatus: (s: number) => void): void {
+  const status = f.status ?? 500;
+  const headers: Record<string, string> = origin === 'gitlab' ? rateLimitHeaders() : {};
+  let body = f.body;
+  if (status === 429) {
+    const retry = f.retryAfter ?? 60;
+    Object.assign(headers, rateLimitHeaders(), {
+      'Retry-After': String(retry),
+      'RateLimit-Reset': String(Math.floor(Date.now() / 1000) + retry),
+      'RateLimit-ResetTime': new Date(Date.now() + retry * 1000).toUTCString(),
+      'RateLimit-Remaining': '0',
+    });
+    if (body === undefined) {
+      body = origin === 'storage' ? s3Error('SlowDown', 'Please reduce your request rate.') : 'Retry later\n';
+      headers['Content-Type'] = origin === 'storage' ? 'application/xml' : 'text/plain';
+    }
+  } else if (f.retryAfter !== undefined) {
+    headers['Retry-After'] = String(f.retryAfter);
+  }
+  if (body === undefined) {
+    if (origin === 'storage') {
+      body = s3Error(status === 503 ? 'SlowDown' : 'InternalError', STATUS_CODES[status] ?? 'Error');
+      headers['Content-Type'] = 'application/xml';
+    } else if (status === 502) {
+      body = '<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title></head>\n<body><h1>502</h1><p>Whoops, GitLab is taking too much time to respond.</p></body>\n</html>\n';
+      headers['Content-Type'] = 'text/html; charset=utf-8';
+    } else {
+      body = JSON.stringify({ message: `${status} ${STATUS_CODES[status] ?? 'Error'}` });
+      headers['Content-Type'] = 'application/json';
+    }
+  }
+  Object.assign(headers, f.headers ?? {});
+  const buf = Buffer.from(body);
+  headers['Content-Length'] = String(buf.length);
+  setStatus(status);
+  res.writeHead(status, headers);
+  res.end(buf);
+}
+
+export function s3Error(code: string, message: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${message}</Message><RequestId>SIM${Date.now()}</RequestId></Error>\n`;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Sends a body (buffer or stream) through an optional body fault:
+ * reset destroys the socket after `afterBytes`, stall stops sending after `afterBytes` and never ends,
+ * slow throttles to `bytesPerSecond`.
+ */
+export async function deliverBody(res: ServerResponse, body: Buffer | Readable, fault: FaultSpec | undefined): Promise<void> {
+  const kind = fault?.kind;
+  if (!kind || kind === 'status') {
+    if (Buffer.isBuffer(body)) {
+      res.end(body);
+      return;
+    }
+    body.on('error', () => res.destroy());
+    res.on('close', () => body.destroy());
+    body.pipe(res);
+    return;
+  }
+  const limit = fault.afterBytes ?? 0;
+  const bps = Math.max(1, fault.bytesPerSecond ?? 16 * 1024);
+  const slice = Math.max(1, Math.floor(bps / 20));
+  let sent = 0;
+  let aborted = false;
+  res.on('close', () => {
+    aborted = true;
+  });
+  const chunks: AsyncIterable<Buffer> | Iterable<Buffer> = Buffer.isBuffer(body) ? [body] : (body as AsyncIterable<Buffer>);
+  const write = async (b: Buffer) => {
+    if (!res.write(b)) await new Promise<void>((r) => { res.once('drain', r); res.once('close', r); });
+    sent += b.length;
+  };
+  try {
+    for await (const chunk of chunks) {
+      if (aborted) break;
+      if (kind === 'slow') {
+        for (let i = 0; i < chunk.length && !aborted; i += slice) {
+          await write(chunk.subarray(i, i + slice));
+          await sleep(50);
+        }
+        continue;
+      }
+      const room = limit - sent;
+      if (room > 0) await write(chunk.subarray(0, room));
+      if (sent >= limit) break;
+    }
+  } catch {
+    res.destroy();
+    return;
+  }
+  if (!Buffer.isBuffer(body)) body.destroy();
+  if (aborted) return;
+  if (kind === 'slow') res.end();
+  else if (kind === 'reset') {
+    // Let the written bytes reach the client before the connection dies.
+    await sleep(20);
+    res.socket?.destroy();
+    res.destroy();
+  }
+  // stall: never end; the connection stays open until the client or close() ends it.
+}

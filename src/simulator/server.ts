@@ -1,0 +1,440 @@
+// The GitLab API origin (/api/v4): routing, auth, and the artifact, job, pipeline and group endpoints.
+import { createServer } from 'node:http';
+import type { Server } from 'node:http';
+import { isExpired } from './model.ts';
+import type { DownloadMode, Job, Project, Store } from './model.ts';
+import { authenticate, authorize, canReadArtifacts, isDenial } from './auth.ts';
+import type { AccessNeeds, Auth, Denial } from './auth.ts';
+import { json, keyset, makeCtx, paginate, q1, qBool, qList, send } from './http.ts';
+import type { Ctx, RequestRecord } from './http.ts';
+import { rateLimitHeaders, sendStatusFault } from './faults.ts';
+import type { Faults } from './faults.ts';
+import { groupEntity, jobEntity, pipelineBasic, pipelineEntity, projectEntity } from './entities.ts';
+import { sendArchive } from './storage.ts';
+import type { Signer } from './storage.ts';
+import { findEntry, listTree } from './zipentry.ts';
+
+export interface ServerSettings {
+  url: string;
+  storageUrl: string;
+  downloadMode: DownloadMode;
+  /** Application rate limit for GET /projects/:id/jobs, requests per minute. */
+  jobsIndexLimit?: number;
+  /** Lifetime of presigned storage URLs, seconds. */
+  redirectExpiresSeconds: number;
+}
+
+export interface Deps {
+  store: Store;
+  faults: Faults;
+  signer: Signer;
+  requests: RequestRecord[];
+  settings: ServerSettings;
+}
+
+const JOB_STATUSES = ['created', 'waiting_for_resource', 'preparing', 'waiting_for_callback', 'pending', 'running', 'success', 'failed', 'canceling', 'canceled', 'skipped', 'manual', 'scheduled'];
+const NOT_FOUND_LOWER = { message: '404 Not found' };
+
+class Reply extends Error {
+  constructor(readonly status: number, readonly body: unknown) {
+    super(`reply ${status}`);
+  }
+}
+
+const fail = (status: number, body: unknown): never => {
+  throw new Reply(status, body);
+};
+
+function dec(seg: string): string {
+  try {
+    return decodeURIComponent(seg);
+  } catch {
+    return fail(404, { message: '404 Project Not Found' });
+  }
+}
+
+/** Decodes an artifact path segment by segment; NUL bytes and invalid UTF-8 give 400 (§1.2). */
+function artifactPath(segs: string[]): string {
+  const bad = () => fail(400, { message: '400 Bad request' });
+  let out: string;
+  try {
+    out = segs.map((s) => decodeURIComponent(s)).join('/');
+  } catch {
+    return bad();
+  }
+  if (out === '' || out.includes('\0')) return bad();
+  return out;
+}
+
+const EXT_TYPES: Record<string, string> = {
+  '.txt': 'text/plain; charset=utf-8',
+  '.log': 'application/octet-stream',
+  '.json': 'application/json',
+  '.html': 'text/html; charset=utf-8',
+  '.htm': 'text/html; charset=utf-8',
+  '.xml': 'text/xml; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.gif': 'image/gif',
+  '.webp': 'image/webp',
+  '.pdf': 'application/pdf',
+  '.wasm': 'application/wasm',
+  '.zip': 'application/zip',
+  '.gz': 'application/gzip',
+};
+
+function typeByExtension(name: string): string {
+  const base = name.split('/').pop() ?? name;
+  const dot = base.lastIndexOf('.');
+  return (dot >= 0 && EXT_TYPES[base.slice(dot).toLowerCase()]) || 'application/octet-stream';
+}
+
+/** A small version of Go's http.DetectContentType. */
+function sniff(data: Buffer): string {
+  const head = data.subarray(0, 512);
+  if (head.subarray(0, 8).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]))) return 'image/png';
+  if (head[0] === 0xff && head[1] === 0xd8 && head[2] === 0xff) return 'image/jpeg';
+  if (head.subarray(0, 4).toString('latin1') === 'GIF8') return 'image/gif';
+  if (head.subarray(0, 5).toString('latin1') === '%PDF-') return 'application/pdf';
+  if (head.subarray(0, 4).toString('latin1') === 'PK\x03\x04') return 'application/zip';
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'application/x-gzip';
+  const text = head.toString('latin1').trimStart().toLowerCase();
+  if (text.startsWith('<!doctype html') || text.startsWith('<html')) return 'text/html; charset=utf-8';
+  if (text.startsWith('<?xml')) return 'text/xml; charset=utf-8';
+  for (const b of head) if (b < 0x09 || (b > 0x0d && b < 0x20 && b !== 0x1b) || b === 0x0b) return 'application/octet-stream';
+  return 'text/plain; charset=utf-8';
+}
+
+export function startGitlab(deps: Deps): Server {
+  const { store, faults, requests, settings } = deps;
+  let window = 0;
+  let observed = 0;
+  let jobsIndexWindow = 0;
+  let jobsIndexCount = 0;
+
+  const server = createServer((req, res) => {
+    const ctx = makeCtx('gitlab', req, res);
+    requests.push(ctx.record);
+    const minute = Math.floor(Date.now() / 60_000);
+    if (minute !== window) {
+      window = minute;
+      observed = 0;
+    }
+    observed += 1;
+    ctx.baseHeaders = { ...rateLimitHeaders(), 'RateLimit-Observed': String(observed), 'RateLimit-Remaining': String(Math.max(0, 2000 - observed)) };
+    const fault = faults.take('gitlab', ctx.method, ctx.rawPath);
+    if (fault?.kind === 'status') {
+      sendStatusFault(res, 'gitlab', fault, (s) => (ctx.record.status = s));
+      return;
+    }
+    ctx.fault = fault;
+    route(ctx).catch((err: unknown) => {
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (err instanceof Reply) json(ctx, err.status, err.body);
+      else json(ctx, 500, { message: '500 Internal Server Error' });
+    });
+  });
+
+  const deny = (d: Denial): never => fail(d.status, d.body);
+
+  function auth(ctx: Ctx, jobTokenRoute: boolean): Auth {
+    const a = authenticate(store, ctx, jobTokenRoute);
+    if (isDenial(a)) return deny(a);
+    if (a.kind === 'anon' && ctx.method !== 'GET' && ctx.method !== 'HEAD') return deny({ status: 401, body: { message: '401 Unauthorized' } });
+    return a;
+  }
+
+  function project(ctx: Ctx, rawId: string, a: Auth, needs?: AccessNeeds): Project {
+    const p = store.findProject(dec(rawId));
+    if (!p) return fail(404, { message: '404 Project Not Found' });
+    const d = authorize(a, p, ctx.method, needs);
+    if (d) deny(d);
+    return p;
+  }
+
+  function jobOf(p: Project, rawJobId: string): Job {
+    if (!/^\d+$/.test(rawJobId)) return fail(400, { error: 'job_id is invalid' });
+    const j = store.jobs.get(Number(rawJobId));
+    if (!j || j.projectId !== p.id) return fail(404, NOT_FOUND_LOWER);
+    return j;
+  }
+
+  function checkArtifactAccess(a: Auth, j: Job): void {
+    if (!canReadArtifacts(a, j)) fail(403, { message: '403 Forbidden' });
+  }
+
+  function deliverArchive(ctx: Ctx, j: Job): void {
+    const archive = j.archive;
+    if (!archive || j.erased) return fail(404, { message: '404 Not Found' });
+    const mode = settings.downloadMode;
+    if (mode === 'redirect') {
+      const location = deps.signer.sign(settings.storageUrl, archive.key, settings.redirectExpiresSeconds);
+      send(ctx, 302, { Location: location, 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache' }, `<html><body>You are being <a href="${location.replace(/&/g, '&amp;')}">redirected</a>.</body></html>`);
+      return;
+    }
+    const headers: Record<string, string> =
+      mode === 'proxy'
+        ? { 'Content-Type': 'application/zip', ETag: archive.etag, 'Accept-Ranges': 'bytes' }
+        : {
+            'Content-Type': 'application/octet-stream',
+            'Content-Disposition': `attachment; filename="artifacts.zip"; filename*=UTF-8''artifacts.zip`,
+            'Content-Transfer-Encoding': 'binary',
+            'Accept-Ranges': 'bytes',
+          };
+    sendArchive(ctx, archive, headers, () =>
+      send(ctx, 416, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Range': `bytes */${archive.size}` }, 'invalid range: failed to overlap\n'),
+    );
+  }
+
+  async function deliverEntry(ctx: Ctx, j: Job, path: string, byRef: boolean): Promise<void> {
+    const notFound = () => send(ctx, 404, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }, '404 page not found\n');
+    const archive = j.archive;
+    if (!archive) return notFound();
+    const f = await findEntry(archive, path);
+    if (!f || f.type === 'Directory' || path.endsWith('/')) return notFound();
+    const base = path.split('/').pop() ?? path;
+    if (!byRef) {
+      send(ctx, 200, { 'Content-Type': typeByExtension(path), 'Content-Length': String(f.uncompressedSize), 'Content-Disposition': `attachment; filename="${base}"` }, f.stream());
+      return;
+    }
+    const data = await f.buffer();
+    const type = sniff(data);
+    const inline = type.startsWith('text/plain') || type.startsWith('image/') && !type.includes('svg');
+    send(ctx, 200, { 'Content-Type': type, 'Content-Disposition': `${inline ? 'inline' : 'attachment'}; filename="${base}"`, 'X-Content-Type-Options': 'nosniff' }, data);
+  }
+
+  function pipelineOf(p: Project, rawId: string) {
+    const pl = /^\d+$/.test(rawId) ? store.pipelines.get(Number(rawId)) : undefined;
+    if (!pl || pl.projectId !== p.id) return fail(404, NOT_FOUND_LOWER);
+    return pl;
+  }
+
+  function filterScope(jobs: Job[], scope: string[]): Job[] {
+    return scope.length ? jobs.filter((j) => scope.includes(j.status)) : jobs;
+  }
+
+  function listJobs(ctx: Ctx, a: Auth, p: Project): void {
+    const scope = qList(ctx.query, 'scope');
+    if (scope.some((s) => !JOB_STATUSES.includes(s))) return fail(400, { error: 'scope does not have a valid value' });
+    const minute = Math.floor(Date.now() / 60_000);
+    if (minute !== jobsIndexWindow) {
+      jobsIndexWindow = minute;
+      jobsIndexCount = 0;
+    }
+    jobsIndexCount += 1;
+    if (settings.jobsIndexLimit !== undefined) {
+      if (jobsIndexCount > settings.jobsIndexLimit) {
+        const retry = 60 - Math.floor((Date.now() / 1000) % 60);
+        json(ctx, 429, { message: { error: 'This endpoint has been requested too many times. Try again later.' } }, { 'Retry-After': String(retry) });
+        return;
+      }
+    }
+    const jobs = filterScope(store.projectJobs(p.id), scope).map((j) => jobEntity(store, j, settings.url));
+    if (q1(ctx.query, 'pagination') === 'keyset') {
+      const orderBy = q1(ctx.query, 'order_by') ?? 'id';
+      const sort = q1(ctx.query, 'sort') ?? 'desc';
+      if (orderBy !== 'id' || sort !== 'desc') return fail(400, { error: 'Keyset pagination is not yet available for this type of request' });
+      if (a.kind === 'anon') return fail(401, { message: '401 Unauthorized' });
+      const page = keyset(ctx, jobs as ({ id: number } & Record<string, unknown>)[], settings.url);
+      json(ctx, 200, page.items, page.headers);
+      return;
+    }
+    const page = paginate(ctx, jobs, settings.url, false);
+    json(ctx, 200, page.items, page.headers);
+  }
+
+  async function route(ctx: Ctx): Promise<void> {
+    if (!ctx.rawPath.startsWith('/api/v4/')) return fail(404, { error: '404 Not Found' });
+    const s = ctx.rawPath.slice('/api/v4/'.length).split('/');
+    const m = ctx.method === 'HEAD' ? 'GET' : ctx.method;
+    const n = s.length;
+    const unknown = () => fail(404, { error: '404 Not Found' });
+
+    if (s[0] === 'job' && n === 1 && m === 'GET') {
+      const a = auth(ctx, true);
+      if (a.kind !== 'job') return fail(401, { message: '401 Unauthorized' });
+      return json(ctx, 200, jobEntity(store, a.job, settings.url));
+    }
+
+    if (s[0] === 'groups' && n >= 2 && s[1]) {
+      if (m !== 'GET' || n > 3 || (n === 3 && s[2] !== 'projects')) return unknown();
+      const a = auth(ctx, false);
+      const g = store.findGroup(dec(s[1]));
+      const tree = g ? store.groupTree(g.id) : [];
+      const visible = (p: Project) => (a.kind === 'user' ? !a.token.projects || a.token.projects.includes(p.id) : p.visibility === 'public');
+      if (!g || (a.kind !== 'user' && ![...store.projects.values()].some((p) => p.groupId !== null && tree.includes(p.groupId) && visible(p)))) {
+        return fail(404, { message: '404 Group Not Found' });
+      }
+      if (n === 2) return json(ctx, 200, groupEntity(g, settings.url));
+      const groups = qBool(ctx.query, 'include_subgroups') ? tree : [g.id];
+      const projects = [...store.projects.values()].filter((p) => p.groupId !== null && groups.includes(p.groupId) && visible(p)).sort((x, y) => y.id - x.id);
+      const page = paginate(ctx, projects, settings.url);
+      return json(ctx, 200, page.items.map((p) => projectEntity(store, p, settings.url)), page.headers);
+    }
+
+    if (s[0] !== 'projects' || n < 2 || !s[1]) return unknown();
+    const rawId = s[1];
+
+    if (n === 2) {
+      if (m !== 'GET') return unknown();
+      const p = project(ctx, rawId, auth(ctx, false));
+      return json(ctx, 200, projectEntity(store, p, settings.url));
+    }
+
+    if (s[2] === 'artifacts' && n === 3) {
+      if (m !== 'DELETE') return unknown();
+      const p = project(ctx, rawId, auth(ctx, false), { minRole: 'maintainer' });
+      const now = new Date().toISOString();
+      for (const j of store.projectJobs(p.id)) if (j.archive && !j.locked && !isExpired(j)) j.expireAt = now;
+      return json(ctx, 202, { message: '202 Accepted' });
+    }
+
+    if (s[2] === 'jobs') {
+      if (n === 3) {
+        if (m !== 'GET') return unknown();
+        const a = auth(ctx, true);
+        return listJobs(ctx, a, project(ctx, rawId, a, { jobList: true }));
+      }
+      // /jobs/artifacts/:ref_name/download and /jobs/artifacts/:ref_name/raw/*artifact_path
+      if (s[3] === 'artifacts' && n >= 6) {
+        if (m !== 'GET') return unknown();
+        const rawAt = s.indexOf('raw', 5);
+        const isRaw = rawAt > 0 && rawAt < n - 1;
+        if (!isRaw && s[n - 1] !== 'download') return unknown();
+        const a = auth(ctx, true);
+        const p = project(ctx, rawId, a);
+        const ref = s.slice(4, isRaw ? rawAt : n - 1).map((x) => dec(x)).join('/');
+        const jobName = q1(ctx.query, 'job');
+        if (jobName === undefined) return fail(400, { error: 'job is missing' });
+        const search = qBool(ctx.query, 'search_recent_successful_pipelines');
+        const path = isRaw ? artifactPath(s.slice(rawAt + 1)) : '';
+        const j = store.resolveByRef(p.id, ref, jobName, search);
+        if (!j) return fail(404, search ? { message: '404 Job Not Found' } : NOT_FOUND_LOWER);
+        checkArtifactAccess(a, j);
+        if (!isRaw) return deliverArchive(ctx, j);
+        return deliverEntry(ctx, j, path, true);
+      }
+      const rawJobId = s[3] ?? '';
+      if (n === 4) {
+        if (m !== 'GET') return unknown();
+        const p = project(ctx, rawId, auth(ctx, false));
+        return json(ctx, 200, jobEntity(store, jobOf(p, rawJobId), settings.url));
+      }
+      if (s[4] !== 'artifacts') return unknown();
+      if (n === 5) {
+        if (m === 'GET') {
+          const a = auth(ctx, true);
+          const j = jobOf(project(ctx, rawId, a), rawJobId);
+          checkArtifactAccess(a, j);
+          return deliverArchive(ctx, j);
+        }
+        if (m === 'DELETE') {
+          const p = project(ctx, rawId, auth(ctx, false), { minRole: 'maintainer' });
+          const j = jobOf(p, rawJobId);
+          delete j.archive;
+          j.extraArtifacts = [];
+          if (!store.deletedArtifacts.includes(j.id)) store.deletedArtifacts.push(j.id);
+          return send(ctx, 204, {}, null);
+        }
+        return unknown();
+      }
+      if (n === 6 && s[5] === 'keep' && m === 'POST') {
+        const p = project(ctx, rawId, auth(ctx, false), { minRole: 'developer' });
+        const j = jobOf(p, rawJobId);
+        if (!j.archive || (isExpired(j) && !j.locked)) return fail(404, { message: '404 Not Found' });
+        j.expireAt = null;
+        return json(ctx, 200, jobEntity(store, j, settings.url));
+      }
+      if (m !== 'GET') return unknown();
+      const a = auth(ctx, true);
+      const j = jobOf(project(ctx, rawId, a), rawJobId);
+      if (n === 6 && s[5] === 'tree') {
+        checkArtifactAccess(a, j);
+        if (!j.archive) return fail(404, { message: '404 Artifacts Not Found' });
+        const items = await listTree(j.archive, q1(ctx.query, 'path') ?? '', qBool(ctx.query, 'recursive'));
+        if (!items) return fail(404, { message: '404 Path Not Found' });
+        const page = paginate(ctx, items, settings.url);
+        return json(ctx, 200, page.items, page.headers);
+      }
+      checkArtifactAccess(a, j);
+      const path = artifactPath(s.slice(5));
+      if (!j.archive || j.erased || (isExpired(j) && !j.locked)) return fail(404, { message: '404 Not Found' });
+      return deliverEntry(ctx, j, path, false);
+    }
+
+    if (s[2] === 'pipelines') {
+      if (m !== 'GET') return unknown();
+      if (n === 3) {
+        const p = project(ctx, rawId, auth(ctx, false));
+        const ref = q1(ctx.query, 'ref');
+        const status = q1(ctx.query, 'status');
+        const source = q1(ctx.query, 'source');
+        const orderBy = q1(ctx.query, 'order_by') ?? 'id';
+        const sort = q1(ctx.query, 'sort') ?? 'desc';
+        if (!['id', 'updated_at', 'status', 'ref', 'user_id'].includes(orderBy)) return fail(400, { error: 'order_by does not have a valid value' });
+        if (!['asc', 'desc'].includes(sort)) return fail(400, { error: 'sort does not have a valid value' });
+        const list = [...store.pipelines.values()].filter(
+          (x) =>
+            x.projectId === p.id &&
+            (ref === undefined || x.ref === ref) &&
+            (status === undefined || x.status === status) &&
+            (source === undefined ? x.source !== 'parent_pipeline' : x.source === source),
+        );
+        const key = (x: (typeof list)[number]): string | number => (orderBy === 'updated_at' ? x.updatedAt : orderBy === 'status' ? x.status : orderBy === 'ref' ? x.ref : x.id);
+        list.sort((x, y) => {
+          const kx = key(x);
+          const ky = key(y);
+          const c = kx < ky ? -1 : kx > ky ? 1 : x.id - y.id;
+          return sort === 'asc' ? c : -c;
+        });
+        const page = paginate(ctx, list, settings.url);
+        return json(ctx, 200, page.items.map((x) => pipelineBasic(store, x, settings.url)), page.headers);
+      }
+      const rawPid = s[3] ?? '';
+      if (n === 4) {
+        const p = project(ctx, rawId, auth(ctx, false));
+        return json(ctx, 200, pipelineEntity(store, pipelineOf(p, rawPid), settings.url));
+      }
+      if (n === 5 && s[4] === 'jobs') {
+        const a = auth(ctx, true);
+        const p = project(ctx, rawId, a, { jobList: true });
+        const pl = pipelineOf(p, rawPid);
+        const scope = qList(ctx.query, 'scope');
+        if (scope.some((x) => !JOB_STATUSES.includes(x))) return fail(400, { message: 'Scope contains invalid value(s)' });
+        const includeRetried = qBool(ctx.query, 'include_retried');
+        const jobs = filterScope(store.pipelineJobs(pl.id), scope).filter((j) => includeRetried || !j.retried);
+        const page = paginate(ctx, jobs, settings.url);
+        return json(ctx, 200, page.items.map((j) => jobEntity(store, j, settings.url)), page.headers);
+      }
+      if (n === 5 && s[4] === 'bridges') {
+        const p = project(ctx, rawId, auth(ctx, false));
+        const pl = pipelineOf(p, rawPid);
+        const downstream = [...store.pipelines.values()].filter((d) => d.upstream?.pipelineId === pl.id && d.upstream.projectId === p.id).sort((x, y) => y.id - x.id);
+        const bridges = downstream.map((d) => ({
+          id: d.upstream?.bridgeJobId ?? 900_000 + d.id,
+          name: `trigger:${store.projects.get(d.projectId)?.name ?? d.projectId}`,
+          status: d.status === 'running' || d.status === 'pending' ? 'running' : d.status,
+          stage: 'deploy',
+          ref: pl.ref,
+          tag: pl.tag,
+          created_at: d.createdAt,
+          pipeline: pipelineBasic(store, pl, settings.url),
+          downstream_pipeline: pipelineBasic(store, d, settings.url),
+        }));
+        const page = paginate(ctx, bridges, settings.url);
+        return json(ctx, 200, page.items, page.headers);
+      }
+    }
+    return unknown();
+  }
+
+  return server;
+}
