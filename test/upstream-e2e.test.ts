@@ -150,6 +150,21 @@ describe('waiting for upstream jobs', () => {
     assert.match(r.output, /build \(\d+\) pending/);
   });
 
+  test('a job token that cannot read jobs waits by polling the job-id artifact endpoint', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
+    const timer = setTimeout(() => world.sim.setJobStatus(j.id, 'success', { archive: world.archive }), 700);
+    try {
+      world.sim.requests.length = 0;
+      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'polled', '--wait', '60'], world.env());
+      assert.equal(r.status, 0, r.output);
+      assert.ok(world.sim.requests.filter((q) => q.method === 'HEAD' && q.path.endsWith(`/jobs/${j.id}/artifacts`) && q.status === 404).length >= 2, 'polled while missing');
+      assert.ok(existsSync(join(world.workspace, 'polled/dist/app')));
+    } finally {
+      clearTimeout(timer);
+    }
+  });
+
   test('wait 0 with a running job says to set wait', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
     world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });

@@ -28,7 +28,8 @@ export function jobNameMatcher(pattern: string): (name: string) => boolean {
 export function safeFolderName(name: string): string {
   const safe = name
     .replace(/[^A-Za-z0-9._-]+/g, '_')
-    .replace(/^_+|_+$/g, '')
-    .replace(/^\.+/, '_');
+    .replace(/\.{2,}/g, '_')
+    .replace(/_+/g, '_')
+    .replace(/^[_.]+|_+$/g, '');
   return safe || 'job';
 }

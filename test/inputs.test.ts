@@ -1,0 +1,109 @@
+// Input parsing: precedence (flag, INPUT_*, component.yml default), list syntaxes, sizes, upstream detection.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { UsageError } from '../src/errors.ts';
+import { expandVariables, parseBytes, readInputs, splitArgv, splitList } from '../src/inputs/parse.ts';
+import { readFetchSettings, resolveTokenType } from '../src/inputs/settings.ts';
+import { componentSpec } from '../src/inputs/spec.ts';
+import { jobNameMatcher, safeFolderName } from '../src/sources/match.ts';
+import { detectUpstream } from '../src/sources/upstream.ts';
+
+const fetchSpec = componentSpec.commands.fetch;
+const settingsFor = (argv: string[], env: NodeJS.ProcessEnv) => {
+  const { flags } = splitArgv(argv, ['fetch']);
+  return readFetchSettings(readInputs(fetchSpec, flags, env), env, '/work');
+};
+const CI = { CI_SERVER_URL: 'https://gitlab.example.com', CI_API_V4_URL: 'https://gitlab.example.com/api/v4', CI_JOB_TOKEN: 'job-token-value', CI_PROJECT_ID: '7', CI_PROJECT_DIR: '/builds/g/p' };
+
+describe('lists, sizes, variables', () => {
+  test('lists split on commas and newlines; a JSON array (GitLab\'s interpolation of an array input) keeps commas', () => {
+    assert.deepEqual(splitList('a, b\nc,,'), ['a', 'b', 'c']);
+    assert.deepEqual(splitList('["build: [linux, amd64]", "test 1/3"]'), ['build: [linux, amd64]', 'test 1/3']);
+    assert.deepEqual(splitList('[not json'), ['[not json']);
+  });
+  test('sizes', () => {
+    assert.equal(parseBytes('10GiB'), 10 * 2 ** 30);
+    assert.equal(parseBytes('500 MB'), 500e6);
+    assert.equal(parseBytes('1.5k'), 1536);
+    assert.equal(parseBytes('lots'), undefined);
+  });
+  test('$VAR and ${VAR} expand; unset ones become empty', () => {
+    assert.equal(expandVariables('$A/${B}/$C', { A: '1', B: '2' }), '1/2/');
+  });
+});
+
+describe('precedence and validation', () => {
+  test('flag over INPUT_* over default; defaults expand CI variables', () => {
+    const env = { ...CI, INPUT_PATH: 'from-env', INPUT_RETRIES: '2' };
+    const s = settingsFor(['--job-id', '5', '--path', 'from-flag'], env);
+    assert.equal(s.dest, '/builds/g/p/from-flag');
+    assert.equal(s.retries, 2);
+    assert.equal(s.token, 'job-token-value');
+    assert.equal(s.tokenType, 'job');
+    assert.equal(s.apiUrl, 'https://gitlab.example.com/api/v4');
+    assert.equal(s.project, '7');
+    assert.equal(settingsFor(['--job-id', '5'], env).dest, '/builds/g/p/from-env');
+  });
+  test('server_url given explicitly wins over CI_API_V4_URL', () => {
+    assert.equal(settingsFor(['--job-id', '5', '--server-url', 'https://other.example/'], CI).apiUrl, 'https://other.example/api/v4');
+  });
+  test('token_type auto', () => {
+    assert.equal(resolveTokenType('glcbt-abc', 'auto', {}), 'job');
+    assert.equal(resolveTokenType('glpat-abc', 'auto', {}), 'private');
+    assert.equal(resolveTokenType('x', 'auto', { CI_JOB_TOKEN: 'x' }), 'job');
+    assert.equal(resolveTokenType('', 'auto', {}), 'none');
+    assert.equal(resolveTokenType('glpat-abc', 'oauth', {}), 'oauth');
+  });
+  test('mistakes are UsageErrors naming the input', () => {
+    const cases: [string[], string][] = [
+      [['--job-id', '0'], 'job_id'],
+      [['--pipeline', 'abc', '--job', 'b'], 'pipeline'],
+      [['--job-id', '5', '--accept-status', 'great'], 'accept_status'],
+      [['--job-id', '5', '--layout', 'flat'], 'layout'],
+      [['--job-id', '5', '--wait', '-1'], 'wait'],
+      [['--ref', 'main', '--job', 'b*'], 'job'],
+    ];
+    for (const [argv, input] of cases) {
+      assert.throws(() => settingsFor(argv, CI), (err: unknown) => err instanceof UsageError && err.input === input, argv.join(' '));
+    }
+  });
+});
+
+describe('upstream detection', () => {
+  test('CI_UPSTREAM_* first, then UPSTREAM_*; half-set pairs are ignored', () => {
+    assert.deepEqual(detectUpstream({ CI_UPSTREAM_PROJECT_ID: '3', CI_UPSTREAM_PIPELINE_ID: '9', UPSTREAM_PROJECT_ID: '4', UPSTREAM_PIPELINE_ID: '10' }), {
+      project: '3',
+      pipelineId: 9,
+      variables: 'CI_UPSTREAM_PROJECT_ID + CI_UPSTREAM_PIPELINE_ID',
+    });
+    assert.equal(detectUpstream({ UPSTREAM_PROJECT_PATH: 'g/app', UPSTREAM_PIPELINE_ID: '10' })?.project, 'g/app');
+    assert.equal(detectUpstream({ UPSTREAM_PIPELINE_ID: '10' }), undefined);
+    assert.equal(detectUpstream({ CI_UPSTREAM_PIPELINE_ID: '10' }), undefined);
+  });
+  test('job alone selects the upstream pipeline and project', () => {
+    const s = settingsFor(['--job', 'build'], { ...CI, CI_UPSTREAM_PROJECT_ID: '3', CI_UPSTREAM_PIPELINE_ID: '9' });
+    assert.equal(s.selector, 'upstream');
+    assert.equal(s.project, '3');
+    assert.equal(s.pipelineId, 9);
+  });
+  test('without any upstream, job alone is exit 2 explaining the options', () => {
+    assert.throws(() => settingsFor(['--job', 'build'], { ...CI, CI_PIPELINE_SOURCE: 'push' }), (err: unknown) => err instanceof UsageError && /source is push/.test(err.message) && /UPSTREAM_PIPELINE_ID: \$CI_PIPELINE_ID/.test(err.message));
+  });
+});
+
+describe('job names', () => {
+  test('exact and glob matching; * crosses "/"', () => {
+    assert.ok(jobNameMatcher('test 1/3')('test 1/3'));
+    assert.ok(!jobNameMatcher('test')('test 1/3'));
+    assert.ok(jobNameMatcher('test */3')('test 2/3'));
+    assert.ok(jobNameMatcher('docs:*')('docs:api'));
+    assert.ok(jobNameMatcher('build: [[]linux*')('build: [linux, amd64]'));
+    assert.ok(!jobNameMatcher('b?ild')('build 2'));
+  });
+  test('folder names are safe', () => {
+    assert.equal(safeFolderName('test 1/3'), 'test_1_3');
+    assert.equal(safeFolderName('build: [linux, amd64]'), 'build_linux_amd64');
+    assert.equal(safeFolderName('..'), 'job');
+    assert.equal(safeFolderName('../../etc'), 'etc');
+  });
+});
