@@ -175,6 +175,9 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     }
     selector = 'ref';
   } else if (pipelineInput) {
+    if (!/^\d+$/.test(pipelineInput) || Number(pipelineInput) <= 0) {
+      throw new UsageError(`Input pipeline: ${JSON.stringify(pipelineInput)} is not a pipeline ID (a positive whole number, such as $CI_PIPELINE_ID of the upstream).`, 'pipeline');
+    }
     if (jobNames.length === 0) throw new UsageError(`Input job is empty: with pipeline ${pipelineInput}, name the job(s) whose artifacts to fetch (job: build).`, 'job');
     selector = 'pipeline';
     pipelineId = Number(pipelineInput);

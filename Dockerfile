@@ -1,0 +1,47 @@
+# artifact-relay: the image the GitLab CI/CD component's jobs run in.
+#
+# Both stages use the same base, so the image builds offline from any local image that carries node and
+# npm (scripts/image/make-base.sh makes one; CI builds FROM the official node image).
+#   podman build --build-arg NODE_IMAGE=localhost/artifact-relay-base:bookworm-node24 -t artifact-relay .
+ARG NODE_IMAGE=node:24-bookworm-slim
+
+FROM ${NODE_IMAGE} AS build
+ARG VERSION=""
+# Only for networks that intercept TLS: a CA bundle mounted into the build (scripts/image/build.sh does
+# `-v $NODE_EXTRA_CA_CERTS:/run/host-ca.crt`). A build argument, so it never reaches the final image.
+ARG NODE_EXTRA_CA_CERTS=""
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY tsconfig.json component.yml ./
+COPY scripts ./scripts
+COPY src ./src
+RUN ARTIFACT_RELAY_VERSION="${VERSION}" npm run build \
+ && mkdir -p /out \
+ && cp dist/artifact-relay.mjs /out/ \
+ && (cp dist/*.LEGAL.txt /out/ 2>/dev/null || true) \
+ && node /out/artifact-relay.mjs --version
+
+FROM ${NODE_IMAGE}
+ARG VERSION="dev"
+LABEL org.opencontainers.image.title="artifact-relay" \
+      org.opencontainers.image.description="GitLab CI/CD component: fetch the exact upstream pipeline's job artifacts, unpack them safely, and clean old artifacts up by policy." \
+      org.opencontainers.image.source="https://gitlab.com/artifact-relay/artifact-relay" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="MIT"
+# One self-contained bundle (no node_modules) plus the licence notices of the code bundled into it.
+COPY --from=build /out/ /usr/local/lib/artifact-relay/
+COPY LICENSE.md /usr/local/lib/artifact-relay/LICENSE.md
+# A non-root user (uid 1000, group 0) for jobs. The node images already have uid 1000 (node); other bases
+# get one named relay. Group 0 plus group-writable HOME also suits platforms that run arbitrary uids.
+RUN ln -s /usr/local/lib/artifact-relay/artifact-relay.mjs /usr/local/bin/artifact-relay \
+ && if ! getent passwd 1000 >/dev/null; then \
+      (useradd --uid 1000 --gid 0 --home-dir /home/relay --create-home --shell /bin/sh relay 2>/dev/null \
+       || (echo 'relay:x:1000:0:artifact-relay:/home/relay:/bin/sh' >>/etc/passwd && mkdir -p /home/relay)); \
+    fi \
+ && home="$(getent passwd 1000 | cut -d: -f6)" && chown -R 1000:0 "$home" && chmod -R g=u "$home" \
+ && /bin/sh -c 'artifact-relay --version'
+USER 1000:0
+# GitLab Runner runs `sh`/`bash` with the job script in the image: no entrypoint may swallow it.
+ENTRYPOINT []
+CMD ["artifact-relay", "--help"]

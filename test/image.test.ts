@@ -1,0 +1,77 @@
+// The container image: built from the Dockerfile (on a locally made base), run the way GitLab Runner runs a
+// job (`sh -c` with the job script, as a non-root user, workspace mounted), against the GitLab simulator.
+// Always runs (npm test / .ci/run); opt out only explicitly with ARTIFACT_RELAY_IMAGE_TEST=0, e.g. in CI
+// jobs without podman, where the image is exercised by the project pipeline's component-fetch job instead.
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { assertPodmanWorks, buildImage, podmanRun } from './helpers/image.ts';
+import { PRIVATE_TOKEN, startWorld, type World } from './helpers/world.ts';
+
+const optOut = process.env.ARTIFACT_RELAY_IMAGE_TEST === '0';
+
+describe('container image', { skip: optOut ? 'ARTIFACT_RELAY_IMAGE_TEST=0: image test turned off explicitly' : false, timeout: 900_000 }, () => {
+  let world: World;
+  let image: string;
+  let ws: string;
+  before(async () => {
+    const b = await buildImage();
+    image = b.image;
+    console.log(`# image ${image}: ${(b.sizeBytes / 1024 / 1024).toFixed(1)} MiB (${b.sizeBytes} bytes), build step ${b.seconds.toFixed(1)} s`);
+    await assertPodmanWorks(image);
+    world = await startWorld({ downloadMode: 'redirect' });
+    // GitLab Runner's docker executor clones with umask 0000, so the workspace is writable by any uid.
+    ws = mkdtempSync(join(tmpdir(), 'ar-image-ws-'));
+    chmodSync(ws, 0o777);
+  });
+  after(async () => {
+    await world?.close();
+    if (ws) rmSync(ws, { recursive: true, force: true });
+  });
+
+  test('has /bin/sh, no entrypoint, runs as a non-root user, OCI labels', async () => {
+    const r = await podmanRun([image, '/bin/sh', '-c', 'id -u; id -g; command -v artifact-relay; artifact-relay --version']);
+    assert.equal(r.status, 0, r.stderr);
+    const [uid, gid, bin, version] = r.stdout.trim().split('\n');
+    assert.notEqual(uid, '0', 'runs as root');
+    assert.equal(gid, '0');
+    assert.equal(bin, '/usr/local/bin/artifact-relay');
+    assert.match(version, /\d+\.\d+\.\d+/);
+    const inspect = await import('node:child_process').then((cp) =>
+      JSON.parse(cp.execFileSync('podman', ['image', 'inspect', image], { encoding: 'utf8' }))[0],
+    );
+    const config = inspect.Config ?? inspect.config;
+    assert.ok(!config.Entrypoint || config.Entrypoint.length === 0, `entrypoint ${JSON.stringify(config.Entrypoint)}`);
+    assert.deepEqual(config.Cmd, ['artifact-relay', '--help']);
+    for (const label of ['source', 'version', 'description', 'licenses']) {
+      assert.ok(config.Labels[`org.opencontainers.image.${label}`], `label org.opencontainers.image.${label}`);
+    }
+  });
+
+  test('artifact-relay fetch through sh -c, like a runner: files extracted, outputs written, exit 0', async () => {
+    const env: Record<string, string> = {
+      CI: 'true',
+      CI_PROJECT_DIR: '/builds/ws',
+      CI_SERVER_URL: world.sim.url,
+      CI_API_V4_URL: world.sim.apiUrl,
+      INPUT_TOKEN: PRIVATE_TOKEN,
+      INPUT_PROJECT: world.upstream.path,
+      INPUT_JOB_ID: ` ["${world.build.id}"]`, // the form the template produces from an array input
+      INPUT_PATH: 'fetched',
+      INPUT_DOTENV: 'relay.env',
+      INPUT_SUMMARY: 'relay.json',
+      INPUT_OVERWRITE: ' true',
+    };
+    const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+    const r = await podmanRun(['--network=host', ...envArgs, '-v', `${ws}:/builds/ws`, '-w', '/builds/ws', image, 'sh', '-c', 'artifact-relay fetch']);
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.ok(!`${r.stdout}${r.stderr}`.includes(PRIVATE_TOKEN), 'token printed');
+    assert.equal(readFileSync(join(ws, 'fetched/dist/config.json'), 'utf8'), '{"version":"1.0.0"}\n');
+    const dotenv = readFileSync(join(ws, 'relay.env'), 'utf8');
+    assert.match(dotenv, /^ARTIFACT_RELAY_FOUND=true$/m);
+    assert.match(dotenv, new RegExp(`^ARTIFACT_RELAY_JOB_ID=${world.build.id}$`, 'm'));
+    assert.equal(JSON.parse(readFileSync(join(ws, 'relay.json'), 'utf8')).found, true);
+  });
+});
