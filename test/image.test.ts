@@ -3,7 +3,7 @@
 // Always runs (npm test / .ci/run); opt out only explicitly with ARTIFACT_RELAY_IMAGE_TEST=0, e.g. in CI
 // jobs without podman, where the image is exercised by the project pipeline's component-fetch job instead.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -73,5 +73,26 @@ describe('container image', { skip: optOut ? 'ARTIFACT_RELAY_IMAGE_TEST=0: image
     assert.match(dotenv, /^ARTIFACT_RELAY_FOUND=true$/m);
     assert.match(dotenv, new RegExp(`^ARTIFACT_RELAY_JOB_ID=${world.build.id}$`, 'm'));
     assert.equal(JSON.parse(readFileSync(join(ws, 'relay.json'), 'utf8')).found, true);
+  });
+
+  test('path: . as the non-root user, whose workspace parent (/builds) is not writable: staged inside, nothing left behind', async () => {
+    const env: Record<string, string> = {
+      CI: 'true',
+      CI_PROJECT_DIR: '/builds/ws',
+      CI_API_V4_URL: world.sim.apiUrl,
+      INPUT_TOKEN: PRIVATE_TOKEN,
+      INPUT_PROJECT: world.upstream.path,
+      INPUT_JOB_ID: String(world.build.id),
+    };
+    const root = mkdtempSync(join(tmpdir(), 'ar-image-dot-'));
+    chmodSync(root, 0o777);
+    try {
+      const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+      const r = await podmanRun(['--network=host', ...envArgs, '-v', `${root}:/builds/ws`, '-w', '/builds/ws', image, 'sh', '-c', 'test ! -w /builds && artifact-relay fetch']);
+      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+      assert.deepEqual(readdirSync(root).sort(), ['current', 'dist', 'reports']);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

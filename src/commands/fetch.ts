@@ -1,7 +1,7 @@
 // `artifact-relay fetch`: resolve sources, download each archive (or single files), unpack into a staging
 // folder beside the destination, and move into place only when everything verified.
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { dirname, join, basename } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createGitLabClient, type GitLabClient } from '../api/client.ts';
 import { extractArchive, listArchive, type ExtractResult } from '../archive/extract.ts';
 import { validateEntryPath } from '../archive/validate.ts';
@@ -87,7 +87,7 @@ async function checkConflicts(settings: FetchSettings, planned: string[], destSu
 
 /** Unpacks one downloaded archive into `stagingDir`. */
 async function unpackArchive(settings: FetchSettings, source: ResolvedSource, zip: string, stagingDir: string, destSub: string, summary: SourceSummary): Promise<void> {
-  await checkConflicts(settings, (await listArchive(zip)).map((e) => e.path), destSub);
+  await checkConflicts(settings, (await listArchive(zip, { include: settings.include, exclude: settings.exclude })).map((e) => e.path), destSub);
   const result = await section(`Unpack ${source.label}`, async () => {
     const r = await extractArchive(zip, stagingDir, {
       include: settings.include,
@@ -187,7 +187,7 @@ export async function runFetch(settings: FetchSettings, client: GitLabClient = c
 
   const staging = await createStaging(settings.dest);
   const releaseStaging = removeOnInterrupt(staging);
-  const workDir = await mkdtemp(join(dirname(settings.dest), `.${basename(settings.dest) || 'root'}.artifact-relay-dl-`));
+  const workDir = await mkdtemp(join(dirname(staging), '.artifact-relay-download-'));
   const releaseWorkDir = removeOnInterrupt(workDir);
   try {
     const single = sources.length === 1;

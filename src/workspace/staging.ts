@@ -32,7 +32,15 @@ export async function createStaging(dest: string): Promise<string> {
   const abs = resolve(dest);
   const parent = dirname(abs);
   await mkdir(parent, { recursive: true });
-  return mkdtemp(join(parent, `.${basename(abs) || 'root'}.artifact-relay-`));
+  try {
+    return await mkdtemp(join(parent, `.${basename(abs) || 'root'}.artifact-relay-`));
+  } catch (err) {
+    // A destination whose parent is not writable (path: . as a non-root user in a runner's /builds/<group>):
+    // stage inside the destination instead; renames stay on one filesystem either way.
+    const st = await lstatOrNull(abs);
+    if (!st?.isDirectory() || !['EACCES', 'EPERM', 'EROFS'].includes(errno(err) ?? '')) throw err;
+    return mkdtemp(join(abs, '.artifact-relay-staging-'));
+  }
 }
 
 /**
