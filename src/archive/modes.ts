@@ -1,4 +1,5 @@
 // File types and permission bits from a zip central-directory record.
+import { umask } from '../util/umask.ts';
 
 /** The central-directory fields these helpers read (unzipper's entry objects have them). */
 export interface ZipEntryAttributes {
@@ -13,16 +14,6 @@ const S_IFMT = 0o170000;
 const S_IFLNK = 0o120000;
 const S_IFDIR = 0o040000;
 const DOS_DIRECTORY = 0x10;
-
-let cachedUmask: number | undefined;
-function umask(): number {
-  if (cachedUmask === undefined) {
-    const old = process.umask(0o022);
-    process.umask(old);
-    cachedUmask = old;
-  }
-  return cachedUmask;
-}
 
 /** Unix (3) and OS X (19) hosts store a st_mode in the high 16 bits of the external attributes. */
 function unixMode(entry: ZipEntryAttributes): number | undefined {

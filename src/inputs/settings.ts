@@ -2,21 +2,17 @@
 // (mutually exclusive selectors, URLs, files). Later modules never look at raw inputs or env again.
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
+import type { ClientSettings } from '../api/client.ts';
+import type { TokenType } from '../api/errors.ts';
 import { UsageError } from '../errors.ts';
 import { describeMissingUpstream, detectUpstream, type UpstreamPipeline } from '../sources/upstream.ts';
 import { parseBytes, type RawInputs } from './parse.ts';
 
-export type TokenType = 'job' | 'private' | 'oauth' | 'none';
+export type { TokenType };
 export type IfNotFound = 'fail' | 'warn' | 'ignore';
 
-export interface ConnectionSettings {
-  apiUrl: string;
-  token: string;
-  tokenType: TokenType;
-  retries: number;
-  timeoutMs: number;
-  caFile?: string;
-}
+/** What every command needs to talk to GitLab: the API client's settings, read from the shared inputs. */
+export type ConnectionSettings = Pick<ClientSettings, 'apiUrl' | 'token' | 'tokenType' | 'retries' | 'timeoutMs' | 'caFile'>;
 
 export type Selector = 'job_id' | 'ref' | 'pipeline' | 'upstream';
 export type Layout = 'merge' | 'per-job';

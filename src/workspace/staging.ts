@@ -3,6 +3,7 @@
 import { chmod, lstat, mkdir, mkdtemp, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { RelayError } from '../errors.ts';
+import { umask } from '../util/umask.ts';
 
 function errno(err: unknown): string | undefined {
   return (err as NodeJS.ErrnoException)?.code;
@@ -15,16 +16,6 @@ async function lstatOrNull(path: string) {
     if (errno(err) === 'ENOENT' || errno(err) === 'ENOTDIR') return null;
     throw err;
   }
-}
-
-let cachedUmask: number | undefined;
-function umask(): number {
-  if (cachedUmask === undefined) {
-    const old = process.umask(0o022);
-    process.umask(old);
-    cachedUmask = old;
-  }
-  return cachedUmask;
 }
 
 /** Creates an empty staging folder beside `dest` (same filesystem, so the final move is a rename). */
