@@ -173,6 +173,24 @@ describe('cleanup scope and refusals', () => {
     assert.match(r.output, new RegExp(`job ${jobs[1].id}`));
   });
 
+  test('409 (project statistics refresh) on deletes is retried until it passes', async () => {
+    const project = world.sim.addProject({ path: 'grp/refreshing' });
+    const p = world.sim.addPipeline({ projectId: project.id, ref: 'x', status: 'failed' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'b', status: 'success', archive: world.archive, finishedAt: ago(30) });
+    world.sim.injectFault({
+      origin: 'gitlab',
+      method: 'DELETE',
+      kind: 'status',
+      status: 409,
+      body: '{"message":"Action temporarily disabled. The project this pipeline belongs to is undergoing stats refresh."}',
+      times: 3,
+    });
+    const r = await runBundle(['cleanup', '--project', 'grp/refreshing', '--older-than', '7d', '--report', 'refresh.json'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN }));
+    world.sim.clearFaults();
+    assert.equal(r.status, 0, r.output);
+    assert.deepEqual(readJson(join(world.workspace, 'refresh.json')).projects[0].deleted, [j.id]);
+  });
+
   test('expire_all queues the bulk expiry (202)', async () => {
     const project = world.sim.addProject({ path: 'grp/bulk' });
     world.sim.requests.length = 0;

@@ -189,6 +189,15 @@ describe('network faults are ridden out byte-exact', () => {
     });
   }
 
+  test('a slow download logs byte progress with its rate at intervals', async () => {
+    world.sim.clearFaults();
+    world.sim.injectFault({ origin: 'storage', kind: 'slow', bytesPerSecond: 12_000 });
+    const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'slow'], world.env({ ARTIFACT_RELAY_PROGRESS_MS: '300' }));
+    assert.equal(r.status, 0, r.output);
+    const lines = r.output.split('\n').filter((l) => /downloaded: [\d.]+ KiB of [\d.]+ KiB \(\d+%\) at [\d.]+ KiB\/s/.test(l));
+    assert.ok(lines.length >= 2, r.output);
+  });
+
   test('404 is never retried', async () => {
     world.sim.clearFaults();
     world.sim.requests.length = 0;

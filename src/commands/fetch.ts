@@ -19,6 +19,8 @@ import { mergeTree } from '../workspace/merge.ts';
 import { commitStaging, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
 
 const LISTED_ENTRIES = 200;
+/** Progress lines on long downloads: often enough to show life, rare enough for a 4 MB job log. */
+const PROGRESS_INTERVAL_MS = Number(process.env.ARTIFACT_RELAY_PROGRESS_MS) || 5000;
 /** Downloads of several jobs run concurrently, a few at a time: polite to the API, and the disk is shared anyway. */
 const DOWNLOAD_CONCURRENCY = 3;
 
@@ -27,7 +29,7 @@ function progressLogger(label: string) {
   let lastLog = started;
   return (p: { bytes: number; total?: number }) => {
     const now = Date.now();
-    if (now - lastLog < 5000) return;
+    if (now - lastLog < PROGRESS_INTERVAL_MS) return;
     lastLog = now;
     const rate = p.bytes / Math.max((now - started) / 1000, 0.001);
     const of = p.total ? ` of ${formatBytes(p.total)} (${Math.floor((p.bytes / p.total) * 100)}%)` : '';
