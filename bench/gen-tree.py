@@ -72,7 +72,7 @@ small_bytes = 0
 for i in range(small):
     n = rnd.randint(1024, 8192)
     data = os.urandom(n) if i % 2 else BLOCK[(o := rnd.randrange(len(BLOCK) - n)):o + n]
-    d = 'src/mod%02d/pkg%02d/sub%d' % (i % 50, (i // 50) % 20, i % 3)
+    d = 'src/mod%02d/pkg%02d/sub%d' % (i % 25, (i // 25) % 20, i % 2)
     put('small', '%s/f%05d.%s' % (d, i, 'dat' if i % 2 else 'txt'), data, 0o755 if i % 10 == 0 else 0o644)
     small_bytes += n // 2 + (n if i % 2 else 0)  # rough deflated size
 

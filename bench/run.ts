@@ -1,5 +1,7 @@
 // The benchmark of issue 4: `npm run bench` (options: --size-mb 500 --runs 3 --out bench-results/latest.json
-// --only a,b,c1,c2,d --keep --readme; or env BENCH_SIZE_MB, BENCH_RUNS, BENCH_OUT, BENCH_ONLY, BENCH_KEEP).
+// --only a,b,c1,c2,d --keep --readme --work-dir DIR; or env BENCH_SIZE_MB, BENCH_RUNS, BENCH_OUT, BENCH_ONLY, BENCH_KEEP,
+// BENCH_WORK_DIR). The archive is cached in os.tmpdir()/artifact-relay-bench; the trees are unpacked under --work-dir
+// (default: that same folder; /dev/shm takes the disk's file-creation cost out of the comparison).
 // Serves a generated archive from the simulator and times, alternating round by round, artifact-relay against
 // curl+unzip, unzip alone against artifact-relay's extraction, and python-gitlab's CLI+unzip.
 import { spawn } from 'node:child_process';
@@ -22,12 +24,14 @@ const { values: flags } = parseArgs({
     only: { type: 'string' },
     keep: { type: 'boolean' },
     readme: { type: 'boolean' },
+    'work-dir': { type: 'string' },
   },
 });
 const env = process.env;
 const sizeMb = Number(flags['size-mb'] ?? env.BENCH_SIZE_MB ?? 500);
 const runs = Number(flags.runs ?? env.BENCH_RUNS ?? 3);
 const outJson = resolve(repo, flags.out ?? env.BENCH_OUT ?? 'bench-results/latest.json');
+const outMd = outJson.replace(/(\.json)?$/, '.md');
 const only = (flags.only ?? env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 const keep = flags.keep ?? env.BENCH_KEEP === '1';
 const readmePath = flags.readme || env.BENCH_README ? resolve(repo, env.BENCH_README ?? 'README.md') : null;
@@ -36,7 +40,7 @@ const TOKEN = 'glpat-bench-token-0123456789';
 const JOB_TOKEN = 'glcbt-bench-job-token-0123456789';
 const cacheDir = join(os.tmpdir(), 'artifact-relay-bench');
 const archive = join(cacheDir, `archive-${sizeMb}.zip`);
-const work = join(cacheDir, `work-${process.pid}`);
+const work = join(resolve(flags['work-dir'] ?? env.BENCH_WORK_DIR ?? cacheDir), `artifact-relay-bench-work-${process.pid}`);
 
 /** Runs a command; resolves with its exit code and its stdout+stderr. */
 function run(cmd: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; output: string }> {
@@ -152,7 +156,7 @@ interface Contender {
   cmd: (w: string) => string[];
 }
 const sh = (script: string) => ['sh', '-c', script];
-const contenders: Contender[] = [
+const all: Contender[] = [
   {
     id: 'a',
     label: 'artifact-relay fetch (API → unpacked tree)',
@@ -168,7 +172,8 @@ const contenders: Contender[] = [
     baseline: 'b',
     cmd: () => sh(`/usr/bin/python3 -m gitlab --server-url '${sim.url}' ${pgAuth!.join(' ')} project-job artifacts --project-id ${project.id} --id ${job.id} > a.zip && unzip -q a.zip -d out`),
   },
-].filter((c) => wanted(c.id) && (c.id !== 'd' || pgAuth));
+];
+const contenders = all.filter((c) => wanted(c.id) && (c.id !== 'd' || pgAuth));
 
 // A clean environment: no CI_* variables leaking into artifact-relay's defaults.
 const cleanEnv = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('CI_') && !k.startsWith('INPUT_') && !k.startsWith('GITLAB_')));
@@ -232,7 +237,8 @@ const cpus = os.cpus();
 const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GB RAM, ${os.type()} ${os.release()}, Node ${process.version}`;
 const comp = Object.entries(info.composition).map(([k, v]) => `${k} ${v.files} files / ${mb(v.bytes)} MB`).join(', ');
 const archiveLine = `${mb(info.bytes)} MB zip (Info-ZIP zip -r), ${info.entries} entries (${info.files} files), ${mb(info.inflated)} MB inflated: ${comp}`;
-const command = `npm run bench -- --size-mb ${sizeMb} --runs ${runs}${only.length ? ` --only ${only.join(',')}` : ''}`;
+const workDir = flags['work-dir'] ?? env.BENCH_WORK_DIR;
+const command = `npm run bench -- --size-mb ${sizeMb} --runs ${runs}${only.length ? ` --only ${only.join(',')}` : ''}${workDir ? ` --work-dir ${workDir}` : ''}`;
 notes.push(
   'All runs are warm-cache (page cache cannot be dropped here); the simulator runs in the bench process on 127.0.0.1.',
   'Wall and peak RSS come from GNU time (%e %M); for sh -c pipelines %M is the max RSS of the biggest single process, not a sum.',
@@ -245,7 +251,7 @@ const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!
 const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
 const targetLines = targets.map((t) => `${t.status.padEnd(4)}  ${t.name}: ${t.value == null ? 'not measured' : `${fmt(t.value)}${t.unit ?? ''}`}`);
 
-console.log(`\nmachine: ${machine}\narchive: ${archiveLine}\nruns: ${runs} (alternating), bench ${benchSeconds.toFixed(0)} s, total ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
+console.log(`\nmachine: ${machine}\narchive: ${archiveLine}\nunpacked under: ${work}\nruns: ${runs} (alternating), bench ${benchSeconds.toFixed(0)} s, total ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
 console.log([line(header), ...cells.map(line)].join('\n'));
 console.log(`\n${targetLines.join('\n')}\n${notes.map((n) => `note: ${n}`).join('\n')}`);
 console.log(`trees verified against the archive listing: ${[...verified.keys()].map((k) => `(${k})`).join(' ')} = ${info.files} files, ${info.inflated} bytes`);
@@ -265,8 +271,8 @@ const md = [
 await mkdir(dirname(outJson), { recursive: true });
 const result = { date: new Date().toISOString(), command, machine, archive: info, runs, benchSeconds, totalSeconds: (performance.now() - started) / 1000, rows, targets, notes, verified: Object.fromEntries(verified) };
 await writeFile(outJson, `${JSON.stringify(result, null, 2)}\n`);
-await writeFile(join(dirname(outJson), 'latest.md'), `${md}\n`);
-console.log(`wrote ${outJson} and ${join(dirname(outJson), 'latest.md')}`);
+await writeFile(outMd, `${md}\n`);
+console.log(`wrote ${outJson} and ${outMd}`);
 if (readmePath) {
   const text = await readFile(readmePath, 'utf8');
   const re = /(<!-- BEGIN BENCH -->\n)[\s\S]*?(<!-- END BENCH -->)/;
