@@ -471,3 +471,14 @@ test('groups: projects with include_subgroups', async () => {
     assert.deepEqual(((await only.json()) as { id: number }[]).map((p) => p.id), [a.id]);
   });
 });
+
+test('GET /user answers access tokens (python-gitlab asks it first) and refuses others', async () => {
+  await withSim('redirect', async (sim) => {
+    sim.addAccessToken('glpat-user-check-0123456789', { kind: 'personal' });
+    const ok = await fetch(`${sim.apiUrl}/user`, { headers: { 'PRIVATE-TOKEN': 'glpat-user-check-0123456789' } });
+    assert.equal(ok.status, 200);
+    assert.equal(((await ok.json()) as { state: string }).state, 'active');
+    assert.equal((await fetch(`${sim.apiUrl}/user`, { headers: { 'PRIVATE-TOKEN': 'wrong' } })).status, 401);
+    assert.equal((await fetch(`${sim.apiUrl}/user`)).status, 401);
+  });
+});

@@ -264,6 +264,13 @@ export function startGitlab(deps: Deps): Server {
       return json(ctx, 200, jobEntity(store, a.job, settings.url));
     }
 
+    // python-gitlab and other clients ask who they are first.
+    if (s[0] === 'user' && n === 1 && m === 'GET') {
+      const a = auth(ctx, false);
+      if (a.kind !== 'user') return fail(401, { message: '401 Unauthorized' });
+      return json(ctx, 200, { id: 1, username: `${a.token.kind}-token-user`, name: 'Simulated user', state: 'active', web_url: `${settings.url}/${a.token.kind}-token-user` });
+    }
+
     if (s[0] === 'groups' && n >= 2 && s[1]) {
       if (m !== 'GET' || n > 3 || (n === 3 && s[2] !== 'projects')) return unknown();
       const a = auth(ctx, false);
