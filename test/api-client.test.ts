@@ -375,7 +375,16 @@ describe('client against a local server', () => {
       try {
         const file = join(tmp, `reset-${ranges}.zip`);
         const progress: number[] = [];
-        const r = await createGitLabClient(settings(srv)).download('/projects/1/jobs/1/artifacts', undefined, file, { onProgress: (p) => progress.push(p.bytes) });
+        const written: number[] = [];
+        let restarts = 0;
+        const r = await createGitLabClient(settings(srv)).download('/projects/1/jobs/1/artifacts', undefined, file, {
+          onProgress: (p) => progress.push(p.bytes),
+          onWritten: (n) => written.push(n),
+          onRestart: () => {
+            restarts += 1;
+            written.push(0);
+          },
+        });
         const got = await readFile(file);
         assert.equal(got.length, data.length);
         assert.equal(r.bytes, data.length);
@@ -384,6 +393,11 @@ describe('client against a local server', () => {
         assert.equal(r.attempts, 3);
         assert.equal(r.acceptRanges, ranges);
         assert.equal(progress.at(-1), data.length);
+        // The written mark only moves forward, except that a restart (no Range) sets it back to zero first.
+        assert.equal(written.at(-1), data.length);
+        for (let i = 1; i < written.length; i++) assert.ok(written[i]! > written[i - 1]! || written[i] === 0);
+        assert.equal(restarts, ranges ? 0 : 2);
+        assert.equal(r.etag, ranges ? etag : undefined);
         if (ranges) {
           assert.equal(srv.requests[1]!.headers.range, 'bytes=100000-');
           assert.equal(srv.requests[2]!.headers.range, 'bytes=150000-');
@@ -395,6 +409,44 @@ describe('client against a local server', () => {
       }
     });
   }
+
+  it('readRange: a suffix range and an explicit range through a redirect, no credentials at storage; undefined on 200', async () => {
+    const data = randomBytes(100_000);
+    const etag = '"abc"';
+    let honour = true;
+    const storage = await startServer((req, res) => {
+      const m = /^bytes=(\d*)-(\d*)$/.exec(req.headers.range ?? '');
+      if (!honour || !m) {
+        res.writeHead(200, { 'content-length': String(data.length) });
+        return res.end(data);
+      }
+      const start = m[1] === '' ? data.length - Number(m[2]) : Number(m[1]);
+      const end = m[1] === '' || m[2] === '' ? data.length - 1 : Number(m[2]);
+      res.writeHead(206, { 'content-range': `bytes ${start}-${end}/${data.length}`, etag, 'content-length': String(end - start + 1) });
+      res.end(data.subarray(start, end + 1));
+    });
+    const gitlab = await startServer((_q, res) => {
+      res.writeHead(302, { location: `${storage.origin}/o?sig=1` });
+      res.end();
+    });
+    try {
+      const c = createGitLabClient(settings(gitlab, { tokenType: 'job' }));
+      const tail = await c.readRange('/projects/1/jobs/1/artifacts', undefined, -65536);
+      assert.equal(tail?.total, data.length);
+      assert.equal(tail?.etag, etag);
+      assert.deepEqual(tail?.buffer, data.subarray(data.length - 65536));
+      assert.equal(storage.requests[0]!.headers.range, 'bytes=-65536');
+      const mid = await c.readRange('/projects/1/jobs/1/artifacts', undefined, 1000, 2000);
+      assert.deepEqual(mid?.buffer, data.subarray(1000, 2000));
+      assert.equal(storage.requests[1]!.headers.range, 'bytes=1000-1999');
+      for (const q of storage.requests) assert.equal(q.headers['job-token'], undefined);
+      honour = false;
+      assert.equal(await c.readRange('/projects/1/jobs/1/artifacts', undefined, -65536), undefined);
+    } finally {
+      await gitlab.close();
+      await storage.close();
+    }
+  });
 
   it('resumes against the storage URL after a redirect, with no credentials there', async () => {
     const data = randomBytes(120_000);

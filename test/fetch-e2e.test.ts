@@ -1,7 +1,10 @@
 // End to end: the built bundle runs as a child process against the GitLab simulator, as a CI job would.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { hostile } from './helpers/archives.ts';
@@ -17,6 +20,12 @@ function unzipReference(world: World, archive: string): ReturnType<typeof snapsh
 
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
 const dotenv = (file: string) => Object.fromEntries(readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+
+/** Which path fetch took, from its log, and the env that forces it. */
+const PATHS = [
+  { overlap: '1', log: /Unpacking while downloading/ },
+  { overlap: '0', log: /Download, then unpack \(ARTIFACT_RELAY_OVERLAP=0\)/ },
+] as const;
 
 function assertNoSecret(output: string) {
   for (const secret of [JOB_TOKEN, PRIVATE_TOKEN, OAUTH_TOKEN]) {
@@ -37,11 +46,13 @@ describe('fetch by job id', () => {
     ['private', PRIVATE_TOKEN, 'private-token', PRIVATE_TOKEN],
     ['oauth', OAUTH_TOKEN, 'authorization', `Bearer ${OAUTH_TOKEN}`],
   ] as const) {
-    test(`with a ${tokenType} token: unpacks exactly what unzip produces, the token never reaches storage`, async () => {
+   for (const path of PATHS) {
+    test(`with a ${tokenType} token, ARTIFACT_RELAY_OVERLAP=${path.overlap}: unpacks exactly what unzip produces, the token never reaches storage`, async () => {
       world.sim.requests.length = 0;
-      const dest = `out-${tokenType}`;
-      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', dest, '--summary', 's.json', '--dotenv', 'r.env'], world.env({ INPUT_TOKEN: token, INPUT_TOKEN_TYPE: tokenType === 'job' ? 'auto' : tokenType }));
+      const dest = `out-${tokenType}-${path.overlap}`;
+      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', dest, '--summary', 's.json', '--dotenv', 'r.env'], world.env({ INPUT_TOKEN: token, INPUT_TOKEN_TYPE: tokenType === 'job' ? 'auto' : tokenType, ARTIFACT_RELAY_OVERLAP: path.overlap }));
       assert.equal(r.status, 0, r.output);
+      assert.match(r.output, path.log);
       assert.deepEqual(snapshotTree(join(world.workspace, dest)), unzipReference(world, world.archive));
       const apiHits = world.sim.requests.filter((q) => q.origin === 'gitlab' && q.path.endsWith('/artifacts'));
       assert.ok(apiHits.length >= 1);
@@ -63,6 +74,7 @@ describe('fetch by job id', () => {
       assert.match(r.output, /section_start:\d+:/, 'GitLab collapsible sections');
       assert.match(r.output, /Fetched 5 file\(s\)/);
     });
+   }
   }
 
   test('proxied download (200 from GitLab, no redirect) gives the same tree', async () => {
@@ -180,7 +192,8 @@ describe('network faults are ridden out byte-exact', () => {
       world.sim.clearFaults();
       world.sim.injectFault(fault);
       const dest = `fault-${label.replace(/\W+/g, '-')}`;
-      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', dest, '--summary', `${dest}.json`], world.env());
+      // Sequential path: these faults are aimed at the download itself (a tail request would take them first).
+      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', dest, '--summary', `${dest}.json`], world.env({ ARTIFACT_RELAY_OVERLAP: '0' }));
       assert.equal(r.status, 0, r.output);
       assert.match(r.output, /WARNING/, 'each retry is logged');
       assert.match(r.output, /after 3 attempts/, 'the fault fired twice');
@@ -192,10 +205,31 @@ describe('network faults are ridden out byte-exact', () => {
   test('a slow download logs byte progress with its rate at intervals', async () => {
     world.sim.clearFaults();
     world.sim.injectFault({ origin: 'storage', kind: 'slow', bytesPerSecond: 12_000 });
-    const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'slow'], world.env({ ARTIFACT_RELAY_PROGRESS_MS: '300' }));
+    const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'slow'], world.env({ ARTIFACT_RELAY_PROGRESS_MS: '300', ARTIFACT_RELAY_OVERLAP: '0' }));
     assert.equal(r.status, 0, r.output);
     const lines = r.output.split('\n').filter((l) => /downloaded: [\d.]+ KiB of [\d.]+ KiB \(\d+%\) at [\d.]+ KiB\/s/.test(l));
     assert.ok(lines.length >= 2, r.output);
+  });
+
+  test('a connection reset mid-body while unpacking during the download: resumed, byte-exact', async () => {
+    world.sim.clearFaults();
+    // Bigger than the 64 KiB tail request, so the body is not all in the tail.
+    const archive = world.zip('big.zip', [
+      { name: 'a/random.bin', data: randomBytes(300_000) },
+      { name: 'a/log.txt', data: 'compressible line\n'.repeat(20_000) },
+      { name: 'b/more.bin', data: randomBytes(200_000) },
+    ]);
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'big', status: 'success' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
+    // The first use goes to the tail request (64 KiB: never reaches 150,000 bytes), the second resets the body.
+    world.sim.injectFault({ origin: 'storage', kind: 'reset', afterBytes: 150_000, times: 2 });
+    const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'reset-overlap', '--summary', 'reset-overlap.json'], world.env({ ARTIFACT_RELAY_OVERLAP: '1' }));
+    assert.equal(r.status, 0, r.output);
+    assert.match(r.output, /Unpacking while downloading/);
+    assert.match(r.output, /after 2 attempts/);
+    assert.doesNotMatch(r.output, /Unpacking again/);
+    assert.equal(readJson(join(world.workspace, 'reset-overlap.json')).sources[0].sha256, createHash('sha256').update(readFileSync(archive)).digest('hex'));
+    assert.deepEqual(snapshotTree(join(world.workspace, 'reset-overlap')), unzipReference(world, archive));
   });
 
   test('404 is never retried', async () => {
@@ -268,61 +302,115 @@ describe('hostile archives through the whole fetch leave the destination as it w
   after(() => world.close());
 
   for (const name of ['dotdot', 'absolute', 'escapingSymlink', 'throughSymlink', 'ratioBomb', 'crcDamage', 'truncated', 'encrypted'] as const) {
-    test(name, async () => {
-      const archive = hostile[name](join(world.dir, `${name}.zip`));
+   for (const path of PATHS) {
+    test(`${name}, ARTIFACT_RELAY_OVERLAP=${path.overlap}`, async () => {
+      const archive = hostile[name](join(world.dir, `${name}-${path.overlap}.zip`));
       const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: name, status: 'success' });
       const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
-      const dest = join(world.workspace, `hostile-${name}`);
+      const dest = join(world.workspace, `hostile-${name}-${path.overlap}`);
       mkdirSync(dest);
       writeFileSync(join(dest, 'existing.txt'), 'before');
       const parentBefore = snapshotTree(world.workspace).filter((e) => !e.path.startsWith('hostile-'));
-      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', `hostile-${name}`, '--max-ratio', '100'], world.env());
+      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', `hostile-${name}-${path.overlap}`, '--max-ratio', '100'], world.env({ ARTIFACT_RELAY_OVERLAP: path.overlap }));
       assert.equal(r.status, 1, r.output);
+      // A truncated archive has no end record in its tail: the sequential path reports it.
+      if (name !== 'truncated') assert.match(r.output, path.log);
       assert.deepEqual(snapshotTree(dest).map((e) => e.path), ['existing.txt']);
       assert.deepEqual(snapshotTree(world.workspace).filter((e) => !e.path.startsWith('hostile-')), parentBefore);
       assert.ok(!existsSync('/tmp/evil-absolute.txt'));
       assert.doesNotMatch(r.output, /\n\s+at .*\(/, 'no stack trace');
     });
+   }
   }
 });
 
-describe('bad input exits 2 naming the input, before any request', () => {
+/**
+ * A proxy in front of the simulator's GitLab origin (which serves archives itself in proxy mode). `noRange` drops
+ * Range (every answer a whole 200); `resetOnce` makes full (non-Range) archive bodies unresumable (no Accept-Ranges,
+ * no ETag) and cuts the first one after that many bytes.
+ */
+async function startProxy(world: World, opts: { noRange?: boolean; resetOnce?: number }): Promise<{ url: string; close(): Promise<void> }> {
+  let resets = opts.resetOnce === undefined ? 0 : 1;
+  const server: Server = createServer((req, res) => {
+    const target = new URL(req.url ?? '/', world.sim.url);
+    const headers: Record<string, string | string[] | undefined> = { ...req.headers, host: target.host };
+    if (opts.noRange) {
+      delete headers.range;
+      delete headers['if-range'];
+    }
+    const whole = !headers.range && /\/artifacts$/.test(target.pathname);
+    const up = request(target, { method: req.method, headers }, (upRes) => {
+      const h = { ...upRes.headers };
+      if (opts.noRange || (whole && opts.resetOnce !== undefined)) {
+        delete h['accept-ranges'];
+        delete h.etag;
+      }
+      res.writeHead(upRes.statusCode ?? 502, h);
+      if (whole && upRes.statusCode === 200 && resets > 0) {
+        resets -= 1;
+        let sent = 0;
+        upRes.on('data', (chunk: Buffer) => {
+          if (sent >= opts.resetOnce!) return;
+          const part = chunk.subarray(0, opts.resetOnce! - sent);
+          sent += part.length;
+          res.write(part, () => sent >= opts.resetOnce! && setTimeout(() => res.socket?.destroy(), 20));
+        });
+        return;
+      }
+      upRes.pipe(res);
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+describe('storage without Range support, or a download that must restart', () => {
   let world: World;
   before(async () => {
-    world = await startWorld();
+    world = await startWorld({ downloadMode: 'proxy' });
   });
   after(() => world.close());
 
-  const cases: [string, string[], Record<string, string>, RegExp][] = [
-    ['a job id that is not a number', ['--job-id', 'abc'], {}, /job_id/],
-    ['ref without job', ['--ref', 'main'], {}, /job/],
-    ['job_id and ref together', ['--job-id', '5', '--ref', 'main', '--job', 'b'], {}, /job_id and ref/],
-    ['an unknown flag, with a suggestion', ['--job-idd', '5'], {}, /Unknown option --job-idd\. Did you mean --job-id\?/],
-    ['a bad enum value', ['--job-id', '5', '--if-not-found', 'maybe'], {}, /if_not_found.*fail, warn, ignore/],
-    ['a bad size', ['--job-id', '5', '--max-bytes', 'lots'], {}, /max_bytes/],
-    ['a missing ca_file', ['--job-id', '5', '--ca-file', '/nonexistent/ca.pem'], {}, /ca_file/],
-    ['no source at all, outside a triggered pipeline', [], {}, /No source selected/],
-    ['job names without a pipeline to take them from', ['--job', 'build'], {}, /pipeline/],
-    ['a bad server_url', ['--job-id', '5', '--server-url', 'ftp://x'], {}, /server_url/],
-    ['INPUT_ variables are validated too', [], { INPUT_JOB_ID: '12,x' }, /INPUT_JOB_ID|job_id/],
-  ];
-  for (const [label, args, env, expected] of cases) {
-    test(label, async () => {
-      world.sim.requests.length = 0;
-      const r = await runBundle(['fetch', ...args], world.env(env));
-      assert.equal(r.status, 2, r.output);
-      assert.match(r.output, expected);
-      assert.match(r.output, /ERROR/);
-      assert.doesNotMatch(r.output, /\n\s+at .*\(/, 'no stack trace');
-      assert.equal(world.sim.requests.length, 0);
-    });
-  }
+  test('no Range: falls back to download, then unpack, and unpacks exactly what unzip produces', async () => {
+    const proxy = await startProxy(world, { noRange: true });
+    try {
+      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'no-range', '--summary', 'nr.json'], world.env({ CI_SERVER_URL: proxy.url, CI_API_V4_URL: `${proxy.url}/api/v4`, ARTIFACT_RELAY_OVERLAP: '1' }));
+      assert.equal(r.status, 0, r.output);
+      assert.match(r.output, /Download, then unpack \(no Range support\)/);
+      assert.equal(readJson(join(world.workspace, 'nr.json')).sources[0].sha256, world.archiveSha256);
+      assert.deepEqual(snapshotTree(join(world.workspace, 'no-range')), unzipReference(world, world.archive));
+    } finally {
+      await proxy.close();
+    }
+  });
 
-  test('--help lists every fetch input and --version prints the version', async () => {
-    const help = await runBundle(['--help'], world.env());
-    assert.equal(help.status, 0);
-    for (const input of ['--job-id', '--artifact-path', '--if-not-found', '--max-bytes', '--dotenv', '--wait', '--layout']) assert.match(help.stdout, new RegExp(input));
-    const version = await runBundle(['--version'], world.env());
-    assert.match(version.stdout.trim(), /^\d+\.\d+\.\d+/);
+  test('the overlapped download restarts from zero: the partial unpacking is discarded and redone, byte-exact', async () => {
+    const archive = world.zip('restart.zip', [
+      { name: 'a/random.bin', data: randomBytes(300_000) },
+      { name: 'a/log.txt', data: 'compressible line\n'.repeat(20_000) },
+      { name: 'b/more.bin', data: randomBytes(200_000) },
+    ]);
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'restart', status: 'success' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
+    const proxy = await startProxy(world, { resetOnce: 400_000 });
+    try {
+      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'restarted', '--summary', 'rs.json'], world.env({ CI_SERVER_URL: proxy.url, CI_API_V4_URL: `${proxy.url}/api/v4`, ARTIFACT_RELAY_OVERLAP: '1' }));
+      assert.equal(r.status, 0, r.output);
+      assert.match(r.output, /Unpacking while downloading/);
+      assert.match(r.output, /Unpacking again from the downloaded file: the download restarted from zero/);
+      assert.equal(readJson(join(world.workspace, 'rs.json')).sources[0].sha256, createHash('sha256').update(readFileSync(archive)).digest('hex'));
+      assert.deepEqual(snapshotTree(join(world.workspace, 'restarted')), unzipReference(world, archive));
+    } finally {
+      await proxy.close();
+    }
   });
 });

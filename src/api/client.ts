@@ -42,10 +42,24 @@ export interface DownloadResult {
   attempts: number;
   contentType?: string;
   acceptRanges: boolean;
+  /** The strong ETag of the bytes finally written, if the server sent one. */
+  etag?: string;
 }
 
 export interface DownloadOptions {
   onProgress?: (p: { bytes: number; total?: number }) => void;
+  /** Called once bytes [0, n) are written to the file (each write resolved), so readers may use them. */
+  onWritten?: (n: number) => void;
+  /** Called before the file is truncated to start over (the bytes given to onWritten are gone). */
+  onRestart?: () => void;
+}
+
+/** The last bytes of a resource, from a suffix Range request. */
+export interface TailResult {
+  /** The resource's full size (from Content-Range). */
+  total: number;
+  buffer: Buffer;
+  etag?: string;
 }
 
 export interface GitLabClient {
@@ -53,6 +67,11 @@ export interface GitLabClient {
   /** Pages of a list endpoint: follows Link rel="next" (same origin only), else X-Next-Page. Keyset pagination works too. */
   paginate<T>(path: string, query?: Query): AsyncGenerator<T[]>;
   download(path: string, query: Query | undefined, file: string, opts?: DownloadOptions): Promise<DownloadResult>;
+  /**
+   * Bytes [start, end) of a download (end undefined: the last `-start` bytes, a suffix range), with the same redirect,
+   * credential and retry rules as download. Undefined when the server ignores Range (answers 200).
+   */
+  readRange(path: string, query: Query | undefined, start: number, end?: number): Promise<TailResult | undefined>;
   /** HEAD (for dry runs), following redirects safely. Errors (>= 400) are thrown like the other methods. */
   head(path: string, query?: Query): Promise<{ status: number; headers: Headers; redirected: boolean }>;
   delete(path: string, query?: Query): Promise<{ status: number; body: unknown; headers: Headers }>;
@@ -395,11 +414,14 @@ class Client implements GitLabClient {
     let total: number | undefined;
     /** How to resume after a mid-body failure (undefined: restart from zero). */
     let resume: { url: URL; validator?: string } | undefined;
-    let last: { url: URL; redirected: boolean; contentType?: string; acceptRanges: boolean } | undefined;
+    let last: { url: URL; redirected: boolean; contentType?: string; acceptRanges: boolean; etag?: string } | undefined;
     let attempts = 0;
 
     const restart = async () => {
-      if (written > 0) await fh.truncate(0);
+      if (written > 0) {
+        opts.onRestart?.();
+        await fh.truncate(0);
+      }
       written = 0;
       hash = createHash('sha256');
       total = undefined;
@@ -457,14 +479,20 @@ class Client implements GitLabClient {
           if (from > 0) await restart();
           total = length;
         }
+        const etag = header(headers, 'etag');
         if (!append) {
-          const etag = header(headers, 'etag');
           const strongEtag = etag && !/^W\//.test(etag) ? etag : undefined;
           const lastModified = header(headers, 'last-modified');
           const canResume = acceptRanges && (strongEtag !== undefined || length !== undefined);
           resume = canResume ? { url: opened.url, validator: strongEtag ?? (lastModified && length !== undefined ? lastModified : undefined) } : undefined;
         }
-        last = { url: opened.url, redirected: opened.redirected, contentType, acceptRanges: append ? (last?.acceptRanges ?? true) : acceptRanges };
+        last = {
+          url: opened.url,
+          redirected: opened.redirected,
+          contentType,
+          acceptRanges: append ? (last?.acceptRanges ?? true) : acceptRanges,
+          etag: append ? last?.etag : etag && !/^W\//.test(etag) ? etag : undefined,
+        };
 
         let first = !append;
         await pump(opened.stream, this.s.timeoutMs, async (chunk) => {
@@ -491,6 +519,7 @@ class Client implements GitLabClient {
           }
           hash.update(chunk);
           written += chunk.length;
+          opts.onWritten?.(written);
           opts.onProgress?.({ bytes: written, total });
         });
         if (total !== undefined && written !== total) {
@@ -502,7 +531,7 @@ class Client implements GitLabClient {
     } finally {
       await fh.close();
     }
-    const final = last as { url: URL; redirected: boolean; contentType?: string; acceptRanges: boolean } | undefined;
+    const final = last as { url: URL; redirected: boolean; contentType?: string; acceptRanges: boolean; etag?: string } | undefined;
     return {
       bytes: written,
       sha256: hash.digest('hex'),
@@ -511,7 +540,34 @@ class Client implements GitLabClient {
       attempts,
       contentType: final?.contentType,
       acceptRanges: final?.acceptRanges ?? false,
+      etag: final?.etag,
     };
+  }
+
+  async readRange(path: string, query: Query | undefined, start: number, end?: number): Promise<TailResult | undefined> {
+    const apiUrl = this.url(path, query);
+    const range = end === undefined ? `bytes=${start}` : `bytes=${start}-${end - 1}`;
+    return this.withRetries(`Download ${redactUrl(apiUrl)} (${range})`, apiUrl, async () => {
+      const opened = await this.open('GET', apiUrl, { range }, undefined, false);
+      if (opened.status === 200) {
+        opened.stream.destroy(); // Range ignored: the whole body would follow; the caller falls back.
+        return undefined;
+      }
+      if (opened.status !== 206) return this.failFrom(opened);
+      const cr = /^bytes\s+(\d+)-(\d+)\/(\d+)$/i.exec(header(opened.headers, 'content-range')?.trim() ?? '');
+      if (!cr) {
+        opened.stream.destroy();
+        return undefined;
+      }
+      const buffer = await readBody(opened.stream, this.s.timeoutMs);
+      const [first, last, total] = [Number(cr[1]), Number(cr[2]), Number(cr[3])];
+      const wanted = end === undefined ? Math.max(0, total + start) : start;
+      if (first !== wanted || buffer.length !== last - first + 1 || (end !== undefined && last !== Math.min(end, total) - 1)) {
+        throw networkError(`unexpected partial content (Content-Range: ${cr[0]}, ${buffer.length} bytes)`, 'ERR_INCOMPLETE_BODY');
+      }
+      const etag = header(opened.headers, 'etag');
+      return { total, buffer, etag: etag && !/^W\//.test(etag) ? etag : undefined };
+    });
   }
 }
 

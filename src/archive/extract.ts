@@ -1,16 +1,15 @@
 // Safe extraction of a zip archive into an empty staging folder.
-// The central directory is read with unzipper's Open.file (never the streaming parsers); entry data is read here from
+// The central directory is read with unzipper (central-directory.ts; never the streaming parsers); entry data is read here from
 // the local header offset, inflated with zlib, and verified (CRC-32, size) while caps are enforced on inflated bytes.
 // Every name, type and symlink target is validated before anything is written: a hostile or damaged archive is
 // rejected as a whole with ArchiveError.
-import { constants as fsConstants } from 'node:fs';
-import { createReadStream } from 'node:fs';
+import { closeSync, constants as fsConstants, fchmodSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { chmod, lstat, mkdir, open, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import unzipper from 'unzipper';
 import { ArchiveError } from '../errors.ts';
+import { DAMAGED_ADVICE, LOCAL_HEADER_SIG, readDirectoryFromFile, type LeanRecord } from './central-directory.ts';
 import { compileSelector } from './glob.ts';
 import { entryMode, entryType } from './modes.ts';
 import { validateEntryPath } from './validate.ts';
@@ -24,6 +23,15 @@ export interface ExtractOptions {
   maxRatio: number;
   /** Entries extracted at a time (default 4). */
   concurrency?: number;
+  /** The central directory, already read (from the file, or from a tail fetched before the body). */
+  directory?: LeanRecord[];
+  /**
+   * Set while the archive is still being written (unpacking while downloading): resolves once bytes [0, end) of
+   * `zipFile` are on disk, rejects when the download fails. Nothing is read from the file before it resolves.
+   */
+  available?: (end: number) => Promise<void>;
+  /** Called with the validated paths to be written, before anything is written (e.g. to refuse overwriting). */
+  beforeWrite?: (paths: string[]) => Promise<void>;
 }
 
 export interface ExtractedEntry {
@@ -42,131 +50,68 @@ export interface ExtractResult {
   entries: ExtractedEntry[];
 }
 
-/** Fields of an unzipper central-directory record that are used here. */
-interface CdRecord {
-  path: string;
-  pathBuffer?: Buffer;
-  versionMadeBy: number;
-  flags: number;
-  compressionMethod: number;
-  lastModifiedTime: number;
-  lastModifiedDate: number;
-  crc32: number;
-  compressedSize: number;
-  uncompressedSize: number;
-  externalFileAttributes: number;
-  offsetToLocalFileHeader: number;
-}
-
 interface PlannedEntry {
-  record: CdRecord;
+  record: LeanRecord;
   path: string;
   type: ExtractedEntry['type'];
   mode: number;
   selected: boolean;
   target?: string;
+  /** Bytes written (files). */
+  size?: number;
 }
 
 const RATIO_THRESHOLD = 10 * 1024 * 1024;
 const SMALL_ENTRY = 64 * 1024;
 const SYMLINK_MAX = 4096;
-const LOCAL_HEADER_SIG = 0x04034b50;
-const DAMAGED_ADVICE = 'Download the artifact again; if it keeps failing the archive on the server is damaged.';
+const CHUNK = 256 * 1024;
+/** New files only (never through a symlink or over an existing file). */
+const OPEN_FLAGS = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW;
+/** Room for the local extra field when guessing where small entries' data starts (Info-ZIP writes 28 bytes). */
+const LOCAL_EXTRA_SLACK = 64;
 const HOSTILE_ADVICE = 'The archive is rejected as a whole; nothing was moved into place. Check the job that produced it.';
-
-function describeStart(buf: Buffer): string {
-  const text = buf.toString('latin1').replace(/[^\x20-\x7e]/g, '.').trim();
-  return text.length > 0 ? `'${text.slice(0, 24)}'${text.length > 24 ? '...' : ''}` : `bytes ${buf.subarray(0, 8).toString('hex')}`;
-}
 
 function mb(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-/**
- * Cheap sanity check before unzipper: an HTML error page or an empty download gets a readable message. Returns the
- * file size and how many bytes from the end the end-of-central-directory record starts (found backwards, so a long
- * archive comment or a signature inside entry data cannot confuse unzipper's forward search).
- */
-async function checkMagic(zipFile: string): Promise<{ size: number; tailSize: number }> {
-  let fh: FileHandle;
-  try {
-    fh = await open(zipFile, 'r');
-  } catch (err) {
-    throw new ArchiveError(`cannot open archive: ${(err as Error).message}`);
-  }
-  try {
-    const { size } = await fh.stat();
-    const head = Buffer.alloc(Math.min(64, size));
-    if (size > 0) await fh.read(head, 0, head.length, 0);
-    const sig = size >= 4 ? head.readUInt32LE(0) : 0;
-    if (size < 22 || (sig !== LOCAL_HEADER_SIG && sig !== 0x06054b50)) {
-      throw new ArchiveError(
-        size === 0 ? 'not a zip archive (the file is empty)' : `not a zip archive (starts with ${describeStart(head)})`,
-        undefined,
-        'The server did not return a zip archive: check the URL, the token, and whether a proxy or login page answered instead.',
-      );
-    }
-    const tailLen = Math.min(size, 22 + 0xffff);
-    const tail = Buffer.alloc(tailLen);
-    await fh.read(tail, 0, tailLen, size - tailLen);
-    const eocd = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
-    let pos = tail.lastIndexOf(eocd);
-    let fallback = -1;
-    while (pos >= 0) {
-      if (pos + 22 <= tailLen) {
-        if (fallback < 0) fallback = pos;
-        if (pos + 22 + tail.readUInt16LE(pos + 20) === tailLen) break;
-      }
-      pos = pos > 0 ? tail.lastIndexOf(eocd, pos - 1) : -1;
-    }
-    if (pos < 0) pos = fallback;
-    if (pos < 0) {
-      throw new ArchiveError('damaged zip archive (end of central directory not found: the file is truncated)', undefined, DAMAGED_ADVICE);
-    }
-    return { size, tailSize: tailLen - pos };
-  } finally {
-    await fh.close();
-  }
-}
+type Available = ExtractOptions['available'];
 
-async function readCentralDirectory(zipFile: string): Promise<CdRecord[]> {
-  const { size, tailSize } = await checkMagic(zipFile);
-  let files: CdRecord[];
-  try {
-    const openFile = unzipper.Open.file as unknown as (f: string, o: { tailSize: number }) => ReturnType<typeof unzipper.Open.file>;
-    const dir = await openFile(zipFile, { tailSize });
-    files = dir.files as unknown as CdRecord[];
-    const expected = (dir as unknown as { numberOfRecords: number }).numberOfRecords;
-    if (files.length !== expected) throw new Error(`expected ${expected} entries, read ${files.length}`);
-  } catch (err) {
-    if (err instanceof ArchiveError) throw err;
-    const msg = (err as Error)?.message ?? String(err);
-    const hint = msg === 'FILE_ENDED' ? 'unexpected end of the central directory: the file is truncated or damaged' : msg;
-    throw new ArchiveError(`damaged zip archive (${hint})`, undefined, DAMAGED_ADVICE);
-  }
-  for (const f of files) {
-    if (f.offsetToLocalFileHeader === undefined || f.compressedSize === undefined || f.uncompressedSize === undefined) {
-      throw new ArchiveError('damaged zip archive (zip64 extra field missing)', f.path, DAMAGED_ADVICE);
-    }
-    if (f.offsetToLocalFileHeader + 30 + f.compressedSize > size) {
-      throw new ArchiveError('damaged zip archive (entry data beyond the end of the file: truncated?)', f.path, DAMAGED_ADVICE);
-    }
-  }
-  return files;
-}
-
-/** Reads the local file header and returns where the entry's data starts. */
-async function dataStart(fh: FileHandle, rec: CdRecord, path: string): Promise<number> {
+/** Reads the local file header and returns where the entry's data starts (waiting for the bytes when still downloading). */
+async function dataStart(fh: FileHandle, rec: LeanRecord, path: string, available: Available): Promise<number> {
+  await available?.(rec.offsetToLocalFileHeader + 30);
   const header = Buffer.alloc(30);
   const { bytesRead } = await fh.read(header, 0, 30, rec.offsetToLocalFileHeader);
   if (bytesRead < 30 || header.readUInt32LE(0) !== LOCAL_HEADER_SIG) {
     throw new ArchiveError('damaged zip archive (bad local file header)', path, DAMAGED_ADVICE);
   }
-  return rec.offsetToLocalFileHeader + 30 + header.readUInt16LE(26) + header.readUInt16LE(28);
+  const start = rec.offsetToLocalFileHeader + 30 + header.readUInt16LE(26) + header.readUInt16LE(28);
+  return start;
 }
 
-function checkMethod(rec: CdRecord, path: string): void {
+/**
+ * Reads an entry's compressed bytes in one piece (small entries): usually one read covering the local header too,
+ * guessing its length from the central directory (the local extra field may differ: then a second, exact read).
+ */
+async function readRaw(fh: FileHandle, rec: LeanRecord, path: string, available: Available): Promise<Buffer> {
+  const offset = rec.offsetToLocalFileHeader;
+  const guess = 30 + Buffer.byteLength(rec.path) + LOCAL_EXTRA_SLACK + rec.compressedSize;
+  await available?.(offset + guess);
+  const buf = Buffer.allocUnsafe(guess);
+  const got = (await fh.read(buf, 0, guess, offset)).bytesRead;
+  if (got >= 30 && buf.readUInt32LE(0) === LOCAL_HEADER_SIG) {
+    const at = 30 + buf.readUInt16LE(26) + buf.readUInt16LE(28);
+    if (at + rec.compressedSize <= got) return buf.subarray(at, at + rec.compressedSize);
+  }
+  const start = await dataStart(fh, rec, path, available);
+  await available?.(start + rec.compressedSize);
+  const raw = Buffer.allocUnsafe(rec.compressedSize);
+  const { bytesRead } = await fh.read(raw, 0, raw.length, start);
+  if (bytesRead !== raw.length) throw new ArchiveError('damaged zip archive (entry data truncated)', path, DAMAGED_ADVICE);
+  return raw;
+}
+
+function checkMethod(rec: LeanRecord, path: string): void {
   if ((rec.flags & 1) !== 0) throw new ArchiveError('encrypted entries are not supported', path, 'Publish the artifact without a password.');
   if (rec.compressionMethod !== 0 && rec.compressionMethod !== 8) {
     throw new ArchiveError(`unsupported compression method ${rec.compressionMethod}`, path, 'Only stored and deflated entries are supported (what GitLab Runner writes).');
@@ -174,13 +119,10 @@ function checkMethod(rec: CdRecord, path: string): void {
 }
 
 /** Reads and verifies one small entry completely into memory (symlink targets, small files). */
-async function readWhole(fh: FileHandle, rec: CdRecord, path: string, limit: number): Promise<Buffer> {
+async function readWhole(fh: FileHandle, rec: LeanRecord, path: string, limit: number, available: Available): Promise<Buffer> {
   checkMethod(rec, path);
   if (rec.uncompressedSize > limit) throw new ArchiveError(`entry too large (${rec.uncompressedSize} bytes)`, path);
-  const start = await dataStart(fh, rec, path);
-  const raw = Buffer.alloc(rec.compressedSize);
-  const { bytesRead } = await fh.read(raw, 0, raw.length, start);
-  if (bytesRead !== raw.length) throw new ArchiveError('damaged zip archive (entry data truncated)', path, DAMAGED_ADVICE);
+  const raw = await readRaw(fh, rec, path, available);
   let data: Buffer;
   if (rec.compressionMethod === 0) data = raw;
   else {
@@ -229,7 +171,7 @@ function resolveLink(linkPath: string, target: string, links: Map<string, string
 }
 
 /** Validates every entry (names, types, methods, conflicts, symlink targets) without writing anything. */
-async function plan(zipFile: string, records: CdRecord[], opts: Pick<ExtractOptions, 'include' | 'exclude'>): Promise<PlannedEntry[]> {
+async function plan(zipFile: string, records: LeanRecord[], opts: ListOptions): Promise<PlannedEntry[]> {
   const select = compileSelector(opts.include ?? [], opts.exclude ?? []);
   const planned: PlannedEntry[] = [];
   const byPath = new Map<string, PlannedEntry>();
@@ -253,12 +195,14 @@ async function plan(zipFile: string, records: CdRecord[], opts: Pick<ExtractOpti
       i = p.path.lastIndexOf('/', i - 1);
     }
   }
-  const symlinks = planned.filter((p) => p.type === 'symlink');
+  // Targets in archive order: while downloading, each is read as soon as its bytes are there (a symlink stored near
+  // the end of the archive delays all writing until then: every target is checked before anything is written).
+  const symlinks = planned.filter((p) => p.type === 'symlink').sort(byOffset);
   if (symlinks.length > 0) {
     const fh = await open(zipFile, 'r');
     try {
       for (const p of symlinks) {
-        const target = (await readWhole(fh, p.record, p.path, SYMLINK_MAX)).toString('utf8');
+        const target = (await readWhole(fh, p.record, p.path, SYMLINK_MAX, opts.available)).toString('utf8');
         if (target.length === 0 || target.includes('\0')) throw new ArchiveError('invalid symlink target', p.path, HOSTILE_ADVICE);
         if (target.startsWith('/') || /^[A-Za-z]:/.test(target) || target.includes('\\')) {
           throw new ArchiveError(`symlink escapes the destination (absolute target ${JSON.stringify(target)})`, p.path, HOSTILE_ADVICE);
@@ -284,15 +228,19 @@ function toEntry(p: PlannedEntry, size: number): ExtractedEntry {
   return e;
 }
 
+const byOffset = (a: PlannedEntry, b: PlannedEntry) => a.record.offsetToLocalFileHeader - b.record.offsetToLocalFileHeader;
+
+type ListOptions = Pick<ExtractOptions, 'include' | 'exclude' | 'directory' | 'available'>;
+
 /** Lists what would be written (validated paths; all checks of extractArchive that need no writing). */
-export async function listArchive(zipFile: string, opts: Pick<ExtractOptions, 'include' | 'exclude'> = {}): Promise<ExtractedEntry[]> {
-  const planned = await plan(zipFile, await readCentralDirectory(zipFile), opts);
+export async function listArchive(zipFile: string, opts: ListOptions = {}): Promise<ExtractedEntry[]> {
+  const planned = await plan(zipFile, opts.directory ?? (await readDirectoryFromFile(zipFile)), opts);
   return planned
     .filter((p) => p.selected)
     .map((p) => toEntry(p, p.type === 'file' ? p.record.uncompressedSize : p.type === 'symlink' ? Buffer.byteLength(p.target!) : 0));
 }
 
-function dosTime(rec: CdRecord): Date | undefined {
+function dosTime(rec: LeanRecord): Date | undefined {
   const d = rec.lastModifiedDate;
   const t = rec.lastModifiedTime;
   if (!d) return undefined;
@@ -331,12 +279,10 @@ class Budget {
   }
 }
 
-async function writeSmall(zipFh: FileHandle, p: PlannedEntry, out: FileHandle, budget: Budget): Promise<number> {
+/** Reads, inflates and verifies a small entry in memory. */
+async function readSmall(zipFh: FileHandle, p: PlannedEntry, budget: Budget, available: Available): Promise<Buffer> {
   const rec = p.record;
-  const start = await dataStart(zipFh, rec, p.path);
-  const raw = Buffer.allocUnsafe(rec.compressedSize);
-  const { bytesRead } = await zipFh.read(raw, 0, raw.length, start);
-  if (bytesRead !== raw.length) throw new ArchiveError('damaged zip archive (entry data truncated)', p.path, DAMAGED_ADVICE);
+  const raw = await readRaw(zipFh, rec, p.path, available);
   let data: Buffer;
   if (rec.compressionMethod === 0 || raw.length === 0) data = raw;
   else {
@@ -355,16 +301,44 @@ async function writeSmall(zipFh: FileHandle, p: PlannedEntry, out: FileHandle, b
     throw new ArchiveError(`size mismatch (declared ${rec.uncompressedSize} bytes, got ${data.length})`, p.path, DAMAGED_ADVICE);
   }
   if (zlib.crc32(data) >>> 0 !== rec.crc32 >>> 0) throw new ArchiveError('CRC mismatch', p.path, DAMAGED_ADVICE);
-  if (data.length > 0) await out.write(data, 0, data.length, 0);
-  return data.length;
+  return data;
 }
 
-async function writeStreamed(zipFile: string, zipFh: FileHandle, p: PlannedEntry, out: FileHandle, budget: Budget): Promise<number> {
+/**
+ * Writes a small verified file with synchronous calls: for thousands of tiny files, a round trip through the thread
+ * pool per call (and its promises) costs more than the calls themselves, like Info-ZIP's plain loop.
+ */
+function writeSmallSync(target: string, data: Buffer, mode: number, mtime: Date | undefined): void {
+  const fd = openSync(target, OPEN_FLAGS, 0o600);
+  try {
+    if (data.length > 0) writeSync(fd, data, 0, data.length, 0);
+    fchmodSync(fd, mode);
+    if (mtime) futimesSync(fd, mtime, mtime);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** An entry's compressed bytes in chunks, each read once it is on disk: a big entry inflates while it downloads. */
+async function* rawChunks(fh: FileHandle, start: number, length: number, path: string, available: Available): AsyncGenerator<Buffer> {
+  const end = start + length;
+  for (let pos = start; pos < end; ) {
+    const n = Math.min(CHUNK, end - pos);
+    await available?.(pos + n);
+    const buf = Buffer.allocUnsafe(n);
+    const { bytesRead } = await fh.read(buf, 0, n, pos);
+    if (bytesRead === 0) throw new ArchiveError('damaged zip archive (entry data truncated)', path, DAMAGED_ADVICE);
+    pos += bytesRead;
+    yield bytesRead === n ? buf : buf.subarray(0, bytesRead);
+  }
+}
+
+async function writeStreamed(zipFh: FileHandle, p: PlannedEntry, out: FileHandle, budget: Budget, available: Available): Promise<number> {
   const rec = p.record;
-  const start = await dataStart(zipFh, rec, p.path);
+  const start = await dataStart(zipFh, rec, p.path, available);
   let crc = 0;
   let inflated = 0;
-  const source = createReadStream(zipFile, { start, end: start + rec.compressedSize - 1, highWaterMark: 1024 * 1024 });
+  const source = () => rawChunks(zipFh, start, rec.compressedSize, p.path, available);
   const sink = async (chunks: AsyncIterable<Buffer>) => {
     for await (const chunk of chunks) {
       inflated += chunk.length;
@@ -409,8 +383,9 @@ async function ensureDestDir(destDir: string): Promise<void> {
 export async function extractArchive(zipFile: string, destDir: string, opts: ExtractOptions): Promise<ExtractResult> {
   await ensureDestDir(destDir);
   const root = resolve(destDir);
-  const planned = await plan(zipFile, await readCentralDirectory(zipFile), opts);
+  const planned = await plan(zipFile, opts.directory ?? (await readDirectoryFromFile(zipFile)), opts);
   const selected = planned.filter((p) => p.selected);
+  await opts.beforeWrite?.(selected.map((p) => p.path));
 
   // Early cap checks on declared values (the real checks below count inflated bytes).
   const budget = new Budget(opts);
@@ -450,8 +425,8 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
     }
   }
 
-  const files = selected.filter((p) => p.type === 'file');
-  const sizes = new Map<PlannedEntry, number>();
+  // Archive order: the disk reads sequentially, and while downloading each worker waits for the next bytes to arrive.
+  const files = selected.filter((p) => p.type === 'file').sort(byOffset);
   const zipFh = await open(zipFile, 'r');
   try {
     let next = 0;
@@ -461,15 +436,17 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
         const p = files[next++]!;
         budget.addFile(p.path);
         const target = join(root, p.path);
-        const out = await open(target, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, 0o600);
+        const mtime = dosTime(p.record);
+        if (p.record.compressedSize < SMALL_ENTRY) {
+          const data = await readSmall(zipFh, p, budget, opts.available);
+          writeSmallSync(target, data, p.mode, mtime);
+          p.size = data.length;
+          continue;
+        }
+        const out = await open(target, OPEN_FLAGS, 0o600);
         try {
-          const n =
-            p.record.compressedSize < SMALL_ENTRY
-              ? await writeSmall(zipFh, p, out, budget)
-              : await writeStreamed(zipFile, zipFh, p, out, budget);
-          sizes.set(p, n);
+          p.size = await writeStreamed(zipFh, p, out, budget, opts.available);
           await out.chmod(p.mode);
-          const mtime = dosTime(p.record);
           if (mtime) await out.utimes(mtime, mtime);
         } finally {
           await out.close();
@@ -505,7 +482,7 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
     if (mtime) await utimes(join(root, p.path), mtime, mtime).catch(() => undefined);
   }
 
-  const entries = selected.map((p) => toEntry(p, p.type === 'file' ? sizes.get(p) ?? 0 : p.type === 'symlink' ? Buffer.byteLength(p.target!) : 0));
+  const entries = selected.map((p) => toEntry(p, p.type === 'file' ? p.size ?? 0 : p.type === 'symlink' ? Buffer.byteLength(p.target!) : 0));
   return {
     files: files.length,
     directories: explicitDirs.length,

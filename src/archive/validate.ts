@@ -27,5 +27,7 @@ export function validateEntryPath(name: string): string {
     out.push(segment);
   }
   if (out.length === 0) reject('name is empty after normalising', name);
-  return out.join('/');
+  const path = out.join('/');
+  // The name itself when unchanged (the usual case): one string per entry is kept, not two.
+  return path === name ? name : path;
 }

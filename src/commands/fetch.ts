@@ -1,9 +1,11 @@
 // `artifact-relay fetch`: resolve sources, download each archive (or single files), unpack into a staging
 // folder beside the destination, and move into place only when everything verified.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { createGitLabClient, type GitLabClient } from '../api/client.ts';
-import { extractArchive, listArchive, type ExtractResult } from '../archive/extract.ts';
+import { createGitLabClient, type DownloadOptions, type GitLabClient } from '../api/client.ts';
+import { readDirectoryFromTail, type LeanRecord } from '../archive/central-directory.ts';
+import { extractArchive, type ExtractResult } from '../archive/extract.ts';
+import { Watermark } from '../archive/watermark.ts';
 import { validateEntryPath } from '../archive/validate.ts';
 import { NotFoundError, RelayError } from '../errors.ts';
 import { removeOnInterrupt } from '../lifecycle.ts';
@@ -23,6 +25,13 @@ const LISTED_ENTRIES = 200;
 const PROGRESS_INTERVAL_MS = Number(process.env.ARTIFACT_RELAY_PROGRESS_MS) || 5000;
 /** Downloads of several jobs run concurrently, a few at a time: polite to the API, and the disk is shared anyway. */
 const DOWNLOAD_CONCURRENCY = 3;
+/** First request of an overlapped fetch: the archive's last bytes, where the end record and usually the whole directory are. */
+const TAIL_REQUEST = 64 * 1024;
+/** A directory larger than this is not buffered in memory from ranged requests: download, then unpack. */
+const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
+
+/** The overlapped download was restarted or changed under us: its extraction is discarded and redone from the file. */
+class Abandoned extends Error {}
 
 function progressLogger(label: string) {
   const started = Date.now();
@@ -54,9 +63,9 @@ function summaryFor(source: ResolvedSource, settings: FetchSettings, found: bool
   };
 }
 
-async function downloadArchive(client: GitLabClient, source: ResolvedSource, file: string, summary: SourceSummary): Promise<void> {
+async function downloadArchive(client: GitLabClient, source: ResolvedSource, file: string, summary: SourceSummary, opts: DownloadOptions = {}) {
   const started = Date.now();
-  const result = await client.download(source.archivePath, source.archiveQuery, file, { onProgress: progressLogger('downloaded') });
+  const result = await client.download(source.archivePath, source.archiveQuery, file, { ...opts, onProgress: progressLogger('downloaded') });
   const seconds = (Date.now() - started) / 1000;
   summary.archive_bytes = result.bytes;
   summary.sha256 = result.sha256;
@@ -64,6 +73,7 @@ async function downloadArchive(client: GitLabClient, source: ResolvedSource, fil
     `Downloaded ${formatBytes(result.bytes)} in ${seconds.toFixed(1)} s (${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)` +
       `${result.redirected ? ` from ${new URL(result.finalUrl).host}` : ''}${result.attempts > 1 ? ` after ${result.attempts} attempts` : ''}; sha256 ${result.sha256}`,
   );
+  return result;
 }
 
 function logEntries(result: ExtractResult): void {
@@ -87,13 +97,26 @@ async function checkConflicts(settings: FetchSettings, planned: string[], destSu
   }
 }
 
-/** Unpacks one downloaded archive into `stagingDir`. */
-async function unpackArchive(settings: FetchSettings, source: ResolvedSource, zip: string, stagingDir: string, destSub: string, summary: SourceSummary): Promise<void> {
-  await checkConflicts(settings, (await listArchive(zip, { include: settings.include, exclude: settings.exclude })).map((e) => e.path), destSub);
+/**
+ * Unpacks one archive into `stagingDir`: a downloaded one, or (with `available`) one still being downloaded. The
+ * conflict check (overwrite: false) runs on the validated plan, before anything is written.
+ */
+async function unpackArchive(
+  settings: FetchSettings,
+  source: ResolvedSource,
+  zip: string,
+  stagingDir: string,
+  destSub: string,
+  summary: SourceSummary,
+  overlap: { directory: LeanRecord[]; available: (end: number) => Promise<void> } | undefined = undefined,
+): Promise<void> {
   const result = await section(`Unpack ${source.label}`, async () => {
     const r = await extractArchive(zip, stagingDir, {
       include: settings.include,
       exclude: settings.exclude,
+      directory: overlap?.directory,
+      available: overlap?.available,
+      beforeWrite: (paths) => checkConflicts(settings, paths, destSub),
       maxBytes: settings.maxBytes,
       maxFiles: settings.maxFiles,
       maxRatio: settings.maxRatio,
@@ -103,7 +126,90 @@ async function unpackArchive(settings: FetchSettings, source: ResolvedSource, zi
   });
   summary.files = result.files + result.symlinks;
   summary.bytes = result.bytes;
-  await rm(zip, { force: true });
+}
+
+/** Two answers are of the same archive unless both carry an ETag and they differ (the sizes are compared too). */
+function sameEtag(a: string | undefined, b: string | undefined): boolean {
+  return a === undefined || b === undefined || a === b;
+}
+
+/** The archive's directory from its tail (ranged requests), or undefined when the server ignores Range or it is not a zip. */
+async function directoryFromTail(client: GitLabClient, source: ResolvedSource): Promise<{ directory: LeanRecord[]; total: number; etag?: string } | undefined> {
+  const tail = await client.readRange(source.archivePath, source.archiveQuery, -TAIL_REQUEST).catch((err) => {
+    if ((err as RelayError).details?.status === 416) return undefined; // e.g. an empty file: the download explains
+    throw err;
+  });
+  if (!tail) return undefined;
+  let changed = false;
+  const directory = await readDirectoryFromTail(tail.buffer, tail.total, async (start, end) => {
+    const more = end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end);
+    if (!more || more.total !== tail.total || !sameEtag(more.etag, tail.etag)) {
+      changed = true;
+      throw new Error('the rest of the central directory could not be read by range');
+    }
+    return more.buffer;
+  }).catch((err) => {
+    if (changed) return undefined;
+    throw err;
+  });
+  return directory && { directory, total: tail.total, etag: tail.etag };
+}
+
+/**
+ * A whole archive, unpacked while it downloads when the server supports Range; otherwise (or when the download
+ * restarts from zero or changes under us) downloaded first and unpacked from the complete file.
+ */
+async function fetchArchive(client: GitLabClient, settings: FetchSettings, source: ResolvedSource, zip: string, stagingDir: string, destSub: string, summary: SourceSummary): Promise<void> {
+  const forcedOff = process.env.ARTIFACT_RELAY_OVERLAP === '0';
+  const tail = forcedOff ? undefined : await directoryFromTail(client, source);
+  if (!tail) {
+    logger.info(`Download, then unpack (${forcedOff ? 'ARTIFACT_RELAY_OVERLAP=0' : 'no Range support'})`);
+    await section(`Download ${source.label}`, () => downloadArchive(client, source, zip, summary), false);
+    await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
+    return;
+  }
+  logger.info(`Unpacking while downloading (${tail.directory.length} entries in the directory)`);
+  const mark = new Watermark();
+  let extractError: Error | undefined;
+  let abandoned = false;
+  await writeFile(zip, ''); // the extraction opens the file while the download writes it
+  const downloading = downloadArchive(client, source, zip, summary, {
+    onWritten: (n) => {
+      if (extractError && !abandoned) throw extractError; // a rejected archive stops the download at once
+      mark.advance(n);
+    },
+    onRestart: () => {
+      abandoned = true;
+      mark.fail(new Abandoned('the download restarted from zero'));
+    },
+  }).then(
+    (r) => {
+      if (r.bytes !== tail.total || !sameEtag(r.etag, tail.etag)) {
+        abandoned = true;
+        mark.fail(new Abandoned('the archive changed while downloading'));
+      } else mark.finish(r.bytes);
+    },
+    (err) => {
+      mark.fail(err);
+      throw err;
+    },
+  );
+  const unpacking = unpackArchive(settings, source, zip, stagingDir, destSub, summary, { directory: tail.directory, available: mark.wait }).catch((err) => {
+    extractError = err;
+  });
+  // Both settle before anything else touches staging; a download failure is the error to report (the extraction
+  // only saw its consequences).
+  const [downloaded] = await Promise.allSettled([downloading, unpacking]);
+  if (downloaded.status === 'rejected') throw downloaded.reason;
+  if (abandoned) {
+    const why = await mark.wait(tail.total).catch((err: Error) => err);
+    logger.info(`Unpacking again from the downloaded file: ${why instanceof Error ? why.message : 'the download restarted'}`);
+    await discardStaging(stagingDir);
+    await mkdir(stagingDir, { recursive: true });
+    await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
+    return;
+  }
+  if (extractError) throw extractError;
 }
 
 /** Fetches single files through the single-file endpoints into `stagingDir`. */
@@ -207,8 +313,13 @@ export async function runFetch(settings: FetchSettings, client: GitLabClient = c
           return { target, zip: undefined };
         }
         const zip = join(workDir, `source-${i}.zip`);
-        const download = () => downloadArchive(client, source, zip, summaries[i]);
-        await (single ? section(`Download ${source.label}`, download, false) : download());
+        if (single) {
+          // One source: its download and unpacking overlap when the server allows (phase 2 has nothing left to do).
+          await fetchArchive(client, settings, source, zip, target, subdirs[i], summaries[i]);
+          await rm(zip, { force: true });
+          return { target, zip: undefined };
+        }
+        await downloadArchive(client, source, zip, summaries[i]);
         return { target, zip };
       } catch (err) {
         if (!(err instanceof NotFoundError)) throw err;
@@ -219,7 +330,10 @@ export async function runFetch(settings: FetchSettings, client: GitLabClient = c
     // Phase 2, in order: unpack each archive into its own folder inside staging.
     for (const [i, got] of zips.entries()) {
       if (!got) continue;
-      if (got.zip) await unpackArchive(settings, sources[i], got.zip, got.target, subdirs[i], summaries[i]);
+      if (got.zip) {
+        await unpackArchive(settings, sources[i], got.zip, got.target, subdirs[i], summaries[i]);
+        await rm(got.zip, { force: true });
+      }
       summaries[i].found = true;
       if (subdirs[i]) summaries[i].path = displayPath(join(settings.dest, subdirs[i]), settings.baseDir);
       staged.push({ index: i, dir: got.target });

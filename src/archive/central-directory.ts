@@ -1,0 +1,261 @@
+// Reading a zip's central directory, from a local file or from a tail fetched with a suffix Range request. unzipper
+// parses every record (Open.custom over our own byte source, in batches: see parse()); only the end record's count and
+// offset are read here. unzipper's record objects are heavy (about 1 KB each: pathBuffer, parsed extra fields, Date
+// objects, two closures that pin the source), so each is copied at once into a lean plain record and dropped.
+import { open, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import unzipper from 'unzipper';
+import { ArchiveError, RelayError } from '../errors.ts';
+
+/** The central-directory fields extraction needs; nothing else is kept per entry. */
+export interface LeanRecord {
+  path: string;
+  versionMadeBy: number;
+  flags: number;
+  compressionMethod: number;
+  lastModifiedTime: number;
+  lastModifiedDate: number;
+  crc32: number;
+  compressedSize: number;
+  uncompressedSize: number;
+  externalFileAttributes: number;
+  offsetToLocalFileHeader: number;
+}
+
+export const LOCAL_HEADER_SIG = 0x04034b50;
+export const DAMAGED_ADVICE = 'Download the artifact again; if it keeps failing the archive on the server is damaged.';
+/** The end record (22 bytes) plus the longest possible comment: the end record is always inside this tail. */
+export const TAIL_BYTES = 22 + 0xffff;
+
+function describeStart(buf: Buffer): string {
+  const text = buf.toString('latin1').replace(/[^\x20-\x7e]/g, '.').trim();
+  return text.length > 0 ? `'${text.slice(0, 24)}'${text.length > 24 ? '...' : ''}` : `bytes ${buf.subarray(0, 8).toString('hex')}`;
+}
+
+/** An HTML error page or an empty download gets a readable message instead of unzipper's. */
+export function checkHead(head: Buffer, size: number): void {
+  const sig = head.length >= 4 ? head.readUInt32LE(0) : 0;
+  if (size < 22 || (sig !== LOCAL_HEADER_SIG && sig !== 0x06054b50)) {
+    throw new ArchiveError(
+      size === 0 ? 'not a zip archive (the file is empty)' : `not a zip archive (starts with ${describeStart(head)})`,
+      undefined,
+      'The server did not return a zip archive: check the URL, the token, and whether a proxy or login page answered instead.',
+    );
+  }
+}
+
+/**
+ * How many bytes from the end of the archive the end-of-central-directory record starts, searched backwards in the
+ * archive's last bytes, so a long comment or a signature inside entry data cannot confuse unzipper's forward search.
+ */
+export function endRecordTailSize(tail: Buffer): number {
+  const eocd = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
+  let pos = tail.lastIndexOf(eocd);
+  let fallback = -1;
+  while (pos >= 0) {
+    if (pos + 22 <= tail.length) {
+      if (fallback < 0) fallback = pos;
+      if (pos + 22 + tail.readUInt16LE(pos + 20) === tail.length) break;
+    }
+    pos = pos > 0 ? tail.lastIndexOf(eocd, pos - 1) : -1;
+  }
+  if (pos < 0) pos = fallback;
+  if (pos < 0) throw new ArchiveError('damaged zip archive (end of central directory not found: the file is truncated)', undefined, DAMAGED_ADVICE);
+  return tail.length - pos;
+}
+
+function lean(r: LeanRecord): LeanRecord {
+  return {
+    path: r.path,
+    versionMadeBy: r.versionMadeBy,
+    flags: r.flags,
+    compressionMethod: r.compressionMethod,
+    lastModifiedTime: r.lastModifiedTime,
+    lastModifiedDate: r.lastModifiedDate,
+    crc32: r.crc32,
+    compressedSize: r.compressedSize,
+    uncompressedSize: r.uncompressedSize,
+    externalFileAttributes: r.externalFileAttributes,
+    offsetToLocalFileHeader: r.offsetToLocalFileHeader,
+  };
+}
+
+/** Reads `length` bytes at `offset` (fewer only at the end of the archive). */
+type ReadAt = (offset: number, length: number) => Promise<Buffer>;
+
+/** Where the records are: [start, end) holds `records` records (`end`: where the end records begin). */
+interface Layout {
+  records: number;
+  start: number;
+  end: number;
+}
+
+/**
+ * The record count and where the directory starts, from the end record (and its zip64 variant), so unzipper can be
+ * given the directory in slices. Only these few fixed fields are read here; every record is parsed by unzipper.
+ */
+async function layout(tailSize: number, size: number, readAt: ReadAt): Promise<Layout> {
+  const eocdAt = size - tailSize;
+  const eocd = await readAt(eocdAt, 22);
+  let records = eocd.readUInt16LE(10);
+  let start = eocd.readUInt32LE(16);
+  let end = eocdAt;
+  if (eocd.readUInt16LE(4) === 0xffff || records === 0xffff || start === 0xffffffff) {
+    const locator = eocdAt >= 20 ? await readAt(eocdAt - 20, 20) : Buffer.alloc(0);
+    if (locator.length < 20 || locator.readUInt32LE(0) !== 0x07064b50) throw new Error('zip64 end of central directory locator not found');
+    end = Number(locator.readBigUInt64LE(8));
+    const record = await readAt(end, 56);
+    if (record.length < 56 || record.readUInt32LE(0) !== 0x06064b50) throw new Error('zip64 end of central directory record not found');
+    records = Number(record.readBigUInt64LE(32));
+    start = Number(record.readBigUInt64LE(48));
+  }
+  if (start > end) throw new Error('the central directory starts after its end record');
+  return { records, start, end };
+}
+
+/**
+ * unzipper's PullStream appends each chunk it is given to what it holds (Buffer.concat): small chunks keep that cheap,
+ * and let backpressure stop reading once a batch has its records.
+ */
+const SLICE = 64 * 1024;
+
+function* slices(buf: Buffer): Generator<Buffer> {
+  for (let i = 0; i < buf.length; i += SLICE) yield buf.subarray(i, i + SLICE);
+}
+
+/** The same from a file, read lazily: unzipper stops pulling once its batch is parsed. */
+async function* fileSlices(readAt: ReadAt, start: number, end: number): AsyncGenerator<Buffer> {
+  for (let pos = start; pos < end; pos += SLICE) yield await readAt(pos, Math.min(SLICE, end - pos));
+}
+
+/** unzipper's record: the lean fields, plus what tells where the next record starts. */
+type UnzipperRecord = LeanRecord & { signature: number; fileNameLength: number; extraFieldLength: number; fileCommentLength: number };
+
+/** Records per unzipper call: bounds unzipper's transient objects (about 1 KB per record) to a few MB. */
+const BATCH = 2048;
+
+/**
+ * Parses the directory with unzipper's Open.custom, BATCH records at a time: each call sees a small virtual zip made of
+ * the remaining directory bytes and a synthetic end record announcing BATCH records at offset 0 (local header offsets
+ * in the records stay the real ones). Each batch is copied into lean records and unzipper's objects are dropped.
+ * `stream(start, end)` gives the archive's bytes [start, end).
+ */
+async function parse(tailSize: number, size: number, readAt: ReadAt, stream: (start: number, end: number) => Readable): Promise<LeanRecord[]> {
+  const { records: total, start, end } = await layout(tailSize, size, readAt);
+  const custom = unzipper.Open.custom as unknown as (s: unknown, o: { tailSize: number }) => Promise<{ files: UnzipperRecord[] }>;
+  const out: LeanRecord[] = [];
+  let cursor = start;
+  while (out.length < total) {
+    const count = Math.min(BATCH, total - out.length);
+    const length = end - cursor;
+    const eocd = Buffer.alloc(22);
+    eocd.writeUInt32LE(0x06054b50, 0);
+    eocd.writeUInt16LE(count, 8);
+    eocd.writeUInt16LE(count, 10);
+    const opened: Readable[] = [];
+    const source = {
+      size: async () => length + 22,
+      stream: (offset: number) => {
+        const s = offset >= length ? Readable.from([eocd.subarray(offset - length)]) : stream(cursor + offset, end);
+        opened.push(s);
+        return s;
+      },
+    };
+    try {
+      const dir = await custom(source, { tailSize: 22 });
+      if (dir.files.length !== count) throw new Error(`expected ${total} entries, read ${out.length + dir.files.length}`);
+      for (const r of dir.files) {
+        if (r.signature !== 0x02014b50) throw new Error(`expected ${total} entries, entry ${out.length + 1} is not a directory record`);
+        cursor += 46 + r.fileNameLength + r.extraFieldLength + r.fileCommentLength;
+        out.push(lean(r));
+      }
+    } finally {
+      for (const s of opened) s.destroy(); // unzipper leaves the rest of the directory unread
+    }
+    if (cursor > end) throw new Error(`expected ${total} entries: the directory overruns its end record`);
+  }
+  return out;
+}
+
+/** Parse failures become a readable ArchiveError; our own errors (network, archive) pass through. */
+function damaged(err: unknown): RelayError {
+  if (err instanceof RelayError) return err;
+  const msg = (err as Error)?.message ?? String(err);
+  const hint = msg === 'FILE_ENDED' ? 'unexpected end of the central directory: the file is truncated or damaged' : msg;
+  return new ArchiveError(`damaged zip archive (${hint})`, undefined, DAMAGED_ADVICE);
+}
+
+/** Entry data must lie inside the archive: checked before anything is read or awaited at those offsets. */
+function checkBounds(records: LeanRecord[], size: number): void {
+  for (const f of records) {
+    if (f.offsetToLocalFileHeader === undefined || f.compressedSize === undefined || f.uncompressedSize === undefined) {
+      throw new ArchiveError('damaged zip archive (zip64 extra field missing)', f.path, DAMAGED_ADVICE);
+    }
+    if (f.offsetToLocalFileHeader + 30 + f.compressedSize > size) {
+      throw new ArchiveError('damaged zip archive (entry data beyond the end of the file: truncated?)', f.path, DAMAGED_ADVICE);
+    }
+  }
+}
+
+/** The central directory of a complete local archive. */
+export async function readDirectoryFromFile(zipFile: string): Promise<LeanRecord[]> {
+  let fh: FileHandle;
+  try {
+    fh = await open(zipFile, 'r');
+  } catch (err) {
+    throw new ArchiveError(`cannot open archive: ${(err as Error).message}`);
+  }
+  try {
+    const { size } = await fh.stat();
+    const readAt: ReadAt = async (offset, length) => {
+      const buf = Buffer.alloc(Math.max(0, Math.min(length, size - offset)));
+      const { bytesRead } = await fh.read(buf, 0, buf.length, offset);
+      return buf.subarray(0, bytesRead);
+    };
+    checkHead(await readAt(0, 64), size);
+    const tailSize = endRecordTailSize(await readAt(Math.max(0, size - TAIL_BYTES), TAIL_BYTES));
+    let records: LeanRecord[];
+    try {
+      records = await parse(tailSize, size, readAt, (start, end) => Readable.from(fileSlices(readAt, start, end)));
+    } catch (err) {
+      throw damaged(err);
+    }
+    checkBounds(records, size);
+    return records;
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * The central directory from the archive's last bytes (`tail`, ending at `total`). When the directory starts before
+ * the tail, `readRange(start, end)` fetches the missing bytes [start, end) first. Undefined when the tail has no end
+ * record at all (not a zip, e.g. an HTML page): the complete download explains that better.
+ */
+export async function readDirectoryFromTail(tail: Buffer, total: number, readRange: (start: number, end: number) => Promise<Buffer>): Promise<LeanRecord[] | undefined> {
+  let tailSize: number;
+  try {
+    tailSize = endRecordTailSize(tail.subarray(Math.max(0, tail.length - TAIL_BYTES)));
+  } catch {
+    return undefined;
+  }
+  let bytes = tail;
+  let from = total - tail.length;
+  const readAt: ReadAt = async (offset, length) => {
+    if (offset < from) {
+      // The directory (or its zip64 end record) starts before the tail: fetch the gap once.
+      bytes = Buffer.concat([await readRange(offset, from), bytes]);
+      from = offset;
+    }
+    return bytes.subarray(offset - from, offset - from + length);
+  };
+  try {
+    const { start } = await layout(tailSize, total, readAt);
+    await readAt(Math.min(start, total), 0);
+    const records = await parse(tailSize, total, readAt, (s, e) => Readable.from(slices(bytes.subarray(s - from, e - from))));
+    checkBounds(records, total);
+    return records;
+  } catch (err) {
+    throw damaged(err);
+  }
+}
