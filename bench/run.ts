@@ -156,16 +156,18 @@ interface Contender {
   cmd: (w: string) => string[];
 }
 const sh = (script: string) => ['sh', '-c', script];
+/** Node flags the image's artifact-relay wrapper uses (Dockerfile): measure what users run. */
+const NODE = ['node', '--max-semi-space-size=1'];
 const all: Contender[] = [
   {
     id: 'a',
     label: 'artifact-relay fetch (API → unpacked tree)',
     baseline: 'b',
-    cmd: (w) => ['node', join(repo, 'dist/artifact-relay.mjs'), 'fetch', '--server-url', sim.url, '--token', TOKEN, '--project', String(project.id), '--job-id', String(job.id), '--path', join(w, 'out')],
+    cmd: (w) => [...NODE, join(repo, 'dist/artifact-relay.mjs'), 'fetch', '--server-url', sim.url, '--token', TOKEN, '--project', String(project.id), '--job-id', String(job.id), '--path', join(w, 'out')],
   },
   { id: 'b', label: 'curl -L + unzip -q', cmd: () => sh(`curl -sfL -H "PRIVATE-TOKEN: ${TOKEN}" -o a.zip '${artifactsUrl}' && unzip -q a.zip -d out`) },
   { id: 'c1', label: 'unzip -q (local zip)', cmd: () => ['unzip', '-q', archive, '-d', 'out'] },
-  { id: 'c2', label: 'artifact-relay extraction (local zip)', baseline: 'c1', cmd: () => ['node', extractLocal, archive, 'out'] },
+  { id: 'c2', label: 'artifact-relay extraction (local zip)', baseline: 'c1', cmd: () => [...NODE, extractLocal, archive, 'out'] },
   {
     id: 'd',
     label: 'python-gitlab CLI + unzip -q',

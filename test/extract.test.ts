@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -305,3 +305,44 @@ for (const [label, extract] of PATHS) {
     });
   });
 }
+
+describe('archives made on DOS/Windows hosts', () => {
+  /** Python's zipfile with create_system 0 (MS-DOS/FAT) and backslash-separated names, as old Windows tools write. */
+  const dosZip = (file: string, names: string[]) => {
+    execFileSync('python3', ['-c', `import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED)\nfor n in sys.argv[2:]:\n  zi = zipfile.ZipInfo(n); zi.create_system = 0; z.writestr(zi, 'data of ' + n)\nz.close()`, file, ...names]);
+    return file;
+  };
+  for (const [label, extract] of PATHS) {
+    test(`backslash separators unpack like Info-ZIP unzip (${label})`, async () => {
+      const zip = dosZip(join(fresh('dos'), 'dos.zip'), ['win\\sub\\file.txt', 'win\\top.txt']);
+      const ours = fresh('dos-ours');
+      const theirs = fresh('dos-unzip');
+      await extract(zip, ours, OPTS);
+      // unzip converts them too, with a warning and exit status 1.
+      assert.equal(spawnSync('unzip', ['-q', '-o', zip, '-d', theirs]).status, 1);
+      assert.deepEqual(snapshotTree(ours), snapshotTree(theirs));
+      assert.ok(existsSync(join(ours, 'win/sub/file.txt')));
+    });
+    test(`DOS attributes map to modes as Info-ZIP unzip maps them (${label})`, async () => {
+      const zip = join(fresh('dosattr'), 'attrs.zip');
+      // [name, external attributes, host]: FAT with consistent/inconsistent unix bits, read-only, NTFS, folders.
+      const spec: [string, number, number][] = [
+        ['fat600.txt', 0o600 << 16, 0],
+        ['fat755.txt', 0o755 << 16, 0],
+        ['fatro.txt', 1, 0],
+        ['ntfs600.txt', 0o600 << 16, 11],
+        ['ntfs.txt', 0x20, 11],
+        ['fatdir/', 0x10, 0],
+        ['fatdir700/', (0o700 << 16) | 0x10, 0],
+      ];
+      execFileSync('python3', ['-c', `import sys, json, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w')\nfor n, a, h in json.loads(sys.argv[2]):\n  zi = zipfile.ZipInfo(n); zi.create_system = h; zi.external_attr = a; z.writestr(zi, '' if n.endswith('/') else 'x')\nz.close()`, zip, JSON.stringify(spec)]);
+      await assertLikeUnzip(zip, {}, extract);
+    });
+    test(`a backslash escape is still refused (${label})`, async () => {
+      const zip = dosZip(join(fresh('dos-evil'), 'evil.zip'), ['ok.txt', 'a\\..\\..\\evil.txt']);
+      const dest = fresh('dos-evil-out');
+      await assert.rejects(extract(zip, dest, OPTS), (err: unknown) => err instanceof ArchiveError && /\.\./.test(err.message));
+      assert.deepEqual(readdirSync(dest), []);
+    });
+  }
+});

@@ -73,7 +73,8 @@ export interface GitLabClient {
    */
   readRange(path: string, query: Query | undefined, start: number, end?: number): Promise<TailResult | undefined>;
   /** HEAD (for dry runs), following redirects safely. Errors (>= 400) are thrown like the other methods. */
-  head(path: string, query?: Query): Promise<{ status: number; headers: Headers; redirected: boolean }>;
+  /** HEAD; with followRedirects false a redirect is the answer (storage may refuse HEAD on a URL signed for GET). */
+  head(path: string, query?: Query, opts?: { followRedirects?: boolean }): Promise<{ status: number; headers: Headers; redirected: boolean }>;
   delete(path: string, query?: Query): Promise<{ status: number; body: unknown; headers: Headers }>;
   post<T>(path: string, body?: unknown): Promise<{ status: number; body: T }>;
 }
@@ -231,7 +232,7 @@ class Client implements GitLabClient {
   }
 
   /** One request, following up to 5 redirects ourselves; credentials go to the API origin only. */
-  private async open(method: string, start: URL, extra: Record<string, string> = {}, body?: string, decompress = true): Promise<Opened> {
+  private async open(method: string, start: URL, extra: Record<string, string> = {}, body?: string, decompress = true, follow = true): Promise<Opened> {
     let url = start;
     let redirected = false;
     let m = method;
@@ -246,7 +247,7 @@ class Client implements GitLabClient {
         stream.once('error', (err: Error) => reject(Object.assign(err, { requestUrl: url.toString() })));
       });
       const location = header(res.headers, 'location');
-      if (REDIRECTS.has(res.statusCode) && location) {
+      if (REDIRECTS.has(res.statusCode) && location && follow) {
         stream.destroy();
         if (hop >= MAX_REDIRECTS) {
           throw new RelayError(`${m} ${redactUrl(start)}: more than ${MAX_REDIRECTS} redirects (last to ${redact(redactUrl(new URL(location, url)))}).`, 'Check server_url and any proxy in between.', {
@@ -379,10 +380,10 @@ class Client implements GitLabClient {
     }
   }
 
-  async head(path: string, query?: Query): Promise<{ status: number; headers: Headers; redirected: boolean }> {
+  async head(path: string, query?: Query, opts: { followRedirects?: boolean } = {}): Promise<{ status: number; headers: Headers; redirected: boolean }> {
     const url = this.url(path, query);
     return this.withRetries(this.action('HEAD', url), url, async () => {
-      const opened = await this.open('HEAD', url);
+      const opened = await this.open('HEAD', url, {}, undefined, true, opts.followRedirects ?? true);
       opened.stream.destroy();
       if (opened.status >= 400) throw new HttpStatusError(opened.status, '', opened.headers, opened.url.toString());
       return { status: opened.status, headers: opened.headers, redirected: opened.redirected };

@@ -170,13 +170,16 @@ function resolveLink(linkPath: string, target: string, links: Map<string, string
   return parts;
 }
 
+/** "Version made by" hosts whose tools write `\` as the separator: MS-DOS/FAT, NTFS, VFAT. */
+const DOS_HOSTS = new Set([0, 11, 14]);
+
 /** Validates every entry (names, types, methods, conflicts, symlink targets) without writing anything. */
 async function plan(zipFile: string, records: LeanRecord[], opts: ListOptions): Promise<PlannedEntry[]> {
   const select = compileSelector(opts.include ?? [], opts.exclude ?? []);
   const planned: PlannedEntry[] = [];
   const byPath = new Map<string, PlannedEntry>();
   for (const record of records) {
-    const path = validateEntryPath(record.path);
+    const path = validateEntryPath(record.path, { dosSeparators: DOS_HOSTS.has(record.versionMadeBy >> 8) });
     const type = entryType(record);
     if (type !== 'directory') checkMethod(record, path);
     else if ((record.flags & 1) !== 0) throw new ArchiveError('encrypted entries are not supported', path);

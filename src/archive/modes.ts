@@ -34,7 +34,7 @@ export function entryType(entry: ZipEntryAttributes): EntryType {
 
 /**
  * Permission bits to apply: the archive's unix mode (made on a unix/OS X host, non-zero) without
- * setuid/setgid/sticky, or (archives made on DOS/FAT hosts, or without a mode) 0644 for files / 0755 for directories minus the process umask, like Info-ZIP unzip.
+ * setuid/setgid/sticky, or for archives made on other hosts what Info-ZIP unzip makes of their DOS attributes.
  */
 export function entryMode(entry: ZipEntryAttributes): number {
   const type = entryType(entry);
@@ -42,5 +42,22 @@ export function entryMode(entry: ZipEntryAttributes): number {
   // Like Info-ZIP unzip: a unix mode is used even without file-type bits (Python's writestr stores just 0o600).
   if (mode !== undefined) return mode & 0o777;
   if (type === 'symlink') return 0o777;
-  return (type === 'directory' ? 0o755 : 0o644) & ~umask();
+  return dosMode(entry, type);
+}
+
+const FAT_HOST = 0;
+
+/**
+ * Info-ZIP unzip's rule (unix.c mapattr) for archives made elsewhere: the DOS read-only and directory bits give
+ * w and x; a FAT-made entry keeps the unix bits stored above them when their owner part agrees with those
+ * DOS bits (PKZip and Info-ZIP for Unix on FAT do that); otherwise 0666/0777 minus the umask.
+ */
+function dosMode(entry: ZipEntryAttributes, type: EntryType): number {
+  const attr = entry.externalFileAttributes >>> 0;
+  const dosBits = ((attr & 1) === 0 ? 2 : 0) | ((attr & DOS_DIRECTORY) !== 0 ? 1 : 0);
+  const high = attr >>> 16;
+  let mode = (0o444 | (dosBits << 6) | (dosBits << 3) | dosBits) & ~umask();
+  if (entry.versionMadeBy >> 8 === FAT_HOST && (high & 0o700) === (0o400 | (dosBits << 6))) mode = high & 0o777;
+  // A directory must stay traversable, whatever a foreign archiver stored.
+  return type === 'directory' && (mode & 0o100) === 0 ? 0o777 & ~umask() : mode;
 }

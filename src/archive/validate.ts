@@ -9,12 +9,16 @@ function reject(reason: string, name: string): never {
 
 /**
  * Returns the safe relative POSIX path for an entry name (a single trailing `/` of a directory entry is stripped,
- * `./` segments are dropped). Throws ArchiveError for absolute paths, drive letters, `..` segments, backslashes,
+ * `./` segments are dropped). Throws ArchiveError for absolute paths, drive letters, `..` segments, backslashes
+ * (unless `dosSeparators`: the entry was made on a DOS/Windows host),
  * NUL, empty segments, and names that normalise to nothing.
  */
-export function validateEntryPath(name: string): string {
+export function validateEntryPath(name: string, opts: { dosSeparators?: boolean } = {}): string {
   if (typeof name !== 'string' || name.length === 0) reject('empty name', String(name));
   if (name.includes('\0')) reject('NUL character', name);
+  // Archives made on DOS/Windows hosts may separate with backslashes; Info-ZIP unzip reads them as "/",
+  // and so do we, before the same checks. Anywhere else a backslash is a trick (`a\..\..\x`): reject.
+  if (opts.dosSeparators && name.includes('\\')) return validateEntryPath(name.replace(/\\/g, '/'));
   if (name.includes('\\')) reject('backslash', name);
   if (name.startsWith('/')) reject('absolute path', name);
   if (/^[A-Za-z]:/.test(name)) reject('drive letter', name);

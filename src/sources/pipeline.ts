@@ -164,7 +164,7 @@ export async function waitForArchive(client: GitLabClient, settings: FetchSettin
   const schedule = pollSchedule();
   for (;;) {
     try {
-      const res = await client.head(archivePath);
+      const res = await client.head(archivePath, undefined, { followRedirects: false });
       if (res.status < 400) return;
     } catch (err) {
       if (!(err instanceof NotFoundError) || Date.now() >= deadline) {
