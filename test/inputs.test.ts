@@ -86,6 +86,13 @@ describe('upstream detection', () => {
     assert.equal(s.project, '3');
     assert.equal(s.pipelineId, 9);
   });
+  test('project defaults to the upstream project for every selector, as documented', () => {
+    const env = { ...CI, CI_UPSTREAM_PROJECT_ID: '3', CI_UPSTREAM_PIPELINE_ID: '9' };
+    assert.equal(settingsFor(['--ref', 'main', '--job', 'build'], env).project, '3');
+    assert.equal(settingsFor(['--job-id', '12'], env).projectSource, 'upstream');
+    assert.equal(settingsFor(['--job-id', '12', '--project', 'g/other'], env).project, 'g/other');
+    assert.equal(settingsFor(['--job-id', '12'], CI).project, '7');
+  });
   test('without any upstream, job alone is exit 2 explaining the options', () => {
     assert.throws(() => settingsFor(['--job', 'build'], { ...CI, CI_PIPELINE_SOURCE: 'push' }), (err: unknown) => err instanceof UsageError && /source is push/.test(err.message) && /UPSTREAM_PIPELINE_ID: \$CI_PIPELINE_ID/.test(err.message));
   });

@@ -140,7 +140,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
 
   let project = projectInput;
   let projectSource: FetchSettings['projectSource'] = 'input';
-  if (!project && upstream && !ref) {
+  if (!project && upstream) {
     project = upstream.project;
     projectSource = 'upstream';
   }
