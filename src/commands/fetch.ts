@@ -63,17 +63,17 @@ function summaryFor(source: ResolvedSource, settings: FetchSettings, found: bool
   };
 }
 
+/** Downloads the archive; `report` is the one-line account (size, rate, origin, attempts, sha256) to log. */
 async function downloadArchive(client: GitLabClient, source: ResolvedSource, file: string, summary: SourceSummary, opts: DownloadOptions = {}) {
   const started = Date.now();
   const result = await client.download(source.archivePath, source.archiveQuery, file, { ...opts, onProgress: progressLogger('downloaded') });
   const seconds = (Date.now() - started) / 1000;
   summary.archive_bytes = result.bytes;
   summary.sha256 = result.sha256;
-  logger.info(
+  const report =
     `Downloaded ${formatBytes(result.bytes)} in ${seconds.toFixed(1)} s (${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)` +
-      `${result.redirected ? ` from ${new URL(result.finalUrl).host}` : ''}${result.attempts > 1 ? ` after ${result.attempts} attempts` : ''}; sha256 ${result.sha256}`,
-  );
-  return result;
+    `${result.redirected ? ` from ${new URL(result.finalUrl).host}` : ''}${result.attempts > 1 ? ` after ${result.attempts} attempts` : ''}; sha256 ${result.sha256}`;
+  return { result, report };
 }
 
 function logEntries(result: ExtractResult): void {
@@ -164,7 +164,7 @@ async function fetchArchive(client: GitLabClient, settings: FetchSettings, sourc
   const tail = forcedOff ? undefined : await directoryFromTail(client, source);
   if (!tail) {
     logger.info(`Download, then unpack (${forcedOff ? 'ARTIFACT_RELAY_OVERLAP=0' : 'no Range support'})`);
-    await section(`Download ${source.label}`, () => downloadArchive(client, source, zip, summary), false);
+    await section(`Download ${source.label}`, async () => logger.info((await downloadArchive(client, source, zip, summary)).report), false);
     await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
     return;
   }
@@ -172,6 +172,7 @@ async function fetchArchive(client: GitLabClient, settings: FetchSettings, sourc
   const mark = new Watermark();
   let extractError: Error | undefined;
   let abandoned = false;
+  let downloadReport = '';
   await writeFile(zip, ''); // the extraction opens the file while the download writes it
   const downloading = downloadArchive(client, source, zip, summary, {
     onWritten: (n) => {
@@ -183,7 +184,8 @@ async function fetchArchive(client: GitLabClient, settings: FetchSettings, sourc
       mark.fail(new Abandoned('the download restarted from zero'));
     },
   }).then(
-    (r) => {
+    ({ result: r, report }) => {
+      downloadReport = report;
       if (r.bytes !== tail.total || !sameEtag(r.etag, tail.etag)) {
         abandoned = true;
         mark.fail(new Abandoned('the archive changed while downloading'));
@@ -201,6 +203,7 @@ async function fetchArchive(client: GitLabClient, settings: FetchSettings, sourc
   // only saw its consequences).
   const [downloaded] = await Promise.allSettled([downloading, unpacking]);
   if (downloaded.status === 'rejected') throw downloaded.reason;
+  logger.info(downloadReport); // after the (collapsed) unpack section, so it shows
   if (abandoned) {
     const why = await mark.wait(tail.total).catch((err: Error) => err);
     logger.info(`Unpacking again from the downloaded file: ${why instanceof Error ? why.message : 'the download restarted'}`);
@@ -319,7 +322,7 @@ export async function runFetch(settings: FetchSettings, client: GitLabClient = c
           await rm(zip, { force: true });
           return { target, zip: undefined };
         }
-        await downloadArchive(client, source, zip, summaries[i]);
+        logger.info(`${source.label}: ${(await downloadArchive(client, source, zip, summaries[i])).report}`);
         return { target, zip };
       } catch (err) {
         if (!(err instanceof NotFoundError)) throw err;
