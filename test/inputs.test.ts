@@ -93,6 +93,12 @@ describe('upstream detection', () => {
     assert.equal(settingsFor(['--job-id', '12', '--project', 'g/other'], env).project, 'g/other');
     assert.equal(settingsFor(['--job-id', '12'], CI).project, '7');
   });
+  test('a multi-project downstream told only the upstream project searches its trigger jobs', () => {
+    const s = settingsFor(['--job', 'build', '--project', 'g/app'], { ...CI, CI_PIPELINE_SOURCE: 'pipeline', CI_PIPELINE_ID: '55' });
+    assert.equal(s.selector, 'bridge');
+    assert.equal(s.ownPipelineId, 55);
+    assert.throws(() => settingsFor(['--job', 'build', '--project', 'g/app'], { ...CI, CI_PIPELINE_SOURCE: 'push', CI_PIPELINE_ID: '55' }), UsageError);
+  });
   test('without any upstream, job alone is exit 2 explaining the options', () => {
     assert.throws(() => settingsFor(['--job', 'build'], { ...CI, CI_PIPELINE_SOURCE: 'push' }), (err: unknown) => err instanceof UsageError && /source is push/.test(err.message) && /UPSTREAM_PIPELINE_ID: \$CI_PIPELINE_ID/.test(err.message));
   });

@@ -82,6 +82,46 @@ describe('the exact upstream pipeline', () => {
   });
 });
 
+describe('older GitLab without pipeline variables: the triggering pipeline found through the upstream\'s trigger jobs', () => {
+  let world: World;
+  before(async () => {
+    world = await startWorld();
+  });
+  after(() => world.close());
+
+  /** A downstream pipeline started by a trigger job of `upstreamPipelineId`; only the upstream project is passed. */
+  const downstreamOf = (upstreamPipelineId: number) => {
+    const own = world.sim.addPipeline({ projectId: world.downstream.id, ref: 'main', status: 'running', upstream: { projectId: world.upstream.id, pipelineId: upstreamPipelineId } });
+    return world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_PIPELINE_ID: String(own.id), INPUT_PROJECT: world.upstream.path });
+  };
+
+  test('with an access token: the exact triggering pipeline, while newer pipelines exist', async () => {
+    const triggering = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    const build = world.sim.addJob({ pipelineId: triggering.id, name: 'build', status: 'success', archive: world.zip('bridge-mine.zip', [{ name: 'which.txt', data: 'triggering\n' }]) });
+    const env = downstreamOf(triggering.id);
+    for (let i = 0; i < 3; i++) {
+      const newer = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+      world.sim.addJob({ pipelineId: newer.id, name: 'build', status: 'success', archive: world.zip(`bridge-newer-${i}.zip`, [{ name: 'which.txt', data: 'newer\n' }]) });
+    }
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'bridged', '--summary', 'bridged.json'], { ...env, INPUT_TOKEN: PRIVATE_TOKEN });
+    assert.equal(r.status, 0, r.output);
+    assert.equal(readFileSync(join(world.workspace, 'bridged/which.txt'), 'utf8'), 'triggering\n');
+    const summary = readJson(join(world.workspace, 'bridged.json'));
+    assert.equal(summary.selected_by, 'bridge');
+    assert.equal(summary.sources[0].job_id, build.id);
+    assert.match(r.output, new RegExp(`Pipeline ${triggering.id} of grp/app triggered this one`));
+  });
+
+  test('with a job token that cannot read the upstream\'s pipelines: one sentence on what to add, exit 1', async () => {
+    const triggering = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    world.sim.addJob({ pipelineId: triggering.id, name: 'build', status: 'success', archive: world.archive });
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'bridged-job-token'], downstreamOf(triggering.id));
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /cannot read the pipelines or trigger jobs of grp\/app/);
+    assert.match(r.output, /read_api/);
+  });
+});
+
 describe('waiting for upstream jobs', () => {
   let world: World;
   before(async () => {

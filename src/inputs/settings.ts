@@ -14,7 +14,7 @@ export type IfNotFound = 'fail' | 'warn' | 'ignore';
 /** What every command needs to talk to GitLab: the API client's settings, read from the shared inputs. */
 export type ConnectionSettings = Pick<ClientSettings, 'apiUrl' | 'token' | 'tokenType' | 'retries' | 'timeoutMs' | 'caFile'>;
 
-export type Selector = 'job_id' | 'ref' | 'pipeline' | 'upstream';
+export type Selector = 'job_id' | 'ref' | 'pipeline' | 'upstream' | 'bridge';
 export type Layout = 'merge' | 'per-job';
 
 export interface FetchSettings extends ConnectionSettings {
@@ -28,6 +28,8 @@ export interface FetchSettings extends ConnectionSettings {
   pipelineId?: number;
   /** The upstream pipeline that was detected from the environment, if any. */
   upstream?: UpstreamPipeline;
+  /** This pipeline's ID, for finding the pipeline that triggered it through the upstream's bridges (selector bridge). */
+  ownPipelineId?: number;
   jobNames: string[];
   layout: Layout;
   waitMs: number;
@@ -123,7 +125,8 @@ function noSourceError(env: NodeJS.ProcessEnv, jobNames: string[]): UsageError {
     `${what} (${describeMissingUpstream(env)}). Choose one: ` +
       '(1) in a pipeline started by a trigger job on GitLab 18.9+, job alone is enough (CI_UPSTREAM_PIPELINE_ID is set by GitLab); ' +
       '(2) on older GitLab, have the trigger job pass UPSTREAM_PROJECT_ID: $CI_PROJECT_ID and UPSTREAM_PIPELINE_ID: $CI_PIPELINE_ID; ' +
-      '(3) pass pipeline (and project) explicitly; (4) pass job_id for exact jobs; (5) pass ref with job for the latest successful pipeline of a branch or tag.',
+      '(3) pass project (the upstream project, e.g. through trigger:inputs) and artifact-relay finds the triggering pipeline through its trigger jobs; ' +
+      '(4) pass pipeline (and project) explicitly; (5) pass job_id for exact jobs; (6) pass ref with job for the latest successful pipeline of a branch or tag.',
     jobNames.length > 0 ? 'pipeline' : 'job',
   );
 }
@@ -186,6 +189,9 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     }
     selector = 'upstream';
     pipelineId = upstream.pipelineId;
+  } else if (jobNames.length > 0 && projectSource === 'input' && env.CI_PIPELINE_SOURCE === 'pipeline' && /^\d+$/.test(env.CI_PIPELINE_ID ?? '')) {
+    // A multi-project downstream that was told only the upstream project: look for the trigger job that started us.
+    selector = 'bridge';
   } else {
     throw noSourceError(env, jobNames);
   }
@@ -219,6 +225,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     ref,
     pipelineId,
     upstream,
+    ownPipelineId: selector === 'bridge' ? Number(env.CI_PIPELINE_ID) : undefined,
     jobNames,
     layout: str(raw, 'layout') as Layout,
     waitMs: Math.round(wait * 1000),

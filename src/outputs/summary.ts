@@ -14,7 +14,7 @@ export interface SourceSummary {
   job_id: number | null;
   job_name: string | null;
   ref: string | null;
-  /** How the source was chosen: job_id, ref (latest successful pipeline of a ref), pipeline, upstream. */
+  /** How the source was chosen: job_id, ref (latest successful pipeline of a ref), pipeline, upstream, bridge. */
   selected_by: string;
   archive_bytes: number | null;
   sha256: string | null;
@@ -30,7 +30,7 @@ export interface SourceSummary {
 export interface FetchSummary {
   found: boolean;
   dry_run: boolean;
-  /** job_id, ref, pipeline, or upstream (detected from the environment). */
+  /** job_id, ref, pipeline, upstream (detected from the environment), or bridge (found through the upstream's trigger jobs). */
   selected_by: string;
   /** The upstream pipeline detected from CI_UPSTREAM_* or UPSTREAM_* variables, when used or seen. */
   upstream: { project: string; pipeline_id: number; variables: string } | null;

@@ -7,6 +7,7 @@ import type { GitLabClient } from '../api/client.ts';
 import { RelayError } from '../errors.ts';
 import { logger } from '../log.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
+import { findTriggeringPipeline } from './bridges.ts';
 import { ACTIVE_STATUSES, pollSchedule, resolvePipelineJobs, waitForArchive } from './pipeline.ts';
 import type { GitLabJob, GitLabPipeline, ResolvedSource } from './types.ts';
 
@@ -124,8 +125,9 @@ export async function resolveSources(client: GitLabClient, settings: FetchSettin
       return sources;
     }
     case 'pipeline':
-    case 'upstream': {
-      const pipelineId = settings.pipelineId as number;
+    case 'upstream':
+    case 'bridge': {
+      const pipelineId = settings.selector === 'bridge' ? (await findTriggeringPipeline(client, settings.project, settings.ownPipelineId as number)).pipelineId : (settings.pipelineId as number);
       if (settings.selector === 'upstream' && settings.upstream) {
         logger.info(`Upstream pipeline ${pipelineId} of ${settings.project}, from ${settings.upstream.variables}.`);
       }

@@ -9,7 +9,7 @@ export interface ResolvedSource {
   pipelineId: number | null;
   ref: string | null;
   /** How it was chosen, for the log and the summary. */
-  selectedBy: 'job_id' | 'ref' | 'pipeline' | 'upstream';
+  selectedBy: 'job_id' | 'ref' | 'pipeline' | 'upstream' | 'bridge';
   /** API path of the whole archive. */
   archivePath: string;
   archiveQuery?: Record<string, string>;
