@@ -27,6 +27,12 @@ export class RelayError extends Error {
   }
 }
 
+/** The HTTP status a failed request carried (the API client puts it in details.status), if any. */
+export function httpStatus(err: unknown): number | undefined {
+  const status = err instanceof RelayError ? Number(err.details.status) : 0;
+  return status > 0 ? status : undefined;
+}
+
 /** Nothing matched (no job, no archive, no file): exit 1 unless if_not_found says otherwise. */
 export class NotFoundError extends RelayError {
   constructor(message: string, advice?: string, details: Record<string, unknown> = {}) {

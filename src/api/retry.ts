@@ -82,4 +82,4 @@ export function isRetryableNetworkError(err: unknown): boolean {
   return false;
 }
 
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+export { sleep } from '../util/concurrency.ts';

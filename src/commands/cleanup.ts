@@ -1,18 +1,16 @@
 // `artifact-relay cleanup`: list every job of the selected projects (keyset pagination, newest first), apply the
 // policy, delete the selected jobs' artifacts a few at a time, and report what was freed.
-import { mkdir, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { createGitLabClient, type GitLabClient } from '../api/client.ts';
 import { encodeProject } from '../api/urls.ts';
 import { applyPolicy, hasArchive } from '../cleanup/policy.ts';
-import { RelayError } from '../errors.ts';
+import { httpStatus, RelayError } from '../errors.ts';
 import type { CleanupSettings } from '../inputs/cleanup-settings.ts';
 import { version } from '../inputs/spec.ts';
 import { formatBytes, logger, section } from '../log.ts';
-import { dotenvValue } from '../outputs/summary.ts';
+import { dotenvValue, writeAtomic } from '../outputs/summary.ts';
 import { jobNameMatcher } from '../sources/match.ts';
 import type { GitLabJob } from '../sources/types.ts';
-import { mapLimit, sleep } from '../util/concurrency.ts';
+import { mapLimit } from '../util/concurrency.ts';
 
 interface Project {
   id: number;
@@ -37,7 +35,7 @@ export interface CleanupReport {
   totals: { jobs: number; bytes: number; failed: number };
 }
 
-const statusOf = (err: unknown) => (err instanceof RelayError && Number(err.details.status)) || null;
+const statusOf = (err: unknown) => httpStatus(err) ?? null;
 
 async function resolveProjects(client: GitLabClient, settings: CleanupSettings): Promise<Project[]> {
   const projects = new Map<number, Project>();
@@ -78,22 +76,15 @@ async function listJobs(client: GitLabClient, project: Project): Promise<GitLabJ
   }
 }
 
-/** DELETE one job's artifacts. 404 means already gone (done); 409 (stats refresh) is retried after a pause. */
-async function deleteArtifacts(client: GitLabClient, settings: CleanupSettings, project: Project, jobId: number): Promise<void> {
-  const base = Number(process.env.ARTIFACT_RELAY_RETRY_BASE_MS) || 1000;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await client.delete(`/projects/${project.id}/jobs/${jobId}/artifacts`);
-      return;
-    } catch (err) {
-      const status = statusOf(err);
-      if (status === 404) return;
-      if ((status === 409 || status === 429) && attempt < settings.retries) {
-        await sleep(base * 2 ** attempt * (0.5 + Math.random() / 2));
-        continue;
-      }
-      throw err;
-    }
+/**
+ * DELETE one job's artifacts. 404 means already gone (done). The client already retries 409 (stats refresh), 429
+ * and 5xx with backoff and Retry-After, up to `retries`.
+ */
+async function deleteArtifacts(client: GitLabClient, project: Project, jobId: number): Promise<void> {
+  try {
+    await client.delete(`/projects/${project.id}/jobs/${jobId}/artifacts`);
+  } catch (err) {
+    if (statusOf(err) !== 404) throw err;
   }
 }
 
@@ -130,7 +121,7 @@ async function cleanProject(client: GitLabClient, settings: CleanupSettings, pro
   let done = 0;
   await mapLimit(doomed, settings.concurrency, async (d) => {
     try {
-      await deleteArtifacts(client, settings, project, d.job.id);
+      await deleteArtifacts(client, project, d.job.id);
       report.deleted.push(d.job.id);
       report.bytes_freed += d.bytes;
     } catch (err) {
@@ -149,12 +140,6 @@ function printTable(reports: ProjectReport[], dryRun: boolean): void {
   for (const r of reports) rows.push([r.path, String(r.jobs_seen), r.expire_all ?? String(r.deleted.length), String(r.kept), formatBytes(r.bytes_freed), String(r.failed.length)]);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   for (const row of rows) logger.info(row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  '));
-}
-
-async function writeAtomic(file: string, text: string): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  await writeFile(`${file}.tmp`, text);
-  await rename(`${file}.tmp`, file);
 }
 
 export async function runCleanup(settings: CleanupSettings, client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` })): Promise<CleanupReport> {

@@ -18,7 +18,7 @@ import type { ResolvedSource } from '../sources/types.ts';
 import { safeFolderName } from '../sources/match.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { mergeTree } from '../workspace/merge.ts';
-import { commitStaging, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
+import { commitStaging, conflictError, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
 
 const LISTED_ENTRIES = 200;
 /** Progress lines on long downloads: often enough to show life, rare enough for a 4 MB job log. */
@@ -89,12 +89,7 @@ async function checkConflicts(settings: FetchSettings, planned: string[], destSu
   if (settings.overwrite) return;
   const dest = destSub ? join(settings.dest, destSub) : settings.dest;
   const conflicts = await findConflicts(dest, planned);
-  if (conflicts.length > 0) {
-    throw new RelayError(
-      `${conflicts.length} file(s) already exist in ${displayPath(dest, settings.baseDir)} and overwrite is false: ${conflicts.slice(0, 5).join(', ')}${conflicts.length > 5 ? ', ...' : ''}`,
-      'Set overwrite: true to replace them, or choose another path.',
-    );
-  }
+  if (conflicts.length > 0) throw conflictError(conflicts, displayPath(dest, settings.baseDir));
 }
 
 /**

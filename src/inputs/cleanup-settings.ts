@@ -2,7 +2,7 @@
 // from deleting everything, or from trying with a token that cannot delete, happen here: before any request.
 import { resolve } from 'node:path';
 import { UsageError } from '../errors.ts';
-import { parseBytes, type RawInputs } from './parse.ts';
+import { bool, list, num, parseBytes, str, type RawInputs } from './parse.ts';
 import { readConnectionSettings, type ConnectionSettings } from './settings.ts';
 
 export interface CleanupPolicy {
@@ -43,8 +43,6 @@ export function parseOlderThan(text: string, now: Date): Date | undefined {
   return undefined;
 }
 
-const str = (raw: RawInputs, name: string) => String(raw.values[name] ?? '').trim();
-const list = (raw: RawInputs, name: string) => (raw.values[name] as string[] | undefined) ?? [];
 
 export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = process.cwd(), now = new Date()): CleanupSettings {
   const baseDir = env.CI_PROJECT_DIR?.trim() || cwd;
@@ -64,7 +62,7 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
   }
 
   const olderThanInput = str(raw, 'older_than');
-  const expireAll = raw.values.expire_all === true;
+  const expireAll = bool(raw, 'expire_all');
   const policyInputs = ['older_than', 'keep_refs', 'job', 'exclude_job', 'min_size', 'keep_latest', 'keep_tags'].filter((n) => raw.sources[n] !== 'default');
   if (expireAll && policyInputs.length > 0) {
     throw new UsageError(`Input expire_all expires everything unlocked at once and cannot be combined with the policy inputs (${policyInputs.join(', ')}). Use one or the other.`, 'expire_all');
@@ -81,7 +79,7 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
   }
   const minSize = parseBytes(str(raw, 'min_size') || '0');
   if (minSize === undefined) throw new UsageError('Input min_size must be a size such as 10MB or 0.', 'min_size');
-  const concurrency = Number(raw.values.concurrency);
+  const concurrency = num(raw, 'concurrency');
   if (!(concurrency >= 1 && concurrency <= 16)) throw new UsageError('Input concurrency must be between 1 and 16.', 'concurrency');
 
   const group = str(raw, 'group') || undefined;
@@ -103,15 +101,15 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
     policy: {
       olderThan,
       olderThanInput,
-      keepLatest: Math.floor(Number(raw.values.keep_latest)),
-      keepTags: raw.values.keep_tags === true,
+      keepLatest: Math.floor(num(raw, 'keep_latest')),
+      keepTags: bool(raw, 'keep_tags'),
       keepRefs: list(raw, 'keep_refs'),
       jobs: list(raw, 'job'),
       excludeJobs: list(raw, 'exclude_job'),
       minSize,
     },
     expireAll,
-    dryRun: raw.values.dry_run === true,
+    dryRun: bool(raw, 'dry_run'),
     concurrency: Math.floor(concurrency),
     report: reportPath ? resolve(baseDir, reportPath) : undefined,
     dotenv: str(raw, 'dotenv') ? resolve(baseDir, str(raw, 'dotenv')) : undefined,

@@ -12,6 +12,12 @@ export interface RawInputs {
   sources: Record<string, Source>;
 }
 
+/** Typed reads of resolved inputs, for the settings modules. */
+export const str = (raw: RawInputs, name: string) => String(raw.values[name] ?? '').trim();
+export const list = (raw: RawInputs, name: string) => (raw.values[name] as string[] | undefined) ?? [];
+export const num = (raw: RawInputs, name: string) => Number(raw.values[name]);
+export const bool = (raw: RawInputs, name: string) => raw.values[name] === true;
+
 export const flagName = (input: string) => `--${input.replace(/_/g, '-')}`;
 export const envName = (input: string) => `INPUT_${input.toUpperCase()}`;
 

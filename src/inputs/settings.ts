@@ -6,7 +6,7 @@ import type { ClientSettings } from '../api/client.ts';
 import type { TokenType } from '../api/errors.ts';
 import { UsageError } from '../errors.ts';
 import { describeMissingUpstream, detectUpstream, type UpstreamPipeline } from '../sources/upstream.ts';
-import { parseBytes, type RawInputs } from './parse.ts';
+import { bool, list, num, parseBytes, str, type RawInputs } from './parse.ts';
 
 export type { TokenType };
 export type IfNotFound = 'fail' | 'warn' | 'ignore';
@@ -51,10 +51,6 @@ export interface FetchSettings extends ConnectionSettings {
   dryRun: boolean;
 }
 
-const str = (raw: RawInputs, name: string) => String(raw.values[name] ?? '').trim();
-const list = (raw: RawInputs, name: string) => (raw.values[name] as string[] | undefined) ?? [];
-const num = (raw: RawInputs, name: string) => Number(raw.values[name]);
-const bool = (raw: RawInputs, name: string) => raw.values[name] === true;
 
 /** API base URL: server_url when given, else $CI_API_V4_URL, else the server_url default + /api/v4. */
 export function resolveApiUrl(raw: RawInputs, env: NodeJS.ProcessEnv): string {

@@ -46,7 +46,8 @@ export function displayPath(path: string, base: string): string {
   return rel.startsWith('..') || isAbsolute(rel) ? path : rel;
 }
 
-async function writeAtomic(file: string, text: string): Promise<void> {
+/** Writes through a temporary file and a rename, so a reader never sees half a file. */
+export async function writeAtomic(file: string, text: string): Promise<void> {
   await mkdir(dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   await writeFile(tmp, text);

@@ -4,7 +4,7 @@
 // downstream pipeline is this one.
 import type { GitLabClient } from '../api/client.ts';
 import { encodeProject } from '../api/urls.ts';
-import { NotFoundError, RelayError } from '../errors.ts';
+import { httpStatus, NotFoundError, RelayError } from '../errors.ts';
 import { logger } from '../log.ts';
 import type { GitLabPipeline } from './types.ts';
 
@@ -16,8 +16,6 @@ interface Bridge {
 
 /** How many of the upstream project's newest pipelines are searched. */
 const SEARCHED_PIPELINES = 50;
-
-const status = (err: unknown) => (err instanceof RelayError ? Number(err.details.status) : 0);
 
 export async function findTriggeringPipeline(client: GitLabClient, project: string, ownPipelineId: number): Promise<{ pipelineId: number; bridge: string }> {
   const p = encodeProject(project);
@@ -36,9 +34,10 @@ export async function findTriggeringPipeline(client: GitLabClient, project: stri
       if (searched >= SEARCHED_PIPELINES) break;
     }
   } catch (err) {
-    if (![401, 403, 404].includes(status(err))) throw err;
+    const status = httpStatus(err) ?? 0;
+    if (![401, 403, 404].includes(status)) throw err;
     throw new RelayError(
-      `The token cannot read the pipelines or trigger jobs of ${project} (HTTP ${status(err)}), so the pipeline that triggered this one cannot be found.`,
+      `The token cannot read the pipelines or trigger jobs of ${project} (HTTP ${status}), so the pipeline that triggered this one cannot be found.`,
       'Put a project or group access token with read_api on the upstream project in `token`, or upgrade to GitLab 18.9+ (CI_UPSTREAM_PIPELINE_ID), or pass the pipeline ID (trigger variables UPSTREAM_PROJECT_ID and UPSTREAM_PIPELINE_ID).',
       { ...(err as RelayError).details },
     );

@@ -2,9 +2,10 @@
 // newest attempt of each name, and wait while matched jobs are still running. Downloads then go by job ID.
 import type { GitLabClient } from '../api/client.ts';
 import { encodeProject } from '../api/urls.ts';
-import { NotFoundError, RelayError } from '../errors.ts';
+import { httpStatus, NotFoundError, RelayError } from '../errors.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
 import { logger } from '../log.ts';
+import { sleep } from '../util/concurrency.ts';
 import { jobNameMatcher } from './match.ts';
 import type { GitLabJob } from './types.ts';
 
@@ -18,15 +19,13 @@ export const JOB_ID_RECIPE =
   '`echo "BUILD_JOB_ID=$CI_JOB_ID" >> ids.env` with `artifacts: reports: dotenv: ids.env`, let the trigger job ' +
   'forward it (`variables: { BUILD_JOB_ID: $BUILD_JOB_ID }` with `needs: [build]`), and set `job_id: $BUILD_JOB_ID` here.';
 
-const status = (err: unknown) => (err instanceof RelayError ? Number(err.details.status) : 0);
-
 /** Every job of the pipeline, newest first (GitLab sorts by ID descending; we sort again to be sure). */
 export async function listPipelineJobs(client: GitLabClient, settings: FetchSettings, project: string, pipelineId: number): Promise<GitLabJob[]> {
   const jobs: GitLabJob[] = [];
   try {
     for await (const page of client.paginate<GitLabJob>(`/projects/${encodeProject(project)}/pipelines/${pipelineId}/jobs`, { per_page: 100 })) jobs.push(...page);
   } catch (err) {
-    const code = status(err);
+    const code = httpStatus(err) ?? 0;
     if (![401, 403, 404].includes(code)) throw err;
     const base = err as RelayError;
     if (settings.tokenType === 'job') {
@@ -81,8 +80,6 @@ export function matchJobs(jobs: GitLabJob[], patterns: string[], where: string):
   return out;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Poll interval: starts small and grows to a cap (tests shrink it with ARTIFACT_RELAY_POLL_MS). */
 export function pollSchedule(): { next(): number } {
   const first = Number(process.env.ARTIFACT_RELAY_POLL_MS) || 3000;
@@ -97,7 +94,8 @@ export function pollSchedule(): { next(): number } {
   };
 }
 
-function failStatus(job: GitLabJob, settings: FetchSettings): RelayError {
+/** The error for a job that will not give artifacts: manual (never runs by itself), or ended outside accept_status. */
+export function failStatus(job: GitLabJob, settings: FetchSettings): RelayError {
   const where = job.web_url ? ` (${job.web_url})` : '';
   if (job.status === 'manual') {
     return new RelayError(`Job ${job.id} "${job.name}" is a manual job that has not been started${where}; it will not run by itself.`, 'Start it in the upstream pipeline, or fetch another job.', { jobId: job.id, status: job.status });

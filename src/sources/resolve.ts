@@ -4,11 +4,12 @@
 // cannot list pipelines or the job lives in a child pipeline.
 import { encodeArtifactPath, encodeProject, encodeRef } from '../api/urls.ts';
 import type { GitLabClient } from '../api/client.ts';
-import { RelayError } from '../errors.ts';
+import { httpStatus, RelayError } from '../errors.ts';
 import { logger } from '../log.ts';
+import { sleep } from '../util/concurrency.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
 import { findTriggeringPipeline } from './bridges.ts';
-import { ACTIVE_STATUSES, pollSchedule, resolvePipelineJobs, waitForArchive } from './pipeline.ts';
+import { ACTIVE_STATUSES, failStatus, pollSchedule, resolvePipelineJobs, waitForArchive } from './pipeline.ts';
 import type { GitLabJob, GitLabPipeline, ResolvedSource } from './types.ts';
 
 export function sourceForJob(project: string, job: { id: number; name?: string | null; pipelineId?: number | null; projectId?: number | null; ref?: string | null }, selectedBy: ResolvedSource['selectedBy']): ResolvedSource {
@@ -44,7 +45,7 @@ function sourceForRef(project: string, ref: string, jobName: string): ResolvedSo
   };
 }
 
-const isRefusal = (err: unknown) => err instanceof RelayError && [401, 403, 404].includes(Number(err.details.status));
+const isRefusal = (err: unknown) => [401, 403, 404].includes(httpStatus(err) ?? 0);
 
 /** Job details by ID, when the token may read them (job tokens may not: GitLab answers 401). */
 async function describeJob(client: GitLabClient, settings: FetchSettings, jobId: number): Promise<GitLabJob | undefined> {
@@ -90,12 +91,10 @@ async function waitForJob(client: GitLabClient, settings: FetchSettings, job: Gi
   while (ACTIVE_STATUSES.has(current.status) && Date.now() < deadline) {
     const delay = Math.min(schedule.next(), deadline - Date.now());
     logger.info(`Job ${current.id} (${current.name}) is ${current.status}; next look in ${(delay / 1000).toFixed(1)} s.`);
-    await new Promise((r) => setTimeout(r, delay));
+    await sleep(delay);
     current = (await describeJob(client, settings, job.id)) ?? current;
   }
-  if (!settings.acceptStatus.includes(current.status) && !ACTIVE_STATUSES.has(current.status)) {
-    throw new RelayError(`Job ${current.id} "${current.name}" has status ${current.status}${current.web_url ? ` (${current.web_url})` : ''}; accepted statuses: ${settings.acceptStatus.join(', ')}.`, undefined, { jobId: current.id, status: current.status });
-  }
+  if (!settings.acceptStatus.includes(current.status) && !ACTIVE_STATUSES.has(current.status)) throw failStatus(current, settings);
   if (ACTIVE_STATUSES.has(current.status)) {
     throw new RelayError(`Gave up after waiting ${settings.waitMs / 1000} s for job ${current.id} (${current.name}), still ${current.status}.`, 'Raise wait, or check why the upstream job is slow.');
   }

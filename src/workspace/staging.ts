@@ -99,6 +99,14 @@ async function planMerge(src: string, dst: string, rel: string, overwrite: boole
  * and RelayError lists the conflicts), a file replacing a folder or the reverse is a RelayError. Checks happen before
  * the first rename. Afterwards `staging` is removed.
  */
+/** overwrite is false and these files exist in `where`. */
+export function conflictError(conflicts: string[], where: string): RelayError {
+  return new RelayError(
+    `${conflicts.length} file(s) already exist in ${where} and overwrite is false: ${conflicts.slice(0, 5).join(', ')}${conflicts.length > 5 ? ', ...' : ''}`,
+    'Set overwrite: true to replace them, or choose another path.',
+  );
+}
+
 export async function commitStaging(staging: string, dest: string, opts: { overwrite: boolean }): Promise<void> {
   const src = resolve(staging);
   const dst = resolve(dest);
@@ -130,12 +138,7 @@ export async function commitStaging(staging: string, dest: string, opts: { overw
       'Remove them from the destination, or choose another path.',
     );
   }
-  if (conflicts.length > 0) {
-    throw new RelayError(
-      `${conflicts.length} file(s) already exist in ${dest} and overwrite is false: ${conflicts.slice(0, 5).join(', ')}${conflicts.length > 5 ? ', ...' : ''}`,
-      'Set overwrite: true to replace them, or choose another path.',
-    );
-  }
+  if (conflicts.length > 0) throw conflictError(conflicts, dest);
   for (const m of moves) {
     try {
       await rename(m.from, m.to);
