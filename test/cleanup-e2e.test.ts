@@ -4,10 +4,10 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import type { Job, Project, Simulator } from '../src/simulator/index.ts';
 import { runBundle } from './helpers/run.ts';
-import { JOB_TOKEN, PRIVATE_TOKEN, startWorld, type World } from './helpers/world.ts';
+import { JOB_TOKEN, PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
 
 const DAY = 86_400_000;
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
@@ -67,13 +67,11 @@ function buildScenario(world: World, path: string, groupId?: number): Scenario {
 const POLICY = ['--older-than', '10d', '--keep-latest', '1', '--keep-refs', 'release/*', '--exclude-job', 'keep-me*'];
 
 describe('cleanup by policy', () => {
-  let world: World;
+  const world = useWorld();
   let scenario: Scenario;
-  before(async () => {
-    world = await startWorld();
+  before(() => {
     scenario = buildScenario(world, 'grp/service');
   });
-  after(() => world.close());
 
   test('dry run lists exactly the policy\'s jobs and sends no DELETE', async () => {
     world.sim.requests.length = 0;
@@ -117,11 +115,7 @@ describe('cleanup by policy', () => {
 });
 
 describe('cleanup scope and refusals', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld();
-  });
-  after(() => world.close());
+  const world = useWorld();
 
   test('a group with subgroups, one project excluded', async () => {
     const top = world.sim.addGroup({ path: 'org' });

@@ -6,11 +6,11 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { hostile } from './helpers/archives.ts';
 import { runBundle } from './helpers/run.ts';
 import { snapshotTree } from './helpers/tree.ts';
-import { JOB_TOKEN, OAUTH_TOKEN, PRIVATE_TOKEN, startWorld, tokenHeadersSeen, type World } from './helpers/world.ts';
+import { JOB_TOKEN, OAUTH_TOKEN, PRIVATE_TOKEN, tokenHeadersSeen, useWorld, type World } from './helpers/world.ts';
 
 function unzipReference(world: World, archive: string): ReturnType<typeof snapshotTree> {
   const out = mkdtempSync(join(world.dir, 'ref-'));
@@ -35,11 +35,7 @@ function assertNoSecret(output: string) {
 }
 
 describe('fetch by job id', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld();
-  });
-  after(() => world.close());
+  const world = useWorld();
 
   for (const [tokenType, token, header, expected] of [
     ['job', JOB_TOKEN, 'job-token', JOB_TOKEN],
@@ -138,11 +134,7 @@ describe('fetch by job id', () => {
 });
 
 describe('fetch by ref and job', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld();
-  });
-  after(() => world.close());
+  const world = useWorld();
 
   for (const [label, token] of [
     ['access token (lists pipelines, downloads by job id)', PRIVATE_TOKEN],
@@ -175,11 +167,7 @@ describe('fetch by ref and job', () => {
 });
 
 describe('network faults are ridden out byte-exact', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld();
-  });
-  after(() => world.close());
+  const world = useWorld();
 
   const cases: [string, Parameters<World['sim']['injectFault']>[0]][] = [
     ['429 with Retry-After on the API', { origin: 'gitlab', path: /\/artifacts$/, kind: 'status', status: 429, retryAfter: 1, times: 2 }],
@@ -242,11 +230,7 @@ describe('network faults are ridden out byte-exact', () => {
 });
 
 describe('GitLab refusals are explained, with exit 1', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld();
-  });
-  after(() => world.close());
+  const world = useWorld();
 
   test('401: the job token of a job that is no longer running', async () => {
     world.sim.addJobToken('glcbt-finished-job-token-abcdef0123', world.oldBuild.id);
@@ -295,11 +279,7 @@ describe('GitLab refusals are explained, with exit 1', () => {
 });
 
 describe('hostile archives through the whole fetch leave the destination as it was', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld();
-  });
-  after(() => world.close());
+  const world = useWorld();
 
   for (const name of ['dotdot', 'absolute', 'escapingSymlink', 'throughSymlink', 'ratioBomb', 'crcDamage', 'truncated', 'encrypted'] as const) {
    for (const path of PATHS) {
@@ -374,11 +354,7 @@ async function startProxy(world: World, opts: { noRange?: boolean; resetOnce?: n
 }
 
 describe('storage without Range support, or a download that must restart', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld({ downloadMode: 'proxy' });
-  });
-  after(() => world.close());
+  const world = useWorld({ downloadMode: 'proxy' });
 
   test('no Range: falls back to download, then unpack, and unpacks exactly what unzip produces', async () => {
     const proxy = await startProxy(world, { noRange: true });

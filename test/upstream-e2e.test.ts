@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { runBundle } from './helpers/run.ts';
 import { snapshotTree } from './helpers/tree.ts';
-import { PRIVATE_TOKEN, startWorld, type World } from './helpers/world.ts';
+import { PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
 
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
 const dotenv = (file: string) => Object.fromEntries(readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
@@ -16,11 +16,7 @@ const triggered = (world: World, pipelineId: number, extra: Record<string, strin
   world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_UPSTREAM_PROJECT_ID: String(world.upstream.id), CI_UPSTREAM_PIPELINE_ID: String(pipelineId), ...extra });
 
 describe('the exact upstream pipeline', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld();
-  });
-  after(() => world.close());
+  const world = useWorld();
 
   test('takes the triggering pipeline\'s job while a newer successful pipeline exists on the same ref', async () => {
     const triggering = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
@@ -83,11 +79,7 @@ describe('the exact upstream pipeline', () => {
 });
 
 describe('older GitLab without pipeline variables: the triggering pipeline found through the upstream\'s trigger jobs', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld();
-  });
-  after(() => world.close());
+  const world = useWorld();
 
   /** A downstream pipeline started by a trigger job of `upstreamPipelineId`; only the upstream project is passed. */
   const downstreamOf = (upstreamPipelineId: number) => {
@@ -123,11 +115,7 @@ describe('older GitLab without pipeline variables: the triggering pipeline found
 });
 
 describe('waiting for upstream jobs', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld();
-  });
-  after(() => world.close());
+  const world = useWorld();
 
   test('a running job finishes after a few polls and its artifacts arrive within wait', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
@@ -217,10 +205,9 @@ describe('waiting for upstream jobs', () => {
 });
 
 describe('several jobs', () => {
-  let world: World;
+  const world = useWorld();
   let pipelineId: number;
-  before(async () => {
-    world = await startWorld();
+  before(() => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
     pipelineId = p.id;
     const shared = { name: 'README.md', data: 'same in both\n' };
@@ -229,7 +216,6 @@ describe('several jobs', () => {
     world.sim.addJob({ pipelineId: p.id, name: 'test 1/2', status: 'success', archive: world.zip('t1.zip', [{ name: 'report.xml', data: '<one/>' }]) });
     world.sim.addJob({ pipelineId: p.id, name: 'test 2/2', status: 'success', archive: world.zip('t2.zip', [{ name: 'report.xml', data: '<two/>' }]) });
   });
-  after(() => world.close());
 
   test('layout merge: a glob over two jobs, identical files allowed', async () => {
     const r = await runBundle(['fetch', '--job', 'build: *', '--path', 'merged', '--dotenv', 'merged.env'], triggered(world, pipelineId));
@@ -263,11 +249,7 @@ describe('several jobs', () => {
 });
 
 describe('large pipelines and limited job tokens', () => {
-  let world: World;
-  before(async () => {
-    world = await startWorld();
-  });
-  after(() => world.close());
+  const world = useWorld();
 
   test('pagination over more than 100 jobs finds a job on the last page', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import { startSimulator, type Job, type Project, type Simulator } from '../../src/simulator/index.ts';
 import { pythonZip, type SpecEntry } from './archives.ts';
 import { cleanEnv } from './run.ts';
@@ -88,6 +89,19 @@ export async function startWorld(opts: { downloadMode?: 'redirect' | 'proxy' | '
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A world for the enclosing describe(): started before its tests, closed after them. The returned object is filled
+ * in by the before hook, so use it only inside tests and later hooks.
+ */
+export function useWorld(opts: Parameters<typeof startWorld>[0] = {}): World {
+  const world = {} as World;
+  before(async () => {
+    Object.assign(world, await startWorld(opts));
+  });
+  after(() => world.close());
+  return world;
 }
 
 /** Every header value any request to `origin` carried for the token headers. */
