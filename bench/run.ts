@@ -32,7 +32,10 @@ const sizeMb = Number(flags['size-mb'] ?? env.BENCH_SIZE_MB ?? 500);
 const runs = Number(flags.runs ?? env.BENCH_RUNS ?? 3);
 const outJson = resolve(repo, flags.out ?? env.BENCH_OUT ?? 'bench-results/latest.json');
 const outMd = outJson.replace(/(\.json)?$/, '.md');
-const only = (flags.only ?? env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const only = (flags.only ?? env.BENCH_ONLY ?? '')
+  .split(',')
+  .map((s) => s.trim())
+  .filter(Boolean);
 const keep = flags.keep ?? env.BENCH_KEEP === '1';
 const readmePath = flags.readme || env.BENCH_README ? resolve(repo, env.BENCH_README ?? 'README.md') : null;
 
@@ -82,7 +85,13 @@ async function ensureArchive(): Promise<ArchiveInfo> {
     await rm(tree, { recursive: true, force: true });
     const names = (await must(['zipinfo', '-1', `${archive}.tmp`])).split('\n').filter(Boolean);
     const totals = /([\d]+) bytes uncompressed, (\d+) bytes compressed/.exec(await must(['zipinfo', '-t', `${archive}.tmp`]))!;
-    const info: ArchiveInfo = { bytes: Number(totals[2]), entries: names.length, files: names.filter((n) => !n.endsWith('/')).length, inflated: Number(totals[1]), composition };
+    const info: ArchiveInfo = {
+      bytes: Number(totals[2]),
+      entries: names.length,
+      files: names.filter((n) => !n.endsWith('/')).length,
+      inflated: Number(totals[1]),
+      composition,
+    };
     await writeFile(`${archive}.json`, JSON.stringify(info));
     await rename(`${archive}.tmp`, archive);
     console.log(`generated in ${((performance.now() - t) / 1000).toFixed(0)} s`);
@@ -143,7 +152,9 @@ if (wanted('d')) {
       const consumer = sim.addJob({ pipelineId: pipeline.id, name: 'consume', status: 'running' });
       sim.addJobToken(JOB_TOKEN, consumer.id);
       pgAuth = ['--job-token', JOB_TOKEN];
-      notes.push(`(d) uses --job-token: the simulator answers GET /api/v4/user with ${user.status}, which python-gitlab's CLI calls first with --private-token.`);
+      notes.push(
+        `(d) uses --job-token: the simulator answers GET /api/v4/user with ${user.status}, which python-gitlab's CLI calls first with --private-token.`,
+      );
     }
   }
 }
@@ -163,22 +174,45 @@ const all: Contender[] = [
     id: 'a',
     label: 'artifact-relay fetch (API → unpacked tree)',
     baseline: 'b',
-    cmd: (w) => [...NODE, join(repo, 'dist/artifact-relay.mjs'), 'fetch', '--server-url', sim.url, '--token', TOKEN, '--project', String(project.id), '--job-id', String(job.id), '--path', join(w, 'out')],
+    cmd: (w) => [
+      ...NODE,
+      join(repo, 'dist/artifact-relay.mjs'),
+      'fetch',
+      '--server-url',
+      sim.url,
+      '--token',
+      TOKEN,
+      '--project',
+      String(project.id),
+      '--job-id',
+      String(job.id),
+      '--path',
+      join(w, 'out'),
+    ],
   },
-  { id: 'b', label: 'curl -L + unzip -q', cmd: () => sh(`curl -sfL -H "PRIVATE-TOKEN: ${TOKEN}" -o a.zip '${artifactsUrl}' && unzip -q a.zip -d out`) },
+  {
+    id: 'b',
+    label: 'curl -L + unzip -q',
+    cmd: () => sh(`curl -sfL -H "PRIVATE-TOKEN: ${TOKEN}" -o a.zip '${artifactsUrl}' && unzip -q a.zip -d out`),
+  },
   { id: 'c1', label: 'unzip -q (local zip)', cmd: () => ['unzip', '-q', archive, '-d', 'out'] },
   { id: 'c2', label: 'artifact-relay extraction (local zip)', baseline: 'c1', cmd: () => [...NODE, extractLocal, archive, 'out'] },
   {
     id: 'd',
     label: 'python-gitlab CLI + unzip -q',
     baseline: 'b',
-    cmd: () => sh(`/usr/bin/python3 -m gitlab --server-url '${sim.url}' ${pgAuth!.join(' ')} project-job artifacts --project-id ${project.id} --id ${job.id} > a.zip && unzip -q a.zip -d out`),
+    cmd: () =>
+      sh(
+        `/usr/bin/python3 -m gitlab --server-url '${sim.url}' ${pgAuth!.join(' ')} project-job artifacts --project-id ${project.id} --id ${job.id} > a.zip && unzip -q a.zip -d out`,
+      ),
   },
 ];
 const contenders = all.filter((c) => wanted(c.id) && (c.id !== 'd' || pgAuth));
 
 // A clean environment: no CI_* variables leaking into artifact-relay's defaults.
-const cleanEnv = Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('CI_') && !k.startsWith('INPUT_') && !k.startsWith('GITLAB_')));
+const cleanEnv = Object.fromEntries(
+  Object.entries(env).filter(([k]) => !k.startsWith('CI_') && !k.startsWith('INPUT_') && !k.startsWith('GITLAB_')),
+);
 const samples = new Map<string, { wall: number; rssKiB: number }[]>(contenders.map((c) => [c.id, []]));
 const verified = new Map<string, { files: number; bytes: number }>();
 const benchStart = performance.now();
@@ -233,11 +267,16 @@ const target = (name: string, value: number | null | undefined, limit: number, u
 const targets = [
   target('(a)/(b) wall ≤ 1.0', row('a')?.ratio, 1.0),
   target('(c2)/(c1) wall ≤ 1.5', row('c2')?.ratio, 1.5),
-  { ...target('peak RSS of (a) < 150 MB', row('a')?.peakRssMB, 150, ' MB'), ...(row('a') && { status: row('a')!.peakRssMB < 150 ? 'PASS' : 'MISS' }) },
+  {
+    ...target('peak RSS of (a) < 150 MB', row('a')?.peakRssMB, 150, ' MB'),
+    ...(row('a') && { status: row('a')!.peakRssMB < 150 ? 'PASS' : 'MISS' }),
+  },
 ];
 const cpus = os.cpus();
 const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GB RAM, ${os.type()} ${os.release()}, Node ${process.version}`;
-const comp = Object.entries(info.composition).map(([k, v]) => `${k} ${v.files} files / ${mb(v.bytes)} MB`).join(', ');
+const comp = Object.entries(info.composition)
+  .map(([k, v]) => `${k} ${v.files} files / ${mb(v.bytes)} MB`)
+  .join(', ');
 const archiveLine = `${mb(info.bytes)} MB zip (Info-ZIP zip -r), ${info.entries} entries (${info.files} files), ${mb(info.inflated)} MB inflated: ${comp}`;
 const workDir = flags['work-dir'] ?? env.BENCH_WORK_DIR;
 const command = `npm run bench -- --size-mb ${sizeMb} --runs ${runs}${only.length ? ` --only ${only.join(',')}` : ''}${workDir ? ` --work-dir ${workDir}` : ''}`;
@@ -248,15 +287,28 @@ notes.push(
 
 const fmt = (n: number | null, d = 2) => (n == null ? '-' : n.toFixed(d));
 const header = ['contender', 'median s', 'min s', 'max s', 'ratio', 'peak RSS MB'];
-const cells = rows.map((r) => [`(${r.id}) ${r.label}`, fmt(r.median), fmt(r.min), fmt(r.max), r.ratio == null ? '-' : `${fmt(r.ratio)} vs (${r.baseline})`, fmt(r.peakRssMB, 0)]);
+const cells = rows.map((r) => [
+  `(${r.id}) ${r.label}`,
+  fmt(r.median),
+  fmt(r.min),
+  fmt(r.max),
+  r.ratio == null ? '-' : `${fmt(r.ratio)} vs (${r.baseline})`,
+  fmt(r.peakRssMB, 0),
+]);
 const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
 const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
-const targetLines = targets.map((t) => `${t.status.padEnd(4)}  ${t.name}: ${t.value == null ? 'not measured' : `${fmt(t.value)}${t.unit ?? ''}`}`);
+const targetLines = targets.map(
+  (t) => `${t.status.padEnd(4)}  ${t.name}: ${t.value == null ? 'not measured' : `${fmt(t.value)}${t.unit ?? ''}`}`,
+);
 
-console.log(`\nmachine: ${machine}\narchive: ${archiveLine}\nunpacked under: ${work}\nruns: ${runs} (alternating), bench ${benchSeconds.toFixed(0)} s, total ${((performance.now() - started) / 1000).toFixed(0)} s\n`);
+console.log(
+  `\nmachine: ${machine}\narchive: ${archiveLine}\nunpacked under: ${work}\nruns: ${runs} (alternating), bench ${benchSeconds.toFixed(0)} s, total ${((performance.now() - started) / 1000).toFixed(0)} s\n`,
+);
 console.log([line(header), ...cells.map(line)].join('\n'));
 console.log(`\n${targetLines.join('\n')}\n${notes.map((n) => `note: ${n}`).join('\n')}`);
-console.log(`trees verified against the archive listing: ${[...verified.keys()].map((k) => `(${k})`).join(' ')} = ${info.files} files, ${info.inflated} bytes`);
+console.log(
+  `trees verified against the archive listing: ${[...verified.keys()].map((k) => `(${k})`).join(' ')} = ${info.files} files, ${info.inflated} bytes`,
+);
 
 const md = [
   `Measured with \`${command}\` on ${machine}.`,
@@ -271,7 +323,19 @@ const md = [
 ].join('\n');
 
 await mkdir(dirname(outJson), { recursive: true });
-const result = { date: new Date().toISOString(), command, machine, archive: info, runs, benchSeconds, totalSeconds: (performance.now() - started) / 1000, rows, targets, notes, verified: Object.fromEntries(verified) };
+const result = {
+  date: new Date().toISOString(),
+  command,
+  machine,
+  archive: info,
+  runs,
+  benchSeconds,
+  totalSeconds: (performance.now() - started) / 1000,
+  rows,
+  targets,
+  notes,
+  verified: Object.fromEntries(verified),
+};
 await writeFile(outJson, `${JSON.stringify(result, null, 2)}\n`);
 await writeFile(outMd, `${md}\n`);
 console.log(`wrote ${outJson} and ${outMd}`);
@@ -279,6 +343,9 @@ if (readmePath) {
   const text = await readFile(readmePath, 'utf8');
   const re = /(<!-- BEGIN BENCH -->\n)[\s\S]*?(<!-- END BENCH -->)/;
   if (!re.test(text)) throw new Error(`${readmePath} has no <!-- BEGIN BENCH --> ... <!-- END BENCH --> section`);
-  await writeFile(readmePath, text.replace(re, (_m, a: string, b: string) => `${a}${md}\n${b}`));
+  await writeFile(
+    readmePath,
+    text.replace(re, (_m, a: string, b: string) => `${a}${md}\n${b}`),
+  );
   console.log(`updated the bench section of ${readmePath}`);
 }

@@ -41,7 +41,8 @@ export function templateOnlyInputs(command, spec) {
     stage: {
       type: 'string',
       default: 'test',
-      description: "Stage of the job (default test, which every pipeline has). Use an earlier stage, such as build or .pre, when later jobs need the files.",
+      description:
+        'Stage of the job (default test, which every pipeline has). Use an earlier stage, such as build or .pre, when later jobs need the files.',
     },
     image_repository: {
       type: 'string',
@@ -83,7 +84,10 @@ function artifactPaths(spec) {
   return ['path', 'summary', 'report', 'dotenv'].filter((n) => spec.inputs[n] && (spec.inputs[n].type ?? 'string') === 'string');
 }
 
-const oneLine = (text) => String(text ?? '').replace(/\s+/g, ' ').trim();
+const oneLine = (text) =>
+  String(text ?? '')
+    .replace(/\s+/g, ' ')
+    .trim();
 
 function specInput(command, name, input) {
   const type = input.type ?? 'string';
@@ -181,7 +185,7 @@ export function inputsTable(command, spec) {
   return rows.join('\n');
 }
 
-export function outputsTable(command, spec) {
+export function outputsTable(_command, spec) {
   const rows = ['| Variable | Description |', '| --- | --- |'];
   for (const [name, out] of Object.entries(spec.outputs ?? {})) rows.push(`| \`${name}\` | ${mdEscape(oneLine(out.description))} |`);
   return rows.join('\n');

@@ -65,8 +65,12 @@ async function main() {
 
   const projectDir = join(work, 'workspace');
   console.log(`GitLab simulator on ${sim.url} (object storage on ${sim.storageUrl})`);
-  console.log(`Upstream project ${upstream.path}: pipeline ${pipeline.id}, job ${build.id} "build" with an archive made by Python's zipfile.`);
-  console.log(`Running: artifact-relay fetch --project ${upstream.path} --job-id ${build.id} --path artifacts (as job ${deployJob.id} of ${downstream.path}, with its job token)\n`);
+  console.log(
+    `Upstream project ${upstream.path}: pipeline ${pipeline.id}, job ${build.id} "build" with an archive made by Python's zipfile.`,
+  );
+  console.log(
+    `Running: artifact-relay fetch --project ${upstream.path} --job-id ${build.id} --path artifacts (as job ${deployJob.id} of ${downstream.path}, with its job token)\n`,
+  );
 
   const env = {
     PATH: process.env.PATH,

@@ -30,7 +30,9 @@ export function helpText(spec: ComponentSpec, command?: string): string {
     wrap(spec.description, 96, ''),
     '',
     'Commands:',
-    ...commands.map((c, i) => `  ${c.padEnd(10)}${i === 0 ? '(default) ' : ''}${spec.commands[c].description.replace(/\s+/g, ' ').split('. ')[0]}.`),
+    ...commands.map(
+      (c, i) => `  ${c.padEnd(10)}${i === 0 ? '(default) ' : ''}${spec.commands[c].description.replace(/\s+/g, ' ').split('. ')[0]}.`,
+    ),
     '',
     'Each input is read from its --flag, else its INPUT_* environment variable, else its default.',
     'Lists take commas or newlines. Exit codes: 0 done, 1 failed, 2 invalid input.',

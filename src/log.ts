@@ -51,7 +51,10 @@ let sectionCounter = 0;
 
 /** Runs `fn` inside a GitLab collapsible log section (markers are plain text outside GitLab). */
 export async function section<T>(title: string, fn: () => Promise<T>, collapsed = true): Promise<T> {
-  const name = `artifact_relay_${++sectionCounter}_${title.toLowerCase().replace(/[^a-z0-9_.-]+/g, '_').slice(0, 40)}`;
+  const name = `artifact_relay_${++sectionCounter}_${title
+    .toLowerCase()
+    .replace(/[^a-z0-9_.-]+/g, '_')
+    .slice(0, 40)}`;
   const now = () => Math.floor(Date.now() / 1000);
   process.stdout.write(`${ESC}section_start:${now()}:${name}${collapsed ? '[collapsed=true]' : ''}\r${ESC}${redact(title)}\n`);
   try {

@@ -38,7 +38,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<numb
     return 0;
   }
   if (positionals.length > 0) {
-    throw new UsageError(`Unknown command or argument ${JSON.stringify(positionals[0])}. Commands: ${Object.keys(componentSpec.commands).join(', ')}. Run artifact-relay --help.`);
+    throw new UsageError(
+      `Unknown command or argument ${JSON.stringify(positionals[0])}. Commands: ${Object.keys(componentSpec.commands).join(', ')}. Run artifact-relay --help.`,
+    );
   }
   const run = commands[command ?? 'fetch'];
   if (!run) throw new UsageError(`The command ${command} is declared in component.yml but not implemented in this version.`);

@@ -95,7 +95,12 @@ describe('urls', () => {
     assert.equal(encodeArtifactPath('/a/b'), 'a/b');
   });
   it('joins API paths with queries, arrays as key[]', () => {
-    const u = joinApi('https://gl.example/api/v4/', '/projects/1/jobs', { scope: ['success', 'failed'], per_page: 100, x: undefined, flag: true });
+    const u = joinApi('https://gl.example/api/v4/', '/projects/1/jobs', {
+      scope: ['success', 'failed'],
+      per_page: 100,
+      x: undefined,
+      flag: true,
+    });
     assert.equal(u, 'https://gl.example/api/v4/projects/1/jobs?scope%5B%5D=success&scope%5B%5D=failed&per_page=100&flag=true');
     assert.equal(redactUrl('https://u:p@s3.example/b/o?X-Amz-Signature=abc#f'), 'https://s3.example/b/o');
   });
@@ -103,10 +108,22 @@ describe('urls', () => {
 
 describe('retry policy', () => {
   it('backs off exponentially with full jitter, capped at 60 s', () => {
-    assert.equal(retryDelay(1, 1000, {}, () => 0.999999), 999);
-    assert.equal(retryDelay(3, 1000, {}, () => 0.5), 2000);
-    assert.equal(retryDelay(20, 1000, {}, () => 0.999999), 59999);
-    assert.equal(retryDelay(3, 1000, {}, () => 0), 0);
+    assert.equal(
+      retryDelay(1, 1000, {}, () => 0.999999),
+      999,
+    );
+    assert.equal(
+      retryDelay(3, 1000, {}, () => 0.5),
+      2000,
+    );
+    assert.equal(
+      retryDelay(20, 1000, {}, () => 0.999999),
+      59999,
+    );
+    assert.equal(
+      retryDelay(3, 1000, {}, () => 0),
+      0,
+    );
   });
   it('honours Retry-After seconds and HTTP dates', () => {
     const now = Date.parse('2026-01-01T00:00:00Z');
@@ -165,8 +182,20 @@ describe('proxy', () => {
 
 describe('error mapping', () => {
   const url = 'https://gl.example/api/v4/projects/grp%2Fproj/jobs/7/artifacts?private_token=abc';
-  const map = (status: number, body: string, tokenType: ClientSettings['tokenType'] = 'private', ct = 'application/json', u = url, attempts?: number) =>
-    toRelayError(new HttpStatusError(status, body, { 'content-type': ct }, u), { action: 'GET /projects/grp%2Fproj/jobs/7/artifacts', tokenType, project: 'grp/proj', attempts });
+  const map = (
+    status: number,
+    body: string,
+    tokenType: ClientSettings['tokenType'] = 'private',
+    ct = 'application/json',
+    u = url,
+    attempts?: number,
+  ) =>
+    toRelayError(new HttpStatusError(status, body, { 'content-type': ct }, u), {
+      action: 'GET /projects/grp%2Fproj/jobs/7/artifacts',
+      tokenType,
+      project: 'grp/proj',
+      attempts,
+    });
 
   it('parses each GitLab body shape', () => {
     assert.deepEqual(parseErrorBody('{"message":"404 Not found"}'), { text: '404 Not found', shape: 'message' });
@@ -187,7 +216,10 @@ describe('error mapping', () => {
   it('403 allowlist text names both projects', () => {
     const e = map(403, '{"message":"403 Forbidden - Authentication by CI/CD job token not allowed from grp/down to grp/up."}', 'job');
     assert.equal(e.details.status, 403);
-    assert.match(e.advice ?? '', /add project grp\/down to the job token allowlist of grp\/up \(Settings > CI\/CD > Job token permissions\)/i);
+    assert.match(
+      e.advice ?? '',
+      /add project grp\/down to the job token allowlist of grp\/up \(Settings > CI\/CD > Job token permissions\)/i,
+    );
     const other = map(403, '{"message":"403 Forbidden"}');
     assert.match(other.advice ?? '', /lacks permission/);
   });
@@ -219,7 +251,14 @@ describe('error mapping', () => {
     assert.equal(e.details.status, 400);
     assert.equal(e.details.body, 'job is missing');
     assert.match(e.advice ?? '', /`job`/);
-    const r = map(429, '{"message":{"error":"This endpoint has been requested too many times. Try again later."}}', 'private', 'application/json', url, 4);
+    const r = map(
+      429,
+      '{"message":{"error":"This endpoint has been requested too many times. Try again later."}}',
+      'private',
+      'application/json',
+      url,
+      4,
+    );
     assert.equal(r.details.status, 429);
     assert.match(r.message, /requested too many times/);
     assert.match(r.advice ?? '', /retried 3 times/);
@@ -227,12 +266,20 @@ describe('error mapping', () => {
     assert.equal(t.details.body, 'Retry later');
   });
   it('network and TLS errors name host, code and settings', () => {
-    const n = toRelayError(Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:443'), { code: 'ECONNREFUSED' }), { action: 'GET /x', tokenType: 'job', url: 'https://gl.example/api/v4/x' });
+    const n = toRelayError(Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:443'), { code: 'ECONNREFUSED' }), {
+      action: 'GET /x',
+      tokenType: 'job',
+      url: 'https://gl.example/api/v4/x',
+    });
     assert.match(n.message, /gl\.example/);
     assert.match(n.message, /ECONNREFUSED/);
     assert.match(n.advice ?? '', /server_url/);
     assert.match(n.advice ?? '', /proxy/);
-    const t = toRelayError(Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }), { action: 'GET /x', tokenType: 'job', url: 'https://gl.example/api/v4/x' });
+    const t = toRelayError(Object.assign(new Error('self-signed certificate'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }), {
+      action: 'GET /x',
+      tokenType: 'job',
+      url: 'https://gl.example/api/v4/x',
+    });
     assert.match(t.advice ?? '', /ca_file/);
   });
 });
@@ -286,7 +333,8 @@ describe('client against a local server', () => {
         const hops = gitlab.requests.slice(-2);
         assert.equal(hops[0]!.url, '/api/v4/projects/old%2Fpath/jobs/1/artifacts');
         assert.equal(hops[1]!.url, '/api/v4/projects/5/jobs/1/artifacts');
-        for (const h of hops) assert.ok(h.headers['job-token'] || h.headers['private-token'] || h.headers.authorization, 'same origin keeps auth');
+        for (const h of hops)
+          assert.ok(h.headers['job-token'] || h.headers['private-token'] || h.headers.authorization, 'same origin keeps auth');
         const st = storage.requests.at(-1)!.headers;
         assert.equal(st['job-token'], undefined);
         assert.equal(st['private-token'], undefined);
@@ -308,7 +356,11 @@ describe('client against a local server', () => {
     let n = 0;
     const srv = await startServer((_q, res) => {
       if (n++ === 0) {
-        res.writeHead(429, { 'content-type': 'text/plain', 'retry-after': '0', 'ratelimit-reset': String(Math.floor(Date.now() / 1000) + 3600) });
+        res.writeHead(429, {
+          'content-type': 'text/plain',
+          'retry-after': '0',
+          'ratelimit-reset': String(Math.floor(Date.now() / 1000) + 3600),
+        });
         res.end('Retry later\n');
       } else json(res, 200, [1]);
     });
@@ -359,7 +411,12 @@ describe('client against a local server', () => {
         const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
         if (ranges && range && req.headers['if-range'] === etag) {
           const start = Number(range[1]);
-          res.writeHead(206, { 'content-length': String(data.length - start), 'content-range': `bytes ${start}-${data.length - 1}/${data.length}`, etag, 'accept-ranges': 'bytes' });
+          res.writeHead(206, {
+            'content-length': String(data.length - start),
+            'content-range': `bytes ${start}-${data.length - 1}/${data.length}`,
+            etag,
+            'accept-ranges': 'bytes',
+          });
           const part = data.subarray(start);
           if (full++ < 2) {
             res.write(part.subarray(0, 50_000), () => setTimeout(() => res.socket?.destroy(), 20));
@@ -455,7 +512,11 @@ describe('client against a local server', () => {
       const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
       if (range) {
         const start = Number(range[1]);
-        res.writeHead(206, { 'content-length': String(data.length - start), 'content-range': `bytes ${start}-${data.length - 1}/${data.length}`, 'accept-ranges': 'bytes' });
+        res.writeHead(206, {
+          'content-length': String(data.length - start),
+          'content-range': `bytes ${start}-${data.length - 1}/${data.length}`,
+          'accept-ranges': 'bytes',
+        });
         return res.end(data.subarray(start));
       }
       res.writeHead(200, { 'content-length': String(data.length), 'accept-ranges': 'bytes' });
@@ -487,12 +548,17 @@ describe('client against a local server', () => {
     let n = 0;
     const srv = await startServer((_q, res) => {
       res.writeHead(200, { 'content-length': String(data.length) });
-      if (n++ === 0) res.write(data.subarray(0, 1000)); // then nothing, forever
+      if (n++ === 0)
+        res.write(data.subarray(0, 1000)); // then nothing, forever
       else res.end(data);
     });
     try {
       const t0 = Date.now();
-      const r = await createGitLabClient(settings(srv, { timeoutMs: 500 })).download('/projects/1/jobs/1/artifacts', undefined, join(tmp, 'stall.zip'));
+      const r = await createGitLabClient(settings(srv, { timeoutMs: 500 })).download(
+        '/projects/1/jobs/1/artifacts',
+        undefined,
+        join(tmp, 'stall.zip'),
+      );
       assert.equal(r.sha256, sha(data));
       assert.equal(r.attempts, 2);
       assert.ok(Date.now() - t0 < 4000, `took ${Date.now() - t0} ms`);
@@ -516,7 +582,9 @@ describe('client against a local server', () => {
       res.end('<!DOCTYPE html><html><body>Sign in</body></html>');
     });
     try {
-      const e = await catchErr(createGitLabClient(settings(srv)).download('/projects/1/jobs/1/artifacts', undefined, join(tmp, 'html.zip')));
+      const e = await catchErr(
+        createGitLabClient(settings(srv)).download('/projects/1/jobs/1/artifacts', undefined, join(tmp, 'html.zip')),
+      );
       assert.match(e.message, /HTML page was served instead of the archive/);
       assert.equal(srv.requests.length, 1);
     } finally {
@@ -527,7 +595,11 @@ describe('client against a local server', () => {
   it('maps real server answers and never leaks the token', async () => {
     const answers: Record<string, [number, string, string]> = {
       '/api/v4/a': [401, '{"message":"401 Unauthorized"}', 'application/json'],
-      '/api/v4/b': [403, '{"message":"403 Forbidden - Authentication by CI/CD job token not allowed from g/a to g/b."}', 'application/json'],
+      '/api/v4/b': [
+        403,
+        '{"message":"403 Forbidden - Authentication by CI/CD job token not allowed from g/a to g/b."}',
+        'application/json',
+      ],
       '/api/v4/c': [404, '{"message":"404 Project Not Found"}', 'application/json'],
       '/api/v4/projects/1/jobs/2/artifacts/x.txt': [404, '404 page not found\n', 'text/plain; charset=utf-8'],
       '/api/v4/projects/1/jobs/artifacts/main/download?job=': [400, '{"error":"job is missing"}', 'application/json'],
@@ -578,7 +650,15 @@ describe('client against a local server', () => {
       for (const route of ['link', 'xnext']) {
         const pages: number[][] = [];
         for await (const p of c.paginate<number>(`/projects/1/${route}`, { per_page: 2, scope: ['success'] })) pages.push(p);
-        assert.deepEqual(pages, [[10, 11], [20, 21], [30, 31]], route);
+        assert.deepEqual(
+          pages,
+          [
+            [10, 11],
+            [20, 21],
+            [30, 31],
+          ],
+          route,
+        );
       }
       const last = srv.requests.at(-1)!.url;
       assert.match(last, /per_page=2/);
@@ -596,7 +676,9 @@ describe('client against a local server', () => {
   });
 
   it('parses Link headers robustly', () => {
-    const l = parseLinkHeader('<https://g/api/v4/x?page=2&per_page=1>; rel="next", <https://g/api/v4/x?page=1>; rel=first,<https://g/z>;rel="prev last"');
+    const l = parseLinkHeader(
+      '<https://g/api/v4/x?page=2&per_page=1>; rel="next", <https://g/api/v4/x?page=1>; rel=first,<https://g/z>;rel="prev last"',
+    );
     assert.equal(l.next, 'https://g/api/v4/x?page=2&per_page=1');
     assert.equal(l.first, 'https://g/api/v4/x?page=1');
     assert.equal(l.last, 'https://g/z');
@@ -636,7 +718,27 @@ describe('client against a local server', () => {
     const key = join(tmp, 'key.pem');
     const cert = join(tmp, 'cert.pem');
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          key,
+          '-out',
+          cert,
+          '-days',
+          '1',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+        ],
+        { stdio: 'ignore' },
+      );
     } catch {
       t.skip('openssl is not available');
       return;
@@ -705,10 +807,21 @@ describe('client against a local server', () => {
   });
 
   it('a missing ca_file is a RelayError naming ca_file', () => {
-    assert.throws(() => createGitLabClient({ apiUrl: 'https://gl.example/api/v4', token: TOKEN, tokenType: 'private', retries: 0, timeoutMs: 1000, caFile: join(tmp, 'nope.pem') }), (e: unknown) => {
-      assert.ok(e instanceof RelayError);
-      assert.match(e.message, /ca_file/);
-      return true;
-    });
+    assert.throws(
+      () =>
+        createGitLabClient({
+          apiUrl: 'https://gl.example/api/v4',
+          token: TOKEN,
+          tokenType: 'private',
+          retries: 0,
+          timeoutMs: 1000,
+          caFile: join(tmp, 'nope.pem'),
+        }),
+      (e: unknown) => {
+        assert.ok(e instanceof RelayError);
+        assert.match(e.message, /ca_file/);
+        return true;
+      },
+    );
   });
 });

@@ -31,7 +31,13 @@ function buildScenario(world: World, path: string, groupId?: number): Scenario {
   const archive = world.archive;
   const expectedDeleted = new Set<number>();
   let kept = 0;
-  const job = (pipelineId: number, name: string, days: number, deleted: boolean, extra: Partial<Parameters<Simulator['addJob']>[0]> = {}) => {
+  const job = (
+    pipelineId: number,
+    name: string,
+    days: number,
+    deleted: boolean,
+    extra: Partial<Parameters<Simulator['addJob']>[0]> = {},
+  ) => {
     const j = sim.addJob({ pipelineId, name, status: 'success', archive, finishedAt: ago(days), ...extra });
     if (deleted) expectedDeleted.add(j.id);
     else kept++;
@@ -46,7 +52,8 @@ function buildScenario(world: World, path: string, groupId?: number): Scenario {
     sim.addJob({ pipelineId: p.id, name: 'lint', status: 'success', finishedAt: ago(day) }); // no artifacts: not a candidate
     if (day === 15) job(p.id, 'build', day, true, { retried: true });
     if (day === 20) job(p.id, 'keep-me please', day, false); // exclude_job
-    if (day === 25) for (let i = 0; i < 2000; i++) sim.addJob({ pipelineId: p.id, name: `shard ${i}`, status: 'success', finishedAt: ago(day) });
+    if (day === 25)
+      for (let i = 0; i < 2000; i++) sim.addJob({ pipelineId: p.id, name: `shard ${i}`, status: 'success', finishedAt: ago(day) });
   }
   // feature/x: the newest *successful* pipeline of the ref stays although it is old; older ones and failed ones go.
   const f1 = sim.addPipeline({ projectId: project.id, ref: 'feature/x', status: 'success' });
@@ -73,9 +80,12 @@ describe('cleanup by policy', () => {
     scenario = buildScenario(world, 'grp/service');
   });
 
-  test('dry run lists exactly the policy\'s jobs and sends no DELETE', async () => {
+  test("dry run lists exactly the policy's jobs and sends no DELETE", async () => {
     world.sim.requests.length = 0;
-    const r = await runBundle(['cleanup', '--project', 'grp/service', ...POLICY, '--dry-run', '--report', 'dry.json'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN }));
+    const r = await runBundle(
+      ['cleanup', '--project', 'grp/service', ...POLICY, '--dry-run', '--report', 'dry.json'],
+      world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+    );
     assert.equal(r.status, 0, r.output);
     assert.equal(world.sim.requests.filter((q) => q.method === 'DELETE').length, 0);
     const report = readJson(join(world.workspace, 'dry.json'));
@@ -83,14 +93,21 @@ describe('cleanup by policy', () => {
     assert.deepEqual(new Set(report.projects[0].deleted), scenario.expectedDeleted);
     assert.equal(report.totals.bytes, scenario.expectedBytes);
     assert.match(r.output, /Would delete/);
-    assert.ok(world.sim.requests.some((q) => q.query.pagination === 'keyset'), 'keyset pagination');
+    assert.ok(
+      world.sim.requests.some((q) => q.query.pagination === 'keyset'),
+      'keyset pagination',
+    );
     assert.ok(!r.output.includes(PRIVATE_TOKEN));
   });
 
-  test('deletes exactly the policy\'s jobs through a 429 storm; the report adds up', async () => {
+  test("deletes exactly the policy's jobs through a 429 storm; the report adds up", async () => {
     world.sim.requests.length = 0;
     world.sim.injectFault({ origin: 'gitlab', method: 'DELETE', kind: 'status', status: 429, retryAfter: 0, times: 25 });
-    const r = await runBundle(['cleanup', '--project', 'grp/service', ...POLICY, '--report', 'report.json', '--dotenv', 'cleanup.env'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN, INPUT_RETRIES: '10' }), { timeoutMs: 120_000 });
+    const r = await runBundle(
+      ['cleanup', '--project', 'grp/service', ...POLICY, '--report', 'report.json', '--dotenv', 'cleanup.env'],
+      world.env({ INPUT_TOKEN: PRIVATE_TOKEN, INPUT_RETRIES: '10' }),
+      { timeoutMs: 120_000 },
+    );
     world.sim.clearFaults();
     assert.equal(r.status, 0, r.output);
     assert.deepEqual(new Set(world.sim.deletedArtifacts), scenario.expectedDeleted);
@@ -103,12 +120,18 @@ describe('cleanup by policy', () => {
     assert.equal(report.totals.bytes, scenario.expectedBytes);
     assert.deepEqual(project.failed, []);
     assert.ok(world.sim.requests.filter((q) => q.method === 'DELETE' && q.status === 429).length >= 20, 'the storm happened');
-    assert.match(readFileSync(join(world.workspace, 'cleanup.env'), 'utf8'), new RegExp(`ARTIFACT_RELAY_DELETED_JOBS=${scenario.expectedDeleted.size}\n`));
+    assert.match(
+      readFileSync(join(world.workspace, 'cleanup.env'), 'utf8'),
+      new RegExp(`ARTIFACT_RELAY_DELETED_JOBS=${scenario.expectedDeleted.size}\n`),
+    );
     assert.match(r.output, /grp\/service/);
   });
 
   test('a second run finds nothing left to delete', async () => {
-    const r = await runBundle(['cleanup', '--project', 'grp/service', ...POLICY, '--report', 'again.json'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN }));
+    const r = await runBundle(
+      ['cleanup', '--project', 'grp/service', ...POLICY, '--report', 'again.json'],
+      world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+    );
     assert.equal(r.status, 0, r.output);
     assert.equal(readJson(join(world.workspace, 'again.json')).totals.jobs, 0);
   });
@@ -123,7 +146,11 @@ describe('cleanup scope and refusals', () => {
     const a = buildScenario(world, 'api', top.id);
     const b = buildScenario(world, 'web', sub.id);
     buildScenario(world, 'legacy-tool', sub.id);
-    const r = await runBundle(['cleanup', '--group', 'org', '--exclude-project', 'org/team/legacy-*', ...POLICY, '--report', 'group.json'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN }), { timeoutMs: 120_000 });
+    const r = await runBundle(
+      ['cleanup', '--group', 'org', '--exclude-project', 'org/team/legacy-*', ...POLICY, '--report', 'group.json'],
+      world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+      { timeoutMs: 120_000 },
+    );
     assert.equal(r.status, 0, r.output);
     const report = readJson(join(world.workspace, 'group.json'));
     assert.deepEqual(report.projects.map((p: { path: string }) => p.path).sort(), ['org/api', 'org/team/web']);
@@ -138,7 +165,10 @@ describe('cleanup scope and refusals', () => {
     const big = world.sim.addJob({ pipelineId: p.id, name: 'package', status: 'success', archive: world.archive, finishedAt: ago(30) });
     world.sim.addJob({ pipelineId: p.id, name: 'package-tiny', status: 'success', archive: small, finishedAt: ago(30) });
     world.sim.addJob({ pipelineId: p.id, name: 'docs', status: 'success', archive: world.archive, finishedAt: ago(30) });
-    const r = await runBundle(['cleanup', '--project', 'grp/sizes', '--older-than', '7d', '--job', 'package*', '--min-size', '1KiB', '--report', 'sizes.json'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN }));
+    const r = await runBundle(
+      ['cleanup', '--project', 'grp/sizes', '--older-than', '7d', '--job', 'package*', '--min-size', '1KiB', '--report', 'sizes.json'],
+      world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+    );
     assert.equal(r.status, 0, r.output);
     assert.deepEqual(readJson(join(world.workspace, 'sizes.json')).projects[0].deleted, [big.id]);
   });
@@ -146,9 +176,18 @@ describe('cleanup scope and refusals', () => {
   test('an ISO date works as older_than', async () => {
     const project = world.sim.addProject({ path: 'grp/dated' });
     const p = world.sim.addPipeline({ projectId: project.id, ref: 'x', status: 'failed' });
-    const old = world.sim.addJob({ pipelineId: p.id, name: 'b', status: 'success', archive: world.archive, finishedAt: '2025-01-01T00:00:00Z' });
+    const old = world.sim.addJob({
+      pipelineId: p.id,
+      name: 'b',
+      status: 'success',
+      archive: world.archive,
+      finishedAt: '2025-01-01T00:00:00Z',
+    });
     world.sim.addJob({ pipelineId: p.id, name: 'b', status: 'success', archive: world.archive, finishedAt: '2025-06-01T00:00:00Z' });
-    const r = await runBundle(['cleanup', '--project', 'grp/dated', '--older-than', '2025-03-01', '--dry-run', '--report', 'dated.json'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN }));
+    const r = await runBundle(
+      ['cleanup', '--project', 'grp/dated', '--older-than', '2025-03-01', '--dry-run', '--report', 'dated.json'],
+      world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+    );
     assert.equal(r.status, 0, r.output);
     assert.deepEqual(readJson(join(world.workspace, 'dated.json')).projects[0].deleted, [old.id]);
   });
@@ -156,14 +195,29 @@ describe('cleanup scope and refusals', () => {
   test('a deletion that keeps failing does not stop the others; exit 1 listing it', async () => {
     const project = world.sim.addProject({ path: 'grp/flaky' });
     const p = world.sim.addPipeline({ projectId: project.id, ref: 'x', status: 'failed' });
-    const jobs = [0, 1, 2].map(() => world.sim.addJob({ pipelineId: p.id, name: 'b', status: 'success', archive: world.archive, finishedAt: ago(30) }));
-    world.sim.injectFault({ origin: 'gitlab', method: 'DELETE', path: `/api/v4/projects/${project.id}/jobs/${jobs[1].id}/artifacts`, kind: 'status', status: 403, times: Infinity });
-    const r = await runBundle(['cleanup', '--project', 'grp/flaky', '--older-than', '7d', '--report', 'flaky.json'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN }));
+    const jobs = [0, 1, 2].map(() =>
+      world.sim.addJob({ pipelineId: p.id, name: 'b', status: 'success', archive: world.archive, finishedAt: ago(30) }),
+    );
+    world.sim.injectFault({
+      origin: 'gitlab',
+      method: 'DELETE',
+      path: `/api/v4/projects/${project.id}/jobs/${jobs[1].id}/artifacts`,
+      kind: 'status',
+      status: 403,
+      times: Infinity,
+    });
+    const r = await runBundle(
+      ['cleanup', '--project', 'grp/flaky', '--older-than', '7d', '--report', 'flaky.json'],
+      world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+    );
     world.sim.clearFaults();
     assert.equal(r.status, 1, r.output);
     const report = readJson(join(world.workspace, 'flaky.json'));
     assert.deepEqual(report.projects[0].deleted.sort(), [jobs[0].id, jobs[2].id].sort());
-    assert.deepEqual(report.projects[0].failed.map((f: { job_id: number }) => f.job_id), [jobs[1].id]);
+    assert.deepEqual(
+      report.projects[0].failed.map((f: { job_id: number }) => f.job_id),
+      [jobs[1].id],
+    );
     assert.match(r.output, new RegExp(`job ${jobs[1].id}`));
   });
 
@@ -179,7 +233,10 @@ describe('cleanup scope and refusals', () => {
       body: '{"message":"Action temporarily disabled. The project this pipeline belongs to is undergoing stats refresh."}',
       times: 3,
     });
-    const r = await runBundle(['cleanup', '--project', 'grp/refreshing', '--older-than', '7d', '--report', 'refresh.json'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN }));
+    const r = await runBundle(
+      ['cleanup', '--project', 'grp/refreshing', '--older-than', '7d', '--report', 'refresh.json'],
+      world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+    );
     world.sim.clearFaults();
     assert.equal(r.status, 0, r.output);
     assert.deepEqual(readJson(join(world.workspace, 'refresh.json')).projects[0].deleted, [j.id]);
@@ -190,7 +247,9 @@ describe('cleanup scope and refusals', () => {
     world.sim.requests.length = 0;
     const r = await runBundle(['cleanup', '--project', 'grp/bulk', '--expire-all', 'true'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN }));
     assert.equal(r.status, 0, r.output);
-    assert.ok(world.sim.requests.some((q) => q.method === 'DELETE' && q.path === `/api/v4/projects/${project.id}/artifacts` && q.status === 202));
+    assert.ok(
+      world.sim.requests.some((q) => q.method === 'DELETE' && q.path === `/api/v4/projects/${project.id}/artifacts` && q.status === 202),
+    );
     assert.match(r.output, /queued/);
   });
 
@@ -199,7 +258,12 @@ describe('cleanup scope and refusals', () => {
     ['a job token, before any request', ['--project', 'grp/x', '--older-than', '30d'], { INPUT_TOKEN: JOB_TOKEN }, /job token.*api scope/s],
     ['$CI_JOB_TOKEN passed as token', ['--project', 'grp/x', '--older-than', '30d', '--token', JOB_TOKEN], {}, /job token/],
     ['no token at all', ['--project', 'grp/x', '--older-than', '30d'], {}, /token is empty/],
-    ['expire_all with a policy input', ['--project', 'grp/x', '--expire-all', 'true', '--older-than', '30d'], { INPUT_TOKEN: PRIVATE_TOKEN }, /cannot be combined/],
+    [
+      'expire_all with a policy input',
+      ['--project', 'grp/x', '--expire-all', 'true', '--older-than', '30d'],
+      { INPUT_TOKEN: PRIVATE_TOKEN },
+      /cannot be combined/,
+    ],
     ['a malformed age', ['--project', 'grp/x', '--older-than', '30 days'], { INPUT_TOKEN: PRIVATE_TOKEN }, /older_than/],
   ];
   for (const [label, args, env, expected] of refusals) {

@@ -42,7 +42,9 @@ type Extract = typeof extractArchive;
  */
 const extractOverlapped: Extract = async (zip, dest, opts) => {
   const data = readFileSync(zip);
-  const directory = await readDirectoryFromTail(data.subarray(Math.max(0, data.length - 65536)), data.length, async (s, e) => data.subarray(s, e));
+  const directory = await readDirectoryFromTail(data.subarray(Math.max(0, data.length - 65536)), data.length, async (s, e) =>
+    data.subarray(s, e),
+  );
   if (!directory) return extractArchive(zip, dest, opts);
   const copy = `${zip}.partial-${n++}`;
   writeFileSync(copy, '');
@@ -162,7 +164,12 @@ for (const [label, extract] of PATHS) {
       await assertLikeUnzip(pythonZip(join(fresh('z'), 'py-store.zip'), MIXED, { method: 'store' }), { concurrency: 1 }, extract);
     });
     test('Info-ZIP zip -r -y with modes and symlinks', async () => {
-      const zip = infoZip(join(fresh('z'), 'info.zip'), (root) => buildTree(root, MIXED.map((e) => ({ ...e, name: e.name.replace(/\/$/, '') }))));
+      const zip = infoZip(join(fresh('z'), 'info.zip'), (root) =>
+        buildTree(
+          root,
+          MIXED.map((e) => ({ ...e, name: e.name.replace(/\/$/, '') })),
+        ),
+      );
       const { ours } = await assertLikeUnzip(zip, {}, extract);
       const snap = snapshotTree(ours);
       const mode = (p: string) => snap.find((e) => e.path === p)?.mode;
@@ -227,8 +234,14 @@ for (const [label, extract] of PATHS) {
       });
     }
     test('a central directory shorter than the end record says is rejected', async () => {
-      const zip = pythonZip(join(fresh('z'), 'count.zip'), [{ name: 'a.txt', data: 'a' }, { name: 'b.txt', data: 'b' }]);
-      execFileSync('python3', ['-c', `import struct\nf=${JSON.stringify(zip)}\nb=bytearray(open(f,'rb').read())\ni=b.rfind(b'PK\\x05\\x06')\nstruct.pack_into('<HH',b,i+8,5,5)\nopen(f,'wb').write(b)`]);
+      const zip = pythonZip(join(fresh('z'), 'count.zip'), [
+        { name: 'a.txt', data: 'a' },
+        { name: 'b.txt', data: 'b' },
+      ]);
+      execFileSync('python3', [
+        '-c',
+        `import struct\nf=${JSON.stringify(zip)}\nb=bytearray(open(f,'rb').read())\ni=b.rfind(b'PK\\x05\\x06')\nstruct.pack_into('<HH',b,i+8,5,5)\nopen(f,'wb').write(b)`,
+      ]);
       await assert.rejects(extract(zip, fresh('d'), OPTS), /damaged zip archive/);
     });
     test('listArchive rejects the same names', async () => {
@@ -277,22 +290,37 @@ for (const [label, extract] of PATHS) {
         ['docs', 'docs/x.md', 'src', 'src/a.js'],
       );
       assert.equal(r.files, 2);
-      assert.deepEqual((await listArchive(zip, { exclude: ['node_modules'] })).map((e) => e.path), ['src/a.js', 'src/b.ts', 'docs/x.md', 'bad-but-filtered']);
+      assert.deepEqual(
+        (await listArchive(zip, { exclude: ['node_modules'] })).map((e) => e.path),
+        ['src/a.js', 'src/b.ts', 'docs/x.md', 'bad-but-filtered'],
+      );
     });
     test('filtered-out names are still validated', async () => {
-      const zip = pythonZip(join(fresh('z'), 'v.zip'), [{ name: 'ok.txt', data: 'ok' }, { name: 'x/../../evil', data: 'e' }]);
+      const zip = pythonZip(join(fresh('z'), 'v.zip'), [
+        { name: 'ok.txt', data: 'ok' },
+        { name: 'x/../../evil', data: 'e' },
+      ]);
       await assert.rejects(extract(zip, fresh('d'), { ...OPTS, include: ['ok.txt'] }), /unsafe path/);
     });
     test('a long archive comment and an empty archive are fine', async () => {
       const zip = join(fresh('z'), 'comment.zip');
-      execFileSync('python3', ['-c', `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(zip)}, 'w') as z:\n  z.writestr('a.txt', 'hello')\n  z.comment = b'x' * 300`]);
+      execFileSync('python3', [
+        '-c',
+        `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(zip)}, 'w') as z:\n  z.writestr('a.txt', 'hello')\n  z.comment = b'x' * 300`,
+      ]);
       await assertLikeUnzip(zip, {}, extract);
       // A comment holding end-record signatures (Info-ZIP unzip itself gets confused by this one).
       const tricky = join(fresh('z'), 'tricky.zip');
-      execFileSync('python3', ['-c', `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(tricky)}, 'w') as z:\n  z.writestr('a.txt', 'hello')\n  z.comment = b'PK\\x05\\x06' * 100`]);
+      execFileSync('python3', [
+        '-c',
+        `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(tricky)}, 'w') as z:\n  z.writestr('a.txt', 'hello')\n  z.comment = b'PK\\x05\\x06' * 100`,
+      ]);
       const dest = fresh('d');
       await extract(tricky, dest, OPTS);
-      assert.deepEqual(snapshotTree(dest).map((e) => [e.path, e.size]), [['a.txt', 5]]);
+      assert.deepEqual(
+        snapshotTree(dest).map((e) => [e.path, e.size]),
+        [['a.txt', 5]],
+      );
       const empty = join(fresh('z'), 'empty.zip');
       execFileSync('python3', ['-c', `import zipfile\nzipfile.ZipFile(${JSON.stringify(empty)}, 'w').close()`]);
       const r = await extract(empty, fresh('d'), OPTS);
@@ -300,7 +328,10 @@ for (const [label, extract] of PATHS) {
     });
     test('unsupported compression method', async () => {
       const zip = join(fresh('z'), 'bz.zip');
-      execFileSync('python3', ['-c', `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(zip)}, 'w', zipfile.ZIP_BZIP2) as z:\n  z.writestr('a.txt', 'hello'*100)`]);
+      execFileSync('python3', [
+        '-c',
+        `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(zip)}, 'w', zipfile.ZIP_BZIP2) as z:\n  z.writestr('a.txt', 'hello'*100)`,
+      ]);
       await assert.rejects(extract(zip, fresh('d'), OPTS), /unsupported compression method 12/);
     });
   });
@@ -309,7 +340,12 @@ for (const [label, extract] of PATHS) {
 describe('archives made on DOS/Windows hosts', () => {
   /** Python's zipfile with create_system 0 (MS-DOS/FAT) and backslash-separated names, as old Windows tools write. */
   const dosZip = (file: string, names: string[]) => {
-    execFileSync('python3', ['-c', `import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED)\nfor n in sys.argv[2:]:\n  zi = zipfile.ZipInfo(n); zi.create_system = 0; z.writestr(zi, 'data of ' + n)\nz.close()`, file, ...names]);
+    execFileSync('python3', [
+      '-c',
+      `import sys, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w', zipfile.ZIP_DEFLATED)\nfor n in sys.argv[2:]:\n  zi = zipfile.ZipInfo(n); zi.create_system = 0; z.writestr(zi, 'data of ' + n)\nz.close()`,
+      file,
+      ...names,
+    ]);
     return file;
   };
   for (const [label, extract] of PATHS) {
@@ -335,7 +371,12 @@ describe('archives made on DOS/Windows hosts', () => {
         ['fatdir/', 0x10, 0],
         ['fatdir700/', (0o700 << 16) | 0x10, 0],
       ];
-      execFileSync('python3', ['-c', `import sys, json, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w')\nfor n, a, h in json.loads(sys.argv[2]):\n  zi = zipfile.ZipInfo(n); zi.create_system = h; zi.external_attr = a; z.writestr(zi, '' if n.endswith('/') else 'x')\nz.close()`, zip, JSON.stringify(spec)]);
+      execFileSync('python3', [
+        '-c',
+        `import sys, json, zipfile\nz = zipfile.ZipFile(sys.argv[1], 'w')\nfor n, a, h in json.loads(sys.argv[2]):\n  zi = zipfile.ZipInfo(n); zi.create_system = h; zi.external_attr = a; z.writestr(zi, '' if n.endswith('/') else 'x')\nz.close()`,
+        zip,
+        JSON.stringify(spec),
+      ]);
       await assertLikeUnzip(zip, {}, extract);
     });
     test(`a backslash escape is still refused (${label})`, async () => {

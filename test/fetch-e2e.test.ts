@@ -19,7 +19,13 @@ function unzipReference(world: World, archive: string): ReturnType<typeof snapsh
 }
 
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
-const dotenv = (file: string) => Object.fromEntries(readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+const dotenv = (file: string) =>
+  Object.fromEntries(
+    readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/=(.*)/s).slice(0, 2)),
+  );
 
 /** Which path fetch took, from its log, and the env that forces it. */
 const PATHS = [
@@ -42,42 +48,64 @@ describe('fetch by job id', () => {
     ['private', PRIVATE_TOKEN, 'private-token', PRIVATE_TOKEN],
     ['oauth', OAUTH_TOKEN, 'authorization', `Bearer ${OAUTH_TOKEN}`],
   ] as const) {
-   for (const path of PATHS) {
-    test(`with a ${tokenType} token, ARTIFACT_RELAY_OVERLAP=${path.overlap}: unpacks exactly what unzip produces, the token never reaches storage`, async () => {
-      world.sim.requests.length = 0;
-      const dest = `out-${tokenType}-${path.overlap}`;
-      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', dest, '--summary', 's.json', '--dotenv', 'r.env'], world.env({ INPUT_TOKEN: token, INPUT_TOKEN_TYPE: tokenType === 'job' ? 'auto' : tokenType, ARTIFACT_RELAY_OVERLAP: path.overlap }));
-      assert.equal(r.status, 0, r.output);
-      assert.match(r.output, path.log);
-      assert.deepEqual(snapshotTree(join(world.workspace, dest)), unzipReference(world, world.archive));
-      const apiHits = world.sim.requests.filter((q) => q.origin === 'gitlab' && q.path.endsWith('/artifacts'));
-      assert.ok(apiHits.length >= 1);
-      for (const hit of apiHits) assert.equal(hit.headers[header], expected);
-      const storage = world.sim.requests.filter((q) => q.origin === 'storage');
-      assert.ok(storage.length >= 1, 'the download went through object storage (302)');
-      assert.deepEqual(tokenHeadersSeen(world.sim, 'storage'), []);
-      const summary = readJson(join(world.workspace, 's.json'));
-      assert.equal(summary.found, true);
-      assert.equal(summary.sources[0].job_id, world.build.id);
-      assert.equal(summary.sources[0].sha256, world.archiveSha256);
-      assert.equal(summary.sources[0].path, dest);
-      const env = dotenv(join(world.workspace, 'r.env'));
-      assert.equal(env.ARTIFACT_RELAY_FOUND, 'true');
-      assert.equal(env.ARTIFACT_RELAY_JOB_ID, String(world.build.id));
-      assert.equal(env.ARTIFACT_RELAY_PATH, dest);
-      assert.equal(env.ARTIFACT_RELAY_FILES, '5');
-      assertNoSecret(r.output);
-      assert.match(r.output, /section_start:\d+:/, 'GitLab collapsible sections');
-      assert.match(r.output, /Fetched 5 file\(s\)/);
-    });
-   }
+    for (const path of PATHS) {
+      test(`with a ${tokenType} token, ARTIFACT_RELAY_OVERLAP=${path.overlap}: unpacks exactly what unzip produces, the token never reaches storage`, async () => {
+        world.sim.requests.length = 0;
+        const dest = `out-${tokenType}-${path.overlap}`;
+        const r = await runBundle(
+          [
+            'fetch',
+            '--project',
+            world.upstream.path,
+            '--job-id',
+            String(world.build.id),
+            '--path',
+            dest,
+            '--summary',
+            's.json',
+            '--dotenv',
+            'r.env',
+          ],
+          world.env({
+            INPUT_TOKEN: token,
+            INPUT_TOKEN_TYPE: tokenType === 'job' ? 'auto' : tokenType,
+            ARTIFACT_RELAY_OVERLAP: path.overlap,
+          }),
+        );
+        assert.equal(r.status, 0, r.output);
+        assert.match(r.output, path.log);
+        assert.deepEqual(snapshotTree(join(world.workspace, dest)), unzipReference(world, world.archive));
+        const apiHits = world.sim.requests.filter((q) => q.origin === 'gitlab' && q.path.endsWith('/artifacts'));
+        assert.ok(apiHits.length >= 1);
+        for (const hit of apiHits) assert.equal(hit.headers[header], expected);
+        const storage = world.sim.requests.filter((q) => q.origin === 'storage');
+        assert.ok(storage.length >= 1, 'the download went through object storage (302)');
+        assert.deepEqual(tokenHeadersSeen(world.sim, 'storage'), []);
+        const summary = readJson(join(world.workspace, 's.json'));
+        assert.equal(summary.found, true);
+        assert.equal(summary.sources[0].job_id, world.build.id);
+        assert.equal(summary.sources[0].sha256, world.archiveSha256);
+        assert.equal(summary.sources[0].path, dest);
+        const env = dotenv(join(world.workspace, 'r.env'));
+        assert.equal(env.ARTIFACT_RELAY_FOUND, 'true');
+        assert.equal(env.ARTIFACT_RELAY_JOB_ID, String(world.build.id));
+        assert.equal(env.ARTIFACT_RELAY_PATH, dest);
+        assert.equal(env.ARTIFACT_RELAY_FILES, '5');
+        assertNoSecret(r.output);
+        assert.match(r.output, /section_start:\d+:/, 'GitLab collapsible sections');
+        assert.match(r.output, /Fetched 5 file\(s\)/);
+      });
+    }
   }
 
   test('proxied download (200 from GitLab, no redirect) gives the same tree', async () => {
     world.sim.downloadMode = 'proxy';
     try {
       world.sim.requests.length = 0;
-      const r = await runBundle(['fetch', '--project', String(world.upstream.id), '--job-id', String(world.build.id), '--path', 'proxied'], world.env());
+      const r = await runBundle(
+        ['fetch', '--project', String(world.upstream.id), '--job-id', String(world.build.id), '--path', 'proxied'],
+        world.env(),
+      );
       assert.equal(r.status, 0, r.output);
       assert.equal(world.sim.requests.filter((q) => q.origin === 'storage').length, 0);
       assert.deepEqual(snapshotTree(join(world.workspace, 'proxied')), unzipReference(world, world.archive));
@@ -87,9 +115,27 @@ describe('fetch by job id', () => {
   });
 
   test('single files by job id, nothing else written', async () => {
-    const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--artifact-path', 'dist/config.json,reports/build.log', '--path', 'single', '--summary', 'single.json'], world.env());
+    const r = await runBundle(
+      [
+        'fetch',
+        '--project',
+        world.upstream.path,
+        '--job-id',
+        String(world.build.id),
+        '--artifact-path',
+        'dist/config.json,reports/build.log',
+        '--path',
+        'single',
+        '--summary',
+        'single.json',
+      ],
+      world.env(),
+    );
     assert.equal(r.status, 0, r.output);
-    assert.deepEqual(snapshotTree(join(world.workspace, 'single')).map((e) => e.path), ['dist', 'dist/config.json', 'reports', 'reports/build.log']);
+    assert.deepEqual(
+      snapshotTree(join(world.workspace, 'single')).map((e) => e.path),
+      ['dist', 'dist/config.json', 'reports', 'reports/build.log'],
+    );
     assert.equal(readFileSync(join(world.workspace, 'single/dist/config.json'), 'utf8'), '{"version":"1.0.0"}\n');
     const summary = readJson(join(world.workspace, 'single.json'));
     assert.equal(summary.sources[0].files, 2);
@@ -97,7 +143,19 @@ describe('fetch by job id', () => {
   });
 
   test('a missing single file is "not found": exit 1 under fail, exit 0 with found=false under warn', async () => {
-    const args = ['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--artifact-path', 'no/such.txt', '--path', 'nf', '--dotenv', 'nf.env'];
+    const args = [
+      'fetch',
+      '--project',
+      world.upstream.path,
+      '--job-id',
+      String(world.build.id),
+      '--artifact-path',
+      'no/such.txt',
+      '--path',
+      'nf',
+      '--dotenv',
+      'nf.env',
+    ];
     const failed = await runBundle(args, world.env());
     assert.equal(failed.status, 1, failed.output);
     assert.match(failed.output, /not found|no such/i);
@@ -110,7 +168,10 @@ describe('fetch by job id', () => {
 
   test('dry run resolves and lists but downloads and writes nothing', async () => {
     world.sim.requests.length = 0;
-    const r = await runBundle(['fetch', '--project', world.upstream.path, '--ref', 'main', '--job', 'build', '--path', 'dry', '--dry-run', '--summary', 'dry.json'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN }));
+    const r = await runBundle(
+      ['fetch', '--project', world.upstream.path, '--ref', 'main', '--job', 'build', '--path', 'dry', '--dry-run', '--summary', 'dry.json'],
+      world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+    );
     assert.equal(r.status, 0, r.output);
     assert.equal(existsSync(join(world.workspace, 'dry')), false);
     assert.equal(world.sim.requests.filter((q) => q.origin === 'storage').length, 0);
@@ -126,7 +187,10 @@ describe('fetch by job id', () => {
     mkdirSync(join(dest, 'dist'), { recursive: true });
     writeFileSync(join(dest, 'dist/config.json'), 'mine');
     const before = snapshotTree(dest);
-    const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'keep', '--overwrite', 'false'], world.env());
+    const r = await runBundle(
+      ['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'keep', '--overwrite', 'false'],
+      world.env(),
+    );
     assert.equal(r.status, 1, r.output);
     assert.match(r.output, /overwrite is false/);
     assert.deepEqual(snapshotTree(dest), before);
@@ -142,7 +206,10 @@ describe('fetch by ref and job', () => {
   ] as const) {
     test(`takes the latest successful pipeline of the ref, with a ${label}`, async () => {
       const dest = `ref-${token.slice(0, 5)}`;
-      const r = await runBundle(['fetch', '--project', world.upstream.path, '--ref', 'main', '--job', 'build', '--path', dest, '--summary', `${dest}.json`], world.env({ INPUT_TOKEN: token }));
+      const r = await runBundle(
+        ['fetch', '--project', world.upstream.path, '--ref', 'main', '--job', 'build', '--path', dest, '--summary', `${dest}.json`],
+        world.env({ INPUT_TOKEN: token }),
+      );
       assert.equal(r.status, 0, r.output);
       assert.equal(readFileSync(join(world.workspace, dest, 'dist/app'), 'utf8'), '#!/bin/sh\necho app\n');
       const summary = readJson(join(world.workspace, `${dest}.json`));
@@ -152,15 +219,36 @@ describe('fetch by ref and job', () => {
   }
 
   test('single file by ref', async () => {
-    const r = await runBundle(['fetch', '--project', world.upstream.path, '--ref', 'main', '--job', 'build', '--artifact-path', 'dist/config.json', '--path', 'ref-single'], world.env());
+    const r = await runBundle(
+      [
+        'fetch',
+        '--project',
+        world.upstream.path,
+        '--ref',
+        'main',
+        '--job',
+        'build',
+        '--artifact-path',
+        'dist/config.json',
+        '--path',
+        'ref-single',
+      ],
+      world.env(),
+    );
     assert.equal(r.status, 0, r.output);
     assert.equal(readFileSync(join(world.workspace, 'ref-single/dist/config.json'), 'utf8'), '{"version":"1.0.0"}\n');
   });
 
   test('a ref without a successful pipeline is not found (exit 1), or found=false under ignore (exit 0)', async () => {
-    const failed = await runBundle(['fetch', '--project', world.upstream.path, '--ref', 'nope', '--job', 'build', '--path', 'x'], world.env());
+    const failed = await runBundle(
+      ['fetch', '--project', world.upstream.path, '--ref', 'nope', '--job', 'build', '--path', 'x'],
+      world.env(),
+    );
     assert.equal(failed.status, 1, failed.output);
-    const ignored = await runBundle(['fetch', '--project', world.upstream.path, '--ref', 'nope', '--job', 'build', '--path', 'x', '--if-not-found', 'ignore'], world.env());
+    const ignored = await runBundle(
+      ['fetch', '--project', world.upstream.path, '--ref', 'nope', '--job', 'build', '--path', 'x', '--if-not-found', 'ignore'],
+      world.env(),
+    );
     assert.equal(ignored.status, 0, ignored.output);
     assert.equal(existsSync(join(world.workspace, 'x')), false);
   });
@@ -181,7 +269,10 @@ describe('network faults are ridden out byte-exact', () => {
       world.sim.injectFault(fault);
       const dest = `fault-${label.replace(/\W+/g, '-')}`;
       // Sequential path: these faults are aimed at the download itself (a tail request would take them first).
-      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', dest, '--summary', `${dest}.json`], world.env({ ARTIFACT_RELAY_OVERLAP: '0' }));
+      const r = await runBundle(
+        ['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', dest, '--summary', `${dest}.json`],
+        world.env({ ARTIFACT_RELAY_OVERLAP: '0' }),
+      );
       assert.equal(r.status, 0, r.output);
       assert.match(r.output, /WARNING/, 'each retry is logged');
       assert.match(r.output, /after 3 attempts/, 'the fault fired twice');
@@ -193,7 +284,10 @@ describe('network faults are ridden out byte-exact', () => {
   test('a slow download logs byte progress with its rate at intervals', async () => {
     world.sim.clearFaults();
     world.sim.injectFault({ origin: 'storage', kind: 'slow', bytesPerSecond: 12_000 });
-    const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'slow'], world.env({ ARTIFACT_RELAY_PROGRESS_MS: '300', ARTIFACT_RELAY_OVERLAP: '0' }));
+    const r = await runBundle(
+      ['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'slow'],
+      world.env({ ARTIFACT_RELAY_PROGRESS_MS: '300', ARTIFACT_RELAY_OVERLAP: '0' }),
+    );
     assert.equal(r.status, 0, r.output);
     const lines = r.output.split('\n').filter((l) => /downloaded: [\d.]+ KiB of [\d.]+ KiB \(\d+%\) at [\d.]+ KiB\/s/.test(l));
     assert.ok(lines.length >= 2, r.output);
@@ -211,12 +305,18 @@ describe('network faults are ridden out byte-exact', () => {
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
     // The first use goes to the tail request (64 KiB: never reaches 150,000 bytes), the second resets the body.
     world.sim.injectFault({ origin: 'storage', kind: 'reset', afterBytes: 150_000, times: 2 });
-    const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'reset-overlap', '--summary', 'reset-overlap.json'], world.env({ ARTIFACT_RELAY_OVERLAP: '1' }));
+    const r = await runBundle(
+      ['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'reset-overlap', '--summary', 'reset-overlap.json'],
+      world.env({ ARTIFACT_RELAY_OVERLAP: '1' }),
+    );
     assert.equal(r.status, 0, r.output);
     assert.match(r.output, /Unpacking while downloading/);
     assert.match(r.output, /after 2 attempts/);
     assert.doesNotMatch(r.output, /Unpacking again/);
-    assert.equal(readJson(join(world.workspace, 'reset-overlap.json')).sources[0].sha256, createHash('sha256').update(readFileSync(archive)).digest('hex'));
+    assert.equal(
+      readJson(join(world.workspace, 'reset-overlap.json')).sources[0].sha256,
+      createHash('sha256').update(readFileSync(archive)).digest('hex'),
+    );
     assert.deepEqual(snapshotTree(join(world.workspace, 'reset-overlap')), unzipReference(world, archive));
   });
 
@@ -234,14 +334,17 @@ describe('GitLab refusals are explained, with exit 1', () => {
 
   test('401: the job token of a job that is no longer running', async () => {
     world.sim.addJobToken('glcbt-finished-job-token-abcdef0123', world.oldBuild.id);
-    const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'x'], world.env({ INPUT_TOKEN: 'glcbt-finished-job-token-abcdef0123' }));
+    const r = await runBundle(
+      ['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'x'],
+      world.env({ INPUT_TOKEN: 'glcbt-finished-job-token-abcdef0123' }),
+    );
     assert.equal(r.status, 1, r.output);
     assert.match(r.output, /401/);
     assert.match(r.output, /no longer running|not running|expired/i);
     assert.ok(!r.output.includes('glcbt-finished-job-token-abcdef0123'));
   });
 
-  test('403: the upstream project does not allow this project\'s job token', async () => {
+  test("403: the upstream project does not allow this project's job token", async () => {
     const locked = world.sim.addProject({ path: 'grp/locked' });
     const p = world.sim.addPipeline({ projectId: locked.id, ref: 'main', status: 'success' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
@@ -281,26 +384,54 @@ describe('GitLab refusals are explained, with exit 1', () => {
 describe('hostile archives through the whole fetch leave the destination as it was', () => {
   const world = useWorld();
 
-  for (const name of ['dotdot', 'absolute', 'escapingSymlink', 'throughSymlink', 'ratioBomb', 'crcDamage', 'truncated', 'encrypted'] as const) {
-   for (const path of PATHS) {
-    test(`${name}, ARTIFACT_RELAY_OVERLAP=${path.overlap}`, async () => {
-      const archive = hostile[name](join(world.dir, `${name}-${path.overlap}.zip`));
-      const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: name, status: 'success' });
-      const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
-      const dest = join(world.workspace, `hostile-${name}-${path.overlap}`);
-      mkdirSync(dest);
-      writeFileSync(join(dest, 'existing.txt'), 'before');
-      const parentBefore = snapshotTree(world.workspace).filter((e) => !e.path.startsWith('hostile-'));
-      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', `hostile-${name}-${path.overlap}`, '--max-ratio', '100'], world.env({ ARTIFACT_RELAY_OVERLAP: path.overlap }));
-      assert.equal(r.status, 1, r.output);
-      // A truncated archive has no end record in its tail: the sequential path reports it.
-      if (name !== 'truncated') assert.match(r.output, path.log);
-      assert.deepEqual(snapshotTree(dest).map((e) => e.path), ['existing.txt']);
-      assert.deepEqual(snapshotTree(world.workspace).filter((e) => !e.path.startsWith('hostile-')), parentBefore);
-      assert.ok(!existsSync('/tmp/evil-absolute.txt'));
-      assert.doesNotMatch(r.output, /\n\s+at .*\(/, 'no stack trace');
-    });
-   }
+  for (const name of [
+    'dotdot',
+    'absolute',
+    'escapingSymlink',
+    'throughSymlink',
+    'ratioBomb',
+    'crcDamage',
+    'truncated',
+    'encrypted',
+  ] as const) {
+    for (const path of PATHS) {
+      test(`${name}, ARTIFACT_RELAY_OVERLAP=${path.overlap}`, async () => {
+        const archive = hostile[name](join(world.dir, `${name}-${path.overlap}.zip`));
+        const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: name, status: 'success' });
+        const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
+        const dest = join(world.workspace, `hostile-${name}-${path.overlap}`);
+        mkdirSync(dest);
+        writeFileSync(join(dest, 'existing.txt'), 'before');
+        const parentBefore = snapshotTree(world.workspace).filter((e) => !e.path.startsWith('hostile-'));
+        const r = await runBundle(
+          [
+            'fetch',
+            '--project',
+            world.upstream.path,
+            '--job-id',
+            String(j.id),
+            '--path',
+            `hostile-${name}-${path.overlap}`,
+            '--max-ratio',
+            '100',
+          ],
+          world.env({ ARTIFACT_RELAY_OVERLAP: path.overlap }),
+        );
+        assert.equal(r.status, 1, r.output);
+        // A truncated archive has no end record in its tail: the sequential path reports it.
+        if (name !== 'truncated') assert.match(r.output, path.log);
+        assert.deepEqual(
+          snapshotTree(dest).map((e) => e.path),
+          ['existing.txt'],
+        );
+        assert.deepEqual(
+          snapshotTree(world.workspace).filter((e) => !e.path.startsWith('hostile-')),
+          parentBefore,
+        );
+        assert.ok(!existsSync('/tmp/evil-absolute.txt'));
+        assert.doesNotMatch(r.output, /\n\s+at .*\(/, 'no stack trace');
+      });
+    }
   }
 });
 
@@ -359,7 +490,10 @@ describe('storage without Range support, or a download that must restart', () =>
   test('no Range: falls back to download, then unpack, and unpacks exactly what unzip produces', async () => {
     const proxy = await startProxy(world, { noRange: true });
     try {
-      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'no-range', '--summary', 'nr.json'], world.env({ CI_SERVER_URL: proxy.url, CI_API_V4_URL: `${proxy.url}/api/v4`, ARTIFACT_RELAY_OVERLAP: '1' }));
+      const r = await runBundle(
+        ['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'no-range', '--summary', 'nr.json'],
+        world.env({ CI_SERVER_URL: proxy.url, CI_API_V4_URL: `${proxy.url}/api/v4`, ARTIFACT_RELAY_OVERLAP: '1' }),
+      );
       assert.equal(r.status, 0, r.output);
       assert.match(r.output, /Download, then unpack \(no Range support\)/);
       assert.equal(readJson(join(world.workspace, 'nr.json')).sources[0].sha256, world.archiveSha256);
@@ -379,11 +513,17 @@ describe('storage without Range support, or a download that must restart', () =>
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
     const proxy = await startProxy(world, { resetOnce: 400_000 });
     try {
-      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'restarted', '--summary', 'rs.json'], world.env({ CI_SERVER_URL: proxy.url, CI_API_V4_URL: `${proxy.url}/api/v4`, ARTIFACT_RELAY_OVERLAP: '1' }));
+      const r = await runBundle(
+        ['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'restarted', '--summary', 'rs.json'],
+        world.env({ CI_SERVER_URL: proxy.url, CI_API_V4_URL: `${proxy.url}/api/v4`, ARTIFACT_RELAY_OVERLAP: '1' }),
+      );
       assert.equal(r.status, 0, r.output);
       assert.match(r.output, /Unpacking while downloading/);
       assert.match(r.output, /Unpacking again from the downloaded file: the download restarted from zero/);
-      assert.equal(readJson(join(world.workspace, 'rs.json')).sources[0].sha256, createHash('sha256').update(readFileSync(archive)).digest('hex'));
+      assert.equal(
+        readJson(join(world.workspace, 'rs.json')).sources[0].sha256,
+        createHash('sha256').update(readFileSync(archive)).digest('hex'),
+      );
       assert.deepEqual(snapshotTree(join(world.workspace, 'restarted')), unzipReference(world, archive));
     } finally {
       await proxy.close();

@@ -16,7 +16,11 @@ import { PRIVATE_TOKEN, startWorld, type World } from './helpers/world.ts';
 function ensureRsync() {
   // gitlab-ci-local copies artifacts with rsync.
   if (spawnSync('sh', ['-c', 'command -v rsync'], { encoding: 'utf8' }).status === 0) return;
-  const r = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsync'], { stdio: 'inherit' });
+  const r = spawnSync(
+    'sh',
+    ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsync'],
+    { stdio: 'inherit' },
+  );
   assert.equal(r.status, 0, 'gitlab-ci-local needs rsync: apt-get install rsync failed');
 }
 
@@ -104,7 +108,12 @@ describe('component through gitlab-ci-local', { timeout: 300_000 }, () => {
       'check-cleanup': {
         stage: 'test',
         needs: ['relay-cleanup'],
-        script: ['env | grep "^ARTIFACT_RELAY_" | sort', 'test -n "$ARTIFACT_RELAY_DELETED_JOBS"', 'test -s artifact-relay-cleanup-report.json', 'echo CHECK-CLEANUP-OK'],
+        script: [
+          'env | grep "^ARTIFACT_RELAY_" | sort',
+          'test -n "$ARTIFACT_RELAY_DELETED_JOBS"',
+          'test -s artifact-relay-cleanup-report.json',
+          'echo CHECK-CLEANUP-OK',
+        ],
       },
     };
     const cleanupRepo = makeCiLocalRepo({ gitlabCi: stringify(pipeline), projectPath: 'grp/artifact-relay' });

@@ -12,14 +12,19 @@ import { PRIVATE_TOKEN, startWorld, type World } from './helpers/world.ts';
 
 const optOut = process.env.ARTIFACT_RELAY_IMAGE_TEST === '0';
 
-describe('container image', { skip: optOut ? 'ARTIFACT_RELAY_IMAGE_TEST=0: image test turned off explicitly' : false, timeout: 900_000 }, () => {
+describe('container image', {
+  skip: optOut ? 'ARTIFACT_RELAY_IMAGE_TEST=0: image test turned off explicitly' : false,
+  timeout: 900_000,
+}, () => {
   let world: World;
   let image: string;
   let ws: string;
   before(async () => {
     const b = await buildImage();
     image = b.image;
-    console.log(`# image ${image}: ${(b.sizeBytes / 1024 / 1024).toFixed(1)} MiB (${b.sizeBytes} bytes), build step ${b.seconds.toFixed(1)} s`);
+    console.log(
+      `# image ${image}: ${(b.sizeBytes / 1024 / 1024).toFixed(1)} MiB (${b.sizeBytes} bytes), build step ${b.seconds.toFixed(1)} s`,
+    );
     await assertPodmanWorks(image);
     world = await startWorld({ downloadMode: 'redirect' });
     // GitLab Runner's docker executor clones with umask 0000, so the workspace is writable by any uid.
@@ -39,8 +44,8 @@ describe('container image', { skip: optOut ? 'ARTIFACT_RELAY_IMAGE_TEST=0: image
     assert.equal(gid, '0');
     assert.equal(bin, '/usr/local/bin/artifact-relay');
     assert.match(version, /\d+\.\d+\.\d+/);
-    const inspect = await import('node:child_process').then((cp) =>
-      JSON.parse(cp.execFileSync('podman', ['image', 'inspect', image], { encoding: 'utf8' }))[0],
+    const inspect = await import('node:child_process').then(
+      (cp) => JSON.parse(cp.execFileSync('podman', ['image', 'inspect', image], { encoding: 'utf8' }))[0],
     );
     const config = inspect.Config ?? inspect.config;
     assert.ok(!config.Entrypoint || config.Entrypoint.length === 0, `entrypoint ${JSON.stringify(config.Entrypoint)}`);
@@ -65,7 +70,18 @@ describe('container image', { skip: optOut ? 'ARTIFACT_RELAY_IMAGE_TEST=0: image
       INPUT_OVERWRITE: ' true',
     };
     const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
-    const r = await podmanRun(['--network=host', ...envArgs, '-v', `${ws}:/builds/ws`, '-w', '/builds/ws', image, 'sh', '-c', 'artifact-relay fetch']);
+    const r = await podmanRun([
+      '--network=host',
+      ...envArgs,
+      '-v',
+      `${ws}:/builds/ws`,
+      '-w',
+      '/builds/ws',
+      image,
+      'sh',
+      '-c',
+      'artifact-relay fetch',
+    ]);
     assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
     assert.ok(!`${r.stdout}${r.stderr}`.includes(PRIVATE_TOKEN), 'token printed');
     assert.equal(readFileSync(join(ws, 'fetched/dist/config.json'), 'utf8'), '{"version":"1.0.0"}\n');
@@ -88,7 +104,18 @@ describe('container image', { skip: optOut ? 'ARTIFACT_RELAY_IMAGE_TEST=0: image
     chmodSync(root, 0o777);
     try {
       const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
-      const r = await podmanRun(['--network=host', ...envArgs, '-v', `${root}:/builds/ws`, '-w', '/builds/ws', image, 'sh', '-c', 'test ! -w /builds && artifact-relay fetch']);
+      const r = await podmanRun([
+        '--network=host',
+        ...envArgs,
+        '-v',
+        `${root}:/builds/ws`,
+        '-w',
+        '/builds/ws',
+        image,
+        'sh',
+        '-c',
+        'test ! -w /builds && artifact-relay fetch',
+      ]);
       assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
       assert.deepEqual(readdirSync(root).sort(), ['current', 'dist', 'reports']);
     } finally {

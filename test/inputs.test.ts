@@ -13,10 +13,16 @@ const settingsFor = (argv: string[], env: NodeJS.ProcessEnv) => {
   const { flags } = splitArgv(argv, ['fetch']);
   return readFetchSettings(readInputs(fetchSpec, flags, env), env, '/work');
 };
-const CI = { CI_SERVER_URL: 'https://gitlab.example.com', CI_API_V4_URL: 'https://gitlab.example.com/api/v4', CI_JOB_TOKEN: 'job-token-value', CI_PROJECT_ID: '7', CI_PROJECT_DIR: '/builds/g/p' };
+const CI = {
+  CI_SERVER_URL: 'https://gitlab.example.com',
+  CI_API_V4_URL: 'https://gitlab.example.com/api/v4',
+  CI_JOB_TOKEN: 'job-token-value',
+  CI_PROJECT_ID: '7',
+  CI_PROJECT_DIR: '/builds/g/p',
+};
 
 describe('lists, sizes, variables', () => {
-  test('lists split on commas and newlines; a JSON array (GitLab\'s interpolation of an array input) keeps commas', () => {
+  test("lists split on commas and newlines; a JSON array (GitLab's interpolation of an array input) keeps commas", () => {
     assert.deepEqual(splitList('a, b\nc,,'), ['a', 'b', 'c']);
     assert.deepEqual(splitList('["build: [linux, amd64]", "test 1/3"]'), ['build: [linux, amd64]', 'test 1/3']);
     assert.deepEqual(splitList('[not json'), ['[not json']);
@@ -27,7 +33,9 @@ describe('lists, sizes, variables', () => {
     assert.equal(parseBytes('1.5k'), 1536);
     assert.equal(parseBytes('lots'), undefined);
   });
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the literal ${VAR} is the syntax under test
   test('$VAR and ${VAR} expand; unset ones become empty', () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the literal ${B} is the input under test
     assert.equal(expandVariables('$A/${B}/$C', { A: '1', B: '2' }), '1/2/');
   });
 });
@@ -64,18 +72,25 @@ describe('precedence and validation', () => {
       [['--ref', 'main', '--job', 'b*'], 'job'],
     ];
     for (const [argv, input] of cases) {
-      assert.throws(() => settingsFor(argv, CI), (err: unknown) => err instanceof UsageError && err.input === input, argv.join(' '));
+      assert.throws(
+        () => settingsFor(argv, CI),
+        (err: unknown) => err instanceof UsageError && err.input === input,
+        argv.join(' '),
+      );
     }
   });
 });
 
 describe('upstream detection', () => {
   test('CI_UPSTREAM_* first, then UPSTREAM_*; half-set pairs are ignored', () => {
-    assert.deepEqual(detectUpstream({ CI_UPSTREAM_PROJECT_ID: '3', CI_UPSTREAM_PIPELINE_ID: '9', UPSTREAM_PROJECT_ID: '4', UPSTREAM_PIPELINE_ID: '10' }), {
-      project: '3',
-      pipelineId: 9,
-      variables: 'CI_UPSTREAM_PROJECT_ID + CI_UPSTREAM_PIPELINE_ID',
-    });
+    assert.deepEqual(
+      detectUpstream({ CI_UPSTREAM_PROJECT_ID: '3', CI_UPSTREAM_PIPELINE_ID: '9', UPSTREAM_PROJECT_ID: '4', UPSTREAM_PIPELINE_ID: '10' }),
+      {
+        project: '3',
+        pipelineId: 9,
+        variables: 'CI_UPSTREAM_PROJECT_ID + CI_UPSTREAM_PIPELINE_ID',
+      },
+    );
     assert.equal(detectUpstream({ UPSTREAM_PROJECT_PATH: 'g/app', UPSTREAM_PIPELINE_ID: '10' })?.project, 'g/app');
     assert.equal(detectUpstream({ UPSTREAM_PIPELINE_ID: '10' }), undefined);
     assert.equal(detectUpstream({ CI_UPSTREAM_PIPELINE_ID: '10' }), undefined);
@@ -97,10 +112,17 @@ describe('upstream detection', () => {
     const s = settingsFor(['--job', 'build', '--project', 'g/app'], { ...CI, CI_PIPELINE_SOURCE: 'pipeline', CI_PIPELINE_ID: '55' });
     assert.equal(s.selector, 'bridge');
     assert.equal(s.ownPipelineId, 55);
-    assert.throws(() => settingsFor(['--job', 'build', '--project', 'g/app'], { ...CI, CI_PIPELINE_SOURCE: 'push', CI_PIPELINE_ID: '55' }), UsageError);
+    assert.throws(
+      () => settingsFor(['--job', 'build', '--project', 'g/app'], { ...CI, CI_PIPELINE_SOURCE: 'push', CI_PIPELINE_ID: '55' }),
+      UsageError,
+    );
   });
   test('without any upstream, job alone is exit 2 explaining the options', () => {
-    assert.throws(() => settingsFor(['--job', 'build'], { ...CI, CI_PIPELINE_SOURCE: 'push' }), (err: unknown) => err instanceof UsageError && /source is push/.test(err.message) && /UPSTREAM_PIPELINE_ID: \$CI_PIPELINE_ID/.test(err.message));
+    assert.throws(
+      () => settingsFor(['--job', 'build'], { ...CI, CI_PIPELINE_SOURCE: 'push' }),
+      (err: unknown) =>
+        err instanceof UsageError && /source is push/.test(err.message) && /UPSTREAM_PIPELINE_ID: \$CI_PIPELINE_ID/.test(err.message),
+    );
   });
 });
 

@@ -14,12 +14,18 @@ after(() => rmSync(work, { recursive: true, force: true }));
 /** Makes a zip with Python's zipfile: files is name -> content. */
 function makeZip(name: string, files: Record<string, string>): string {
   const path = join(work, name);
-  const script = 'import sys, json, zipfile\nz = zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED)\nfor k, v in json.loads(sys.argv[2]).items(): z.writestr(k, v)\nz.close()';
+  const script =
+    'import sys, json, zipfile\nz = zipfile.ZipFile(sys.argv[1], "w", zipfile.ZIP_DEFLATED)\nfor k, v in json.loads(sys.argv[2]).items(): z.writestr(k, v)\nz.close()';
   execFileSync('python3', ['-c', script, path, JSON.stringify(files)]);
   return path;
 }
 
-const ZIP = makeZip('a.zip', { 'dist/app.txt': 'hello app\n', 'dist/Config.json': '{"a":1}', 'report.xml': '<r/>', 'big.bin': 'x'.repeat(50_000) });
+const ZIP = makeZip('a.zip', {
+  'dist/app.txt': 'hello app\n',
+  'dist/Config.json': '{"a":1}',
+  'report.xml': '<r/>',
+  'big.bin': 'x'.repeat(50_000),
+});
 const ZIP_BYTES = readFileSync(ZIP);
 assert.ok(ZIP_BYTES.length > 200);
 
@@ -245,13 +251,19 @@ test('job tokens: running only, allowlist 403, premium gate 404, ignored on othe
     const tj = sim.addJob({ pipelineId: tp.id, name: 'build', archive: ZIP });
     const gj = sim.addJob({ pipelineId: sim.addPipeline({ projectId: gated.id }).id, name: 'build', archive: ZIP });
     const sj = sim.addJob({ pipelineId: sim.addPipeline({ projectId: src.id, status: 'running' }).id, name: 'deploy', status: 'running' });
-    const aj = sim.addJob({ pipelineId: sim.addPipeline({ projectId: allowed.id, status: 'running' }).id, name: 'deploy', status: 'running' });
+    const aj = sim.addJob({
+      pipelineId: sim.addPipeline({ projectId: allowed.id, status: 'running' }).id,
+      name: 'deploy',
+      status: 'running',
+    });
     sim.addJobToken('tok-src', sj.id);
     sim.addJobToken('tok-allowed', aj.id);
 
     const denied = await get(`${sim.apiUrl}/projects/${target.id}/jobs/${tj.id}/artifacts`, { 'JOB-TOKEN': 'tok-src' });
     assert.equal(denied.status, 403);
-    assert.deepEqual(await denied.json(), { message: '403 Forbidden - Authentication by CI/CD job token not allowed from grp/down to grp/up.' });
+    assert.deepEqual(await denied.json(), {
+      message: '403 Forbidden - Authentication by CI/CD job token not allowed from grp/down to grp/up.',
+    });
 
     const ok = await get(`${sim.apiUrl}/projects/${target.id}/jobs/${tj.id}/artifacts?job_token=tok-allowed`);
     assert.equal(ok.status, 302);
@@ -347,7 +359,10 @@ test('project jobs: no totals, keyset pagination, rate limit', async () => {
     }
     assert.equal(pages, 3);
     assert.equal(seen.length, 45);
-    assert.deepEqual(seen, [...seen].sort((a, b) => b - a));
+    assert.deepEqual(
+      seen,
+      [...seen].sort((a, b) => b - a),
+    );
     const badSort = await get(`${url}?pagination=keyset&order_by=id&sort=asc`, auth);
     assert.equal(badSort.status, 400);
     assert.ok(((await badSort.json()) as { error?: string }).error);
@@ -372,7 +387,10 @@ test('pipelines list: filters, order and full offset headers', async () => {
     const [first] = (await r.json()) as { id: number; status: string }[];
     assert.equal(first?.status, 'success');
     const asc = await get(`${sim.apiUrl}/projects/${project.id}/pipelines?sort=asc&status=success`, { 'PRIVATE-TOKEN': 'pat' });
-    assert.deepEqual(((await asc.json()) as { id: number }[]).map((p) => p.id), [100, 102]);
+    assert.deepEqual(
+      ((await asc.json()) as { id: number }[]).map((p) => p.id),
+      [100, 102],
+    );
   });
 });
 
@@ -468,7 +486,10 @@ test('groups: projects with include_subgroups', async () => {
     const ids = ((await r.json()) as { id: number }[]).map((p) => p.id).sort();
     assert.deepEqual(ids, [a.id, b.id]);
     const only = await get(`${sim.apiUrl}/groups/${g.id}/projects`, { 'PRIVATE-TOKEN': 'pat' });
-    assert.deepEqual(((await only.json()) as { id: number }[]).map((p) => p.id), [a.id]);
+    assert.deepEqual(
+      ((await only.json()) as { id: number }[]).map((p) => p.id),
+      [a.id],
+    );
   });
 });
 

@@ -59,8 +59,16 @@ describe('staging', () => {
     await commitStaging(s, dest, { overwrite: true });
     assert.ok(!existsSync(s));
     assert.deepEqual(
-      snapshotTree(dest).filter((e) => e.type === 'file').map((e) => [e.path, readFileSync(join(dest, e.path), 'utf8')]),
-      [['d/new.txt', 'new'], ['d/old.txt', 'old'], ['d/same.txt', 'after'], ['keep.txt', 'keep'], ['top.txt', 'top']],
+      snapshotTree(dest)
+        .filter((e) => e.type === 'file')
+        .map((e) => [e.path, readFileSync(join(dest, e.path), 'utf8')]),
+      [
+        ['d/new.txt', 'new'],
+        ['d/old.txt', 'old'],
+        ['d/same.txt', 'after'],
+        ['keep.txt', 'keep'],
+        ['top.txt', 'top'],
+      ],
     );
   });
 
@@ -69,7 +77,10 @@ describe('staging', () => {
     write(dest, { 'keep.txt': 'keep', 'd/same.txt': 'before' });
     const before = snapshotTree(dest);
     const s = await staged(dest, { 'a-new.txt': 'would be added first', 'd/same.txt': 'after' });
-    await assert.rejects(commitStaging(s, dest, { overwrite: false }), (err: unknown) => err instanceof RelayError && /overwrite is false.*d\/same\.txt/.test(err.message));
+    await assert.rejects(
+      commitStaging(s, dest, { overwrite: false }),
+      (err: unknown) => err instanceof RelayError && /overwrite is false.*d\/same\.txt/.test(err.message),
+    );
     assert.deepEqual(snapshotTree(dest), before);
     await discardStaging(s);
     assert.ok(!existsSync(s));
@@ -80,12 +91,15 @@ describe('staging', () => {
     write(dest, { 'd/old.txt': 'old' });
     const s = await staged(dest, { 'd/new.txt': 'new' });
     await commitStaging(s, dest, { overwrite: false });
-    assert.deepEqual(snapshotTree(dest).map((e) => e.path), ['d', 'd/new.txt', 'd/old.txt']);
+    assert.deepEqual(
+      snapshotTree(dest).map((e) => e.path),
+      ['d', 'd/new.txt', 'd/old.txt'],
+    );
   });
 
   test('a file replacing a folder (or the reverse) is refused before anything changes', async () => {
     const dest = join(fresh(), 'out');
-    write(dest, { 'x/inner.txt': 'i', 'y': 'file' });
+    write(dest, { 'x/inner.txt': 'i', y: 'file' });
     const before = snapshotTree(dest);
     const s1 = await staged(dest, { 'aaa.txt': 'first', x: 'now a file' });
     await assert.rejects(commitStaging(s1, dest, { overwrite: true }), RelayError);
@@ -122,12 +136,14 @@ describe('staging', () => {
   test('findConflicts', async () => {
     const dest = join(fresh(), 'out');
     assert.deepEqual(await findConflicts(dest, ['a']), []);
-    write(dest, { 'a.txt': 'a', 'file': 'f', 'd/x.txt': 'x' });
+    write(dest, { 'a.txt': 'a', file: 'f', 'd/x.txt': 'x' });
     symlinkSync('nowhere', join(dest, 'dangling'));
-    assert.deepEqual(
-      await findConflicts(dest, ['a.txt', 'new.txt', 'd', 'd/x.txt', 'd/y.txt', 'file/below', 'dangling', 'deeper/z']),
-      ['a.txt', 'd/x.txt', 'file/below', 'dangling'],
-    );
+    assert.deepEqual(await findConflicts(dest, ['a.txt', 'new.txt', 'd', 'd/x.txt', 'd/y.txt', 'file/below', 'dangling', 'deeper/z']), [
+      'a.txt',
+      'd/x.txt',
+      'file/below',
+      'dangling',
+    ]);
   });
 
   test('discardStaging: missing is fine, read-only folders are removed', async () => {

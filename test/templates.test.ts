@@ -99,7 +99,8 @@ for (const command of commands) {
       if (type === 'array') assert.ok(Array.isArray(s.default), `${name}: array default`);
       if (type === 'number') assert.equal(typeof s.default, 'number', `${name}: number default`);
       if (type === 'boolean') assert.equal(typeof s.default, 'boolean', `${name}: boolean default`);
-      if (typeof s.default === 'string') assert.ok(!/\$[A-Za-z_{]/.test(s.default), `${name}: GitLab does not expand variables in spec defaults`);
+      if (typeof s.default === 'string')
+        assert.ok(!/\$[A-Za-z_{]/.test(s.default), `${name}: GitLab does not expand variables in spec defaults`);
     }
   });
 
@@ -144,7 +145,11 @@ for (const command of commands) {
           const input = inputs[name];
           if (Array.isArray(input)) {
             assert.equal((value as string).trim(), arrayInString(input));
-            assert.deepEqual(splitList(value as string), input.filter((s) => s.trim() !== ''), `${key}: bundle must read the list back`);
+            assert.deepEqual(
+              splitList(value as string),
+              input.filter((s) => s.trim() !== ''),
+              `${key}: bundle must read the list back`,
+            );
           } else {
             assert.equal((value as string).trim(), String(input), key);
           }
@@ -162,7 +167,9 @@ test('ci.json as shipped does not know spec:component (why the header is checked
   assert.equal(plain({ spec: { inputs: { a: { type: 'string', default: 'x' } } } }), true);
 });
 
-test('.gitlab-ci.yml of the component project is valid GitLab CI and passes known inputs', { skip: !existsSync(join(ROOT, '.gitlab-ci.yml')) }, () => {
+test('.gitlab-ci.yml of the component project is valid GitLab CI and passes known inputs', {
+  skip: !existsSync(join(ROOT, '.gitlab-ci.yml')),
+}, () => {
   const config = parse(readFileSync(join(ROOT, '.gitlab-ci.yml'), 'utf8')) as Record<string, any>;
   const { plain } = ciValidators();
   assert.ok(plain(config), formatErrors(plain.errors));
@@ -193,7 +200,8 @@ test('.gitlab-ci.yml of the component project is valid GitLab CI and passes know
   for (const [name, job] of Object.entries(merged)) {
     if (!job || typeof job !== 'object' || Array.isArray(job) || ['workflow', 'variables', 'default'].includes(name)) continue;
     if (job.stage) assert.ok(config.stages.includes(job.stage), `${name}: stage ${job.stage} is not in stages`);
-    for (const need of job.needs ?? []) assert.ok(merged[typeof need === 'string' ? need : need.job], `${name} needs unknown job ${JSON.stringify(need)}`);
+    for (const need of job.needs ?? [])
+      assert.ok(merged[typeof need === 'string' ? need : need.job], `${name} needs unknown job ${JSON.stringify(need)}`);
   }
   const release = Object.values(config).find((j: any) => j && typeof j === 'object' && j.release) as any;
   assert.ok(release, 'a job with the release: keyword publishes to the catalog');

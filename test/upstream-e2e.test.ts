@@ -9,16 +9,27 @@ import { snapshotTree } from './helpers/tree.ts';
 import { PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
 
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
-const dotenv = (file: string) => Object.fromEntries(readFileSync(file, 'utf8').trim().split('\n').map((l) => l.split(/=(.*)/s).slice(0, 2)));
+const dotenv = (file: string) =>
+  Object.fromEntries(
+    readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/=(.*)/s).slice(0, 2)),
+  );
 
 /** A triggered downstream's environment: GitLab 18.9+ sets CI_UPSTREAM_* for pipelines started by a trigger job. */
 const triggered = (world: World, pipelineId: number, extra: Record<string, string> = {}) =>
-  world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_UPSTREAM_PROJECT_ID: String(world.upstream.id), CI_UPSTREAM_PIPELINE_ID: String(pipelineId), ...extra });
+  world.env({
+    CI_PIPELINE_SOURCE: 'pipeline',
+    CI_UPSTREAM_PROJECT_ID: String(world.upstream.id),
+    CI_UPSTREAM_PIPELINE_ID: String(pipelineId),
+    ...extra,
+  });
 
 describe('the exact upstream pipeline', () => {
   const world = useWorld();
 
-  test('takes the triggering pipeline\'s job while a newer successful pipeline exists on the same ref', async () => {
+  test("takes the triggering pipeline's job while a newer successful pipeline exists on the same ref", async () => {
     const triggering = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
     const mine = world.zip('mine.zip', [{ name: 'which.txt', data: 'triggering pipeline\n' }]);
     const newer = world.zip('newer.zip', [{ name: 'which.txt', data: 'a newer pipeline\n' }]);
@@ -27,7 +38,10 @@ describe('the exact upstream pipeline', () => {
     const later = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
     world.sim.addJob({ pipelineId: later.id, name: 'build', status: 'success', archive: newer });
 
-    const r = await runBundle(['fetch', '--job', 'build', '--path', 'exact', '--summary', 'exact.json', '--dotenv', 'exact.env'], triggered(world, triggering.id));
+    const r = await runBundle(
+      ['fetch', '--job', 'build', '--path', 'exact', '--summary', 'exact.json', '--dotenv', 'exact.env'],
+      triggered(world, triggering.id),
+    );
     assert.equal(r.status, 0, r.output);
     assert.equal(readFileSync(join(world.workspace, 'exact/which.txt'), 'utf8'), 'triggering pipeline\n');
     const summary = readJson(join(world.workspace, 'exact.json'));
@@ -42,7 +56,10 @@ describe('the exact upstream pipeline', () => {
   test('older GitLab: the conventional UPSTREAM_* trigger variables, with a project path', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
-    const r = await runBundle(['fetch', '--job', 'build', '--path', 'conv', '--summary', 'conv.json'], world.env({ CI_PIPELINE_SOURCE: 'pipeline', UPSTREAM_PROJECT_PATH: world.upstream.path, UPSTREAM_PIPELINE_ID: String(p.id) }));
+    const r = await runBundle(
+      ['fetch', '--job', 'build', '--path', 'conv', '--summary', 'conv.json'],
+      world.env({ CI_PIPELINE_SOURCE: 'pipeline', UPSTREAM_PROJECT_PATH: world.upstream.path, UPSTREAM_PIPELINE_ID: String(p.id) }),
+    );
     assert.equal(r.status, 0, r.output);
     const summary = readJson(join(world.workspace, 'conv.json'));
     assert.equal(summary.upstream.variables, 'UPSTREAM_PROJECT_PATH + UPSTREAM_PIPELINE_ID');
@@ -70,7 +87,22 @@ describe('the exact upstream pipeline', () => {
   test('an explicit pipeline input wins over the environment', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'feature', status: 'success' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
-    const r = await runBundle(['fetch', '--job', 'build', '--project', world.upstream.path, '--pipeline', String(p.id), '--path', 'explicit', '--summary', 'explicit.json'], triggered(world, 123456));
+    const r = await runBundle(
+      [
+        'fetch',
+        '--job',
+        'build',
+        '--project',
+        world.upstream.path,
+        '--pipeline',
+        String(p.id),
+        '--path',
+        'explicit',
+        '--summary',
+        'explicit.json',
+      ],
+      triggered(world, 123456),
+    );
     assert.equal(r.status, 0, r.output);
     const summary = readJson(join(world.workspace, 'explicit.json'));
     assert.equal(summary.selected_by, 'pipeline');
@@ -78,24 +110,42 @@ describe('the exact upstream pipeline', () => {
   });
 });
 
-describe('older GitLab without pipeline variables: the triggering pipeline found through the upstream\'s trigger jobs', () => {
+describe("older GitLab without pipeline variables: the triggering pipeline found through the upstream's trigger jobs", () => {
   const world = useWorld();
 
   /** A downstream pipeline started by a trigger job of `upstreamPipelineId`; only the upstream project is passed. */
   const downstreamOf = (upstreamPipelineId: number) => {
-    const own = world.sim.addPipeline({ projectId: world.downstream.id, ref: 'main', status: 'running', upstream: { projectId: world.upstream.id, pipelineId: upstreamPipelineId } });
+    const own = world.sim.addPipeline({
+      projectId: world.downstream.id,
+      ref: 'main',
+      status: 'running',
+      upstream: { projectId: world.upstream.id, pipelineId: upstreamPipelineId },
+    });
     return world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_PIPELINE_ID: String(own.id), INPUT_PROJECT: world.upstream.path });
   };
 
   test('with an access token: the exact triggering pipeline, while newer pipelines exist', async () => {
     const triggering = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
-    const build = world.sim.addJob({ pipelineId: triggering.id, name: 'build', status: 'success', archive: world.zip('bridge-mine.zip', [{ name: 'which.txt', data: 'triggering\n' }]) });
+    const build = world.sim.addJob({
+      pipelineId: triggering.id,
+      name: 'build',
+      status: 'success',
+      archive: world.zip('bridge-mine.zip', [{ name: 'which.txt', data: 'triggering\n' }]),
+    });
     const env = downstreamOf(triggering.id);
     for (let i = 0; i < 3; i++) {
       const newer = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
-      world.sim.addJob({ pipelineId: newer.id, name: 'build', status: 'success', archive: world.zip(`bridge-newer-${i}.zip`, [{ name: 'which.txt', data: 'newer\n' }]) });
+      world.sim.addJob({
+        pipelineId: newer.id,
+        name: 'build',
+        status: 'success',
+        archive: world.zip(`bridge-newer-${i}.zip`, [{ name: 'which.txt', data: 'newer\n' }]),
+      });
     }
-    const r = await runBundle(['fetch', '--job', 'build', '--path', 'bridged', '--summary', 'bridged.json'], { ...env, INPUT_TOKEN: PRIVATE_TOKEN });
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'bridged', '--summary', 'bridged.json'], {
+      ...env,
+      INPUT_TOKEN: PRIVATE_TOKEN,
+    });
     assert.equal(r.status, 0, r.output);
     assert.equal(readFileSync(join(world.workspace, 'bridged/which.txt'), 'utf8'), 'triggering\n');
     const summary = readJson(join(world.workspace, 'bridged.json'));
@@ -104,7 +154,7 @@ describe('older GitLab without pipeline variables: the triggering pipeline found
     assert.match(r.output, new RegExp(`Pipeline ${triggering.id} of grp/app triggered this one`));
   });
 
-  test('with a job token that cannot read the upstream\'s pipelines: one sentence on what to add, exit 1', async () => {
+  test("with a job token that cannot read the upstream's pipelines: one sentence on what to add, exit 1", async () => {
     const triggering = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
     world.sim.addJob({ pipelineId: triggering.id, name: 'build', status: 'success', archive: world.archive });
     const r = await runBundle(['fetch', '--job', 'build', '--path', 'bridged-job-token'], downstreamOf(triggering.id));
@@ -157,7 +207,10 @@ describe('waiting for upstream jobs', () => {
   test('accept_status success,failed takes the artifacts of a failed job', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'failed' });
     world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'failed', archive: world.archive });
-    const r = await runBundle(['fetch', '--job', 'build', '--path', 'accepted', '--accept-status', 'success,failed'], triggered(world, p.id));
+    const r = await runBundle(
+      ['fetch', '--job', 'build', '--path', 'accepted', '--accept-status', 'success,failed'],
+      triggered(world, p.id),
+    );
     assert.equal(r.status, 0, r.output);
   });
 
@@ -184,9 +237,15 @@ describe('waiting for upstream jobs', () => {
     const timer = setTimeout(() => world.sim.setJobStatus(j.id, 'success', { archive: world.archive }), 700);
     try {
       world.sim.requests.length = 0;
-      const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'polled', '--wait', '60'], world.env());
+      const r = await runBundle(
+        ['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'polled', '--wait', '60'],
+        world.env(),
+      );
       assert.equal(r.status, 0, r.output);
-      assert.ok(world.sim.requests.filter((q) => q.method === 'HEAD' && q.path.endsWith(`/jobs/${j.id}/artifacts`) && q.status === 404).length >= 2, 'polled while missing');
+      assert.ok(
+        world.sim.requests.filter((q) => q.method === 'HEAD' && q.path.endsWith(`/jobs/${j.id}/artifacts`) && q.status === 404).length >= 2,
+        'polled while missing',
+      );
       // The 302 answers the poll: a URL signed for GET may refuse HEAD at the storage (GCS, MinIO).
       assert.equal(world.sim.requests.filter((q) => q.origin === 'storage' && q.method === 'HEAD').length, 0);
       assert.ok(existsSync(join(world.workspace, 'polled/dist/app')));
@@ -211,16 +270,39 @@ describe('several jobs', () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
     pipelineId = p.id;
     const shared = { name: 'README.md', data: 'same in both\n' };
-    world.sim.addJob({ pipelineId: p.id, name: 'build: [linux]', status: 'success', archive: world.zip('linux.zip', [shared, { name: 'bin/app-linux', data: 'L', mode: 0o755 }]) });
-    world.sim.addJob({ pipelineId: p.id, name: 'build: [macos]', status: 'success', archive: world.zip('macos.zip', [shared, { name: 'bin/app-macos', data: 'M', mode: 0o755 }]) });
-    world.sim.addJob({ pipelineId: p.id, name: 'test 1/2', status: 'success', archive: world.zip('t1.zip', [{ name: 'report.xml', data: '<one/>' }]) });
-    world.sim.addJob({ pipelineId: p.id, name: 'test 2/2', status: 'success', archive: world.zip('t2.zip', [{ name: 'report.xml', data: '<two/>' }]) });
+    world.sim.addJob({
+      pipelineId: p.id,
+      name: 'build: [linux]',
+      status: 'success',
+      archive: world.zip('linux.zip', [shared, { name: 'bin/app-linux', data: 'L', mode: 0o755 }]),
+    });
+    world.sim.addJob({
+      pipelineId: p.id,
+      name: 'build: [macos]',
+      status: 'success',
+      archive: world.zip('macos.zip', [shared, { name: 'bin/app-macos', data: 'M', mode: 0o755 }]),
+    });
+    world.sim.addJob({
+      pipelineId: p.id,
+      name: 'test 1/2',
+      status: 'success',
+      archive: world.zip('t1.zip', [{ name: 'report.xml', data: '<one/>' }]),
+    });
+    world.sim.addJob({
+      pipelineId: p.id,
+      name: 'test 2/2',
+      status: 'success',
+      archive: world.zip('t2.zip', [{ name: 'report.xml', data: '<two/>' }]),
+    });
   });
 
   test('layout merge: a glob over two jobs, identical files allowed', async () => {
     const r = await runBundle(['fetch', '--job', 'build: *', '--path', 'merged', '--dotenv', 'merged.env'], triggered(world, pipelineId));
     assert.equal(r.status, 0, r.output);
-    assert.deepEqual(snapshotTree(join(world.workspace, 'merged')).map((e) => e.path), ['README.md', 'bin', 'bin/app-linux', 'bin/app-macos']);
+    assert.deepEqual(
+      snapshotTree(join(world.workspace, 'merged')).map((e) => e.path),
+      ['README.md', 'bin', 'bin/app-linux', 'bin/app-macos'],
+    );
     assert.equal(dotenv(join(world.workspace, 'merged.env')).ARTIFACT_RELAY_JOB_IDS.split(',').length, 2);
   });
 
@@ -233,9 +315,15 @@ describe('several jobs', () => {
   });
 
   test('layout per-job: one safe folder per job', async () => {
-    const r = await runBundle(['fetch', '--job', 'test 1/2,test 2/2', '--layout', 'per-job', '--path', 'perjob', '--summary', 'perjob.json'], triggered(world, pipelineId));
+    const r = await runBundle(
+      ['fetch', '--job', 'test 1/2,test 2/2', '--layout', 'per-job', '--path', 'perjob', '--summary', 'perjob.json'],
+      triggered(world, pipelineId),
+    );
     assert.equal(r.status, 0, r.output);
-    assert.deepEqual(snapshotTree(join(world.workspace, 'perjob')).map((e) => e.path), ['test_1_2', 'test_1_2/report.xml', 'test_2_2', 'test_2_2/report.xml']);
+    assert.deepEqual(
+      snapshotTree(join(world.workspace, 'perjob')).map((e) => e.path),
+      ['test_1_2', 'test_1_2/report.xml', 'test_2_2', 'test_2_2/report.xml'],
+    );
     const summary = readJson(join(world.workspace, 'perjob.json'));
     assert.deepEqual(summary.sources.map((s: { path: string }) => s.path).sort(), ['perjob/test_1_2', 'perjob/test_2_2']);
   });
@@ -266,7 +354,11 @@ describe('large pipelines and limited job tokens', () => {
     const locked = world.sim.addProject({ path: 'grp/old-gitlab', jobTokenAllowlist: [world.downstream.id], jobTokenCanListJobs: false });
     const p = world.sim.addPipeline({ projectId: locked.id, ref: 'main', status: 'running' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
-    const env = world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_UPSTREAM_PROJECT_ID: String(locked.id), CI_UPSTREAM_PIPELINE_ID: String(p.id) });
+    const env = world.env({
+      CI_PIPELINE_SOURCE: 'pipeline',
+      CI_UPSTREAM_PROJECT_ID: String(locked.id),
+      CI_UPSTREAM_PIPELINE_ID: String(p.id),
+    });
     const refused = await runBundle(['fetch', '--job', 'build', '--path', 'old'], env);
     assert.equal(refused.status, 1, refused.output);
     assert.match(refused.output, /cannot list the jobs/);
@@ -281,7 +373,12 @@ describe('large pipelines and limited job tokens', () => {
     const locked = world.sim.addProject({ path: 'grp/old-gitlab-2', jobTokenCanListJobs: false });
     const p = world.sim.addPipeline({ projectId: locked.id, ref: 'main', status: 'running' });
     world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
-    const env = world.env({ INPUT_TOKEN: PRIVATE_TOKEN, CI_PIPELINE_SOURCE: 'pipeline', CI_UPSTREAM_PROJECT_ID: String(locked.id), CI_UPSTREAM_PIPELINE_ID: String(p.id) });
+    const env = world.env({
+      INPUT_TOKEN: PRIVATE_TOKEN,
+      CI_PIPELINE_SOURCE: 'pipeline',
+      CI_UPSTREAM_PROJECT_ID: String(locked.id),
+      CI_UPSTREAM_PIPELINE_ID: String(p.id),
+    });
     const r = await runBundle(['fetch', '--job', 'build', '--path', 'pat'], env);
     assert.equal(r.status, 0, r.output);
   });

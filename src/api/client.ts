@@ -74,7 +74,11 @@ export interface GitLabClient {
   readRange(path: string, query: Query | undefined, start: number, end?: number): Promise<TailResult | undefined>;
   /** HEAD (for dry runs), following redirects safely. Errors (>= 400) are thrown like the other methods. */
   /** HEAD; with followRedirects false a redirect is the answer (storage may refuse HEAD on a URL signed for GET). */
-  head(path: string, query?: Query, opts?: { followRedirects?: boolean }): Promise<{ status: number; headers: Headers; redirected: boolean }>;
+  head(
+    path: string,
+    query?: Query,
+    opts?: { followRedirects?: boolean },
+  ): Promise<{ status: number; headers: Headers; redirected: boolean }>;
   delete(path: string, query?: Query): Promise<{ status: number; body: unknown; headers: Headers }>;
   post<T>(path: string, body?: unknown): Promise<{ status: number; body: T }>;
 }
@@ -189,12 +193,19 @@ class Client implements GitLabClient {
       try {
         pem = readFileSync(s.caFile, 'utf8');
       } catch (err) {
-        throw new RelayError(`Cannot read ca_file ${s.caFile}: ${(err as Error).message}`, 'Point ca_file at a readable PEM file of CA certificates, or leave it empty.', {
-          code: (err as { code?: string }).code,
-        });
+        throw new RelayError(
+          `Cannot read ca_file ${s.caFile}: ${(err as Error).message}`,
+          'Point ca_file at a readable PEM file of CA certificates, or leave it empty.',
+          {
+            code: (err as { code?: string }).code,
+          },
+        );
       }
       if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
-        throw new RelayError(`ca_file ${s.caFile} holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line).`, 'Point ca_file at a PEM file of CA certificates.');
+        throw new RelayError(
+          `ca_file ${s.caFile} holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line).`,
+          'Point ca_file at a PEM file of CA certificates.',
+        );
       }
       this.ca = [...rootCertificates, pem];
     }
@@ -232,7 +243,14 @@ class Client implements GitLabClient {
   }
 
   /** One request, following up to 5 redirects ourselves; credentials go to the API origin only. */
-  private async open(method: string, start: URL, extra: Record<string, string> = {}, body?: string, decompress = true, follow = true): Promise<Opened> {
+  private async open(
+    method: string,
+    start: URL,
+    extra: Record<string, string> = {},
+    body?: string,
+    decompress = true,
+    follow = true,
+  ): Promise<Opened> {
     let url = start;
     let redirected = false;
     let m = method;
@@ -250,15 +268,23 @@ class Client implements GitLabClient {
       if (REDIRECTS.has(res.statusCode) && location && follow) {
         stream.destroy();
         if (hop >= MAX_REDIRECTS) {
-          throw new RelayError(`${m} ${redactUrl(start)}: more than ${MAX_REDIRECTS} redirects (last to ${redact(redactUrl(new URL(location, url)))}).`, 'Check server_url and any proxy in between.', {
+          throw new RelayError(
+            `${m} ${redactUrl(start)}: more than ${MAX_REDIRECTS} redirects (last to ${redact(redactUrl(new URL(location, url)))}).`,
+            'Check server_url and any proxy in between.',
+            {
+              status: res.statusCode,
+              url: redact(redactUrl(url)),
+              body: '',
+            },
+          );
+        }
+        const next = new URL(location, url);
+        if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+          throw new RelayError(`${m} ${redactUrl(start)} was redirected to an unsupported URL scheme (${next.protocol}).`, undefined, {
             status: res.statusCode,
             url: redact(redactUrl(url)),
             body: '',
           });
-        }
-        const next = new URL(location, url);
-        if (next.protocol !== 'https:' && next.protocol !== 'http:') {
-          throw new RelayError(`${m} ${redactUrl(start)} was redirected to an unsupported URL scheme (${next.protocol}).`, undefined, { status: res.statusCode, url: redact(redactUrl(url)), body: '' });
         }
         if (res.statusCode === 303 && m !== 'HEAD') {
           m = 'GET';
@@ -290,16 +316,21 @@ class Client implements GitLabClient {
         return await fn(attempt);
       } catch (err) {
         const status = err instanceof HttpStatusError ? err.status : undefined;
-        const retryable = status !== undefined ? isRetryableStatus(status) || extraRetryable.includes(status) : !(err instanceof RelayError) && isRetryableNetworkError(err);
+        const retryable =
+          status !== undefined
+            ? isRetryableStatus(status) || extraRetryable.includes(status)
+            : !(err instanceof RelayError) && isRetryableNetworkError(err);
         const errUrl = err instanceof HttpStatusError ? err.url : ((err as { requestUrl?: string }).requestUrl ?? url.toString());
-        if (!retryable || attempt >= total) throw toRelayError(err, { action, tokenType: this.s.tokenType, project: this.s.project, url: errUrl, attempts: attempt });
+        if (!retryable || attempt >= total)
+          throw toRelayError(err, { action, tokenType: this.s.tokenType, project: this.s.project, url: errUrl, attempts: attempt });
         const headers = err instanceof HttpStatusError ? err.headers : {};
         const wait = retryDelay(attempt, this.baseMs, {
           retryAfter: header(headers, 'retry-after'),
           rateLimitReset: status === 429 ? header(headers, 'ratelimit-reset') : undefined,
           now: Date.now(),
         });
-        const why = status !== undefined ? `HTTP ${status}` : `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`;
+        const why =
+          status !== undefined ? `HTTP ${status}` : `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`;
         logger.warn(`${action}: ${why}; retrying (attempt ${attempt + 1}/${total}) in ${(wait / 1000).toFixed(1)} s`);
         await sleep(wait);
       }
@@ -310,7 +341,12 @@ class Client implements GitLabClient {
     return `${method} ${redactUrl(url)}`;
   }
 
-  private async requestJson<T>(method: string, url: URL, body?: unknown, extraRetryable: number[] = []): Promise<{ body: T; headers: Headers; status: number; url: URL }> {
+  private async requestJson<T>(
+    method: string,
+    url: URL,
+    body?: unknown,
+    extraRetryable: number[] = [],
+  ): Promise<{ body: T; headers: Headers; status: number; url: URL }> {
     const action = this.action(method, url);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const extra: Record<string, string> = { accept: 'application/json' };
@@ -323,7 +359,7 @@ class Client implements GitLabClient {
         if (opened.status < 200 || opened.status >= 300) return this.failFrom(opened);
         const buf = await readBody(opened.stream, this.s.timeoutMs);
         const text = buf.toString('utf8');
-        let parsed: unknown = undefined;
+        let parsed: unknown;
         if (text.trim()) {
           try {
             parsed = JSON.parse(text);
@@ -354,7 +390,11 @@ class Client implements GitLabClient {
       seen.add(url.toString());
       const res: { body: unknown; headers: Headers; url: URL } = await this.requestJson<unknown>('GET', url);
       if (!Array.isArray(res.body)) {
-        throw new RelayError(`GET ${redactUrl(url)} did not answer with a list.`, 'Check server_url and the GitLab version.', { status: 200, url: redact(redactUrl(url)), body: '' });
+        throw new RelayError(`GET ${redactUrl(url)} did not answer with a list.`, 'Check server_url and the GitLab version.', {
+          status: 200,
+          url: redact(redactUrl(url)),
+          body: '',
+        });
       }
       yield res.body as T[];
       let next: URL | undefined;
@@ -380,7 +420,11 @@ class Client implements GitLabClient {
     }
   }
 
-  async head(path: string, query?: Query, opts: { followRedirects?: boolean } = {}): Promise<{ status: number; headers: Headers; redirected: boolean }> {
+  async head(
+    path: string,
+    query?: Query,
+    opts: { followRedirects?: boolean } = {},
+  ): Promise<{ status: number; headers: Headers; redirected: boolean }> {
     const url = this.url(path, query);
     return this.withRetries(this.action('HEAD', url), url, async () => {
       const opened = await this.open('HEAD', url, {}, undefined, true, opts.followRedirects ?? true);
@@ -408,7 +452,9 @@ class Client implements GitLabClient {
     try {
       fh = await open(file, 'w');
     } catch (err) {
-      throw new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check the destination path and its permissions.', { code: (err as { code?: string }).code });
+      throw new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check the destination path and its permissions.', {
+        code: (err as { code?: string }).code,
+      });
     }
     let written = 0;
     let hash: Hash = createHash('sha256');
@@ -472,7 +518,10 @@ class Client implements GitLabClient {
           if (!cr || Number(cr[1]) !== from || from === 0) {
             opened.stream.destroy();
             resume = undefined;
-            throw networkError(`unexpected partial content (Content-Range: ${header(headers, 'content-range') ?? 'none'})`, 'ERR_INCOMPLETE_BODY');
+            throw networkError(
+              `unexpected partial content (Content-Range: ${header(headers, 'content-range') ?? 'none'})`,
+              'ERR_INCOMPLETE_BODY',
+            );
           }
           append = true;
           if (cr[3] !== '*') total = Number(cr[3]);
@@ -485,7 +534,9 @@ class Client implements GitLabClient {
           const strongEtag = etag && !/^W\//.test(etag) ? etag : undefined;
           const lastModified = header(headers, 'last-modified');
           const canResume = acceptRanges && (strongEtag !== undefined || length !== undefined);
-          resume = canResume ? { url: opened.url, validator: strongEtag ?? (lastModified && length !== undefined ? lastModified : undefined) } : undefined;
+          resume = canResume
+            ? { url: opened.url, validator: strongEtag ?? (lastModified && length !== undefined ? lastModified : undefined) }
+            : undefined;
         }
         last = {
           url: opened.url,
@@ -514,9 +565,13 @@ class Client implements GitLabClient {
               off += bytesWritten;
             }
           } catch (err) {
-            throw new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check free disk space and permissions of the destination.', {
-              code: (err as { code?: string }).code,
-            });
+            throw new RelayError(
+              `Cannot write ${file}: ${(err as Error).message}`,
+              'Check free disk space and permissions of the destination.',
+              {
+                code: (err as { code?: string }).code,
+              },
+            );
           }
           hash.update(chunk);
           written += chunk.length;

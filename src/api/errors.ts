@@ -61,7 +61,9 @@ export function parseErrorBody(body: string | Buffer | undefined, contentType = 
         if (m && typeof m === 'object') {
           const mo = m as Record<string, unknown>;
           if (typeof mo.error === 'string') return { text: short(mo.error), shape: 'message.error' };
-          const parts = Object.entries(mo).map(([k, v]) => `${k} ${Array.isArray(v) ? v.join(', ') : typeof v === 'string' ? v : JSON.stringify(v)}`);
+          const parts = Object.entries(mo).map(
+            ([k, v]) => `${k} ${Array.isArray(v) ? v.join(', ') : typeof v === 'string' ? v : JSON.stringify(v)}`,
+          );
           return { text: short(parts.join('; ')), shape: 'message.fields' };
         }
         if (typeof o.error === 'string') {
@@ -120,14 +122,29 @@ function classify(e: HttpStatusError, parsed: ParsedBody, ctx: ErrorContext): { 
     }
   })();
   if (parsed.shape === 'html') {
-    return { advice: 'Something between you and GitLab (a proxy, SSO or login page) answered with an HTML page: check server_url and the proxy settings.', notFound: false };
+    return {
+      advice:
+        'Something between you and GitLab (a proxy, SSO or login page) answered with an HTML page: check server_url and the proxy settings.',
+      notFound: false,
+    };
   }
   if (status === 401) {
     if (ctx.tokenType === 'job') {
-      return { advice: 'The CI_JOB_TOKEN was refused: job tokens are valid only while their job runs, so its job is no longer running (or the token is wrong).', notFound: false };
+      return {
+        advice:
+          'The CI_JOB_TOKEN was refused: job tokens are valid only while their job runs, so its job is no longer running (or the token is wrong).',
+        notFound: false,
+      };
     }
-    if (ctx.tokenType === 'none') return { advice: `GitLab wants authentication for this request: set \`token\` (a project access token with read_api).`, notFound: false };
-    return { advice: `The ${tokenName(ctx.tokenType)} is wrong, expired or revoked (or token_type does not match it): check \`token\`.`, notFound: false };
+    if (ctx.tokenType === 'none')
+      return {
+        advice: `GitLab wants authentication for this request: set \`token\` (a project access token with read_api).`,
+        notFound: false,
+      };
+    return {
+      advice: `The ${tokenName(ctx.tokenType)} is wrong, expired or revoked (or token_type does not match it): check \`token\`.`,
+      notFound: false,
+    };
   }
   if (status === 403) {
     const allow = /not allowed from (\S+?) to (\S+?)\.?$/i.exec(text);
@@ -139,7 +156,10 @@ function classify(e: HttpStatusError, parsed: ParsedBody, ctx: ErrorContext): { 
     }
     const perm = /token permission is required: ([^.\s]+)/i.exec(text);
     if (perm) {
-      return { advice: `The allowlist entry for this project lacks the job token permission ${perm[1]}: grant it in the target project's Settings > CI/CD > Job token permissions.`, notFound: false };
+      return {
+        advice: `The allowlist entry for this project lacks the job token permission ${perm[1]}: grant it in the target project's Settings > CI/CD > Job token permissions.`,
+        notFound: false,
+      };
     }
     return {
       advice: `The ${tokenName(ctx.tokenType)} lacks permission on ${project}: it needs a role with access to job artifacts (Reporter or higher; Maintainer to delete), the read_api scope (api for keep/delete), and the job's artifacts:access may restrict who can download.`,
@@ -154,10 +174,17 @@ function classify(e: HttpStatusError, parsed: ParsedBody, ctx: ErrorContext): { 
           notFound: false,
         };
       }
-      return { advice: `${project[0]!.toUpperCase()}${project.slice(1)} does not exist, or the token has no access to it: check \`project\` and the token's membership.`, notFound: false };
+      return {
+        advice: `${project[0]!.toUpperCase()}${project.slice(1)} does not exist, or the token has no access to it: check \`project\` and the token's membership.`,
+        notFound: false,
+      };
     }
     if (parsed.shape === 'error' && /^404 not found$/i.test(text) && !ARTIFACT_ROUTE.test(path)) {
-      return { advice: 'GitLab does not know this API route: check server_url (it should point at the GitLab instance), or the GitLab version is too old.', notFound: false };
+      return {
+        advice:
+          'GitLab does not know this API route: check server_url (it should point at the GitLab instance), or the GitLab version is too old.',
+        notFound: false,
+      };
     }
     if (ARTIFACT_ROUTE.test(path) && (NOT_FOUND_TEXT.test(text) || parsed.shape === 'empty' || /not found/i.test(text))) {
       return {
@@ -170,7 +197,10 @@ function classify(e: HttpStatusError, parsed: ParsedBody, ctx: ErrorContext): { 
   if (status === 400) {
     const field = /^([a-z_][a-z0-9_[\]]*)\s+(is|are|does|must|has|have|should|contains)\b/i.exec(text);
     const what = field ? `the parameter \`${field[1]}\` (${text})` : text || 'its parameters';
-    return { advice: `GitLab rejected the request: ${what}. This is likely a bug in artifact-relay or an invalid input (job name, ref or artifact path).`, notFound: false };
+    return {
+      advice: `GitLab rejected the request: ${what}. This is likely a bug in artifact-relay or an invalid input (job name, ref or artifact path).`,
+      notFound: false,
+    };
   }
   if (status === 409) {
     return { advice: 'GitLab refuses this action for now (project statistics refresh in progress): try again later.', notFound: false };
@@ -220,13 +250,19 @@ export function toRelayError(err: unknown, ctx: ErrorContext): RelayError {
     );
   }
   if (code === 'ERR_TLS_CERT_ALTNAME_INVALID') {
-    return new RelayError(redact(`${action} failed: the TLS certificate of ${host} does not name that host (${rawMessage})`), 'Check server_url: use the host name the certificate was issued for.', details);
+    return new RelayError(
+      redact(`${action} failed: the TLS certificate of ${host} does not name that host (${rawMessage})`),
+      'Check server_url: use the host name the certificate was issued for.',
+      details,
+    );
   }
   const timedOut = (err as { name?: string })?.name === 'TimeoutError' || code === 'ETIMEDOUT';
   const what = timedOut ? `timed out (${code ?? 'ETIMEDOUT'})` : `failed (${code ?? 'network error'}: ${rawMessage})`;
   return new RelayError(
     redact(`${action} to ${host} ${what}${tries}`),
-    timedOut ? 'Check server_url / proxy / ca_file, or raise `timeout` for a slow server.' : 'Check server_url / proxy (HTTPS_PROXY, NO_PROXY) / ca_file, and that the host is reachable from the runner.',
+    timedOut
+      ? 'Check server_url / proxy / ca_file, or raise `timeout` for a slow server.'
+      : 'Check server_url / proxy (HTTPS_PROXY, NO_PROXY) / ca_file, and that the host is reachable from the runner.',
     details,
   );
 }

@@ -28,7 +28,10 @@ export const DAMAGED_ADVICE = 'Download the artifact again; if it keeps failing 
 export const TAIL_BYTES = 22 + 0xffff;
 
 function describeStart(buf: Buffer): string {
-  const text = buf.toString('latin1').replace(/[^\x20-\x7e]/g, '.').trim();
+  const text = buf
+    .toString('latin1')
+    .replace(/[^\x20-\x7e]/g, '.')
+    .trim();
   return text.length > 0 ? `'${text.slice(0, 24)}'${text.length > 24 ? '...' : ''}` : `bytes ${buf.subarray(0, 8).toString('hex')}`;
 }
 
@@ -60,7 +63,8 @@ export function endRecordTailSize(tail: Buffer): number {
     pos = pos > 0 ? tail.lastIndexOf(eocd, pos - 1) : -1;
   }
   if (pos < 0) pos = fallback;
-  if (pos < 0) throw new ArchiveError('damaged zip archive (end of central directory not found: the file is truncated)', undefined, DAMAGED_ADVICE);
+  if (pos < 0)
+    throw new ArchiveError('damaged zip archive (end of central directory not found: the file is truncated)', undefined, DAMAGED_ADVICE);
   return tail.length - pos;
 }
 
@@ -140,7 +144,12 @@ const BATCH = 2048;
  * in the records stay the real ones). Each batch is copied into lean records and unzipper's objects are dropped.
  * `stream(start, end)` gives the archive's bytes [start, end).
  */
-async function parse(tailSize: number, size: number, readAt: ReadAt, stream: (start: number, end: number) => Readable): Promise<LeanRecord[]> {
+async function parse(
+  tailSize: number,
+  size: number,
+  readAt: ReadAt,
+  stream: (start: number, end: number) => Readable,
+): Promise<LeanRecord[]> {
   const { records: total, start, end } = await layout(tailSize, size, readAt);
   const custom = unzipper.Open.custom as unknown as (s: unknown, o: { tailSize: number }) => Promise<{ files: UnzipperRecord[] }>;
   const out: LeanRecord[] = [];
@@ -232,7 +241,11 @@ export async function readDirectoryFromFile(zipFile: string): Promise<LeanRecord
  * the tail, `readRange(start, end)` fetches the missing bytes [start, end) first. Undefined when the tail has no end
  * record at all (not a zip, e.g. an HTML page): the complete download explains that better.
  */
-export async function readDirectoryFromTail(tail: Buffer, total: number, readRange: (start: number, end: number) => Promise<Buffer>): Promise<LeanRecord[] | undefined> {
+export async function readDirectoryFromTail(
+  tail: Buffer,
+  total: number,
+  readRange: (start: number, end: number) => Promise<Buffer>,
+): Promise<LeanRecord[] | undefined> {
   let tailSize: number;
   try {
     tailSize = endRecordTailSize(tail.subarray(Math.max(0, tail.length - TAIL_BYTES)));

@@ -112,9 +112,14 @@ async function readRaw(fh: FileHandle, rec: LeanRecord, path: string, available:
 }
 
 function checkMethod(rec: LeanRecord, path: string): void {
-  if ((rec.flags & 1) !== 0) throw new ArchiveError('encrypted entries are not supported', path, 'Publish the artifact without a password.');
+  if ((rec.flags & 1) !== 0)
+    throw new ArchiveError('encrypted entries are not supported', path, 'Publish the artifact without a password.');
   if (rec.compressionMethod !== 0 && rec.compressionMethod !== 8) {
-    throw new ArchiveError(`unsupported compression method ${rec.compressionMethod}`, path, 'Only stored and deflated entries are supported (what GitLab Runner writes).');
+    throw new ArchiveError(
+      `unsupported compression method ${rec.compressionMethod}`,
+      path,
+      'Only stored and deflated entries are supported (what GitLab Runner writes).',
+    );
   }
 }
 
@@ -193,8 +198,10 @@ async function plan(zipFile: string, records: LeanRecord[], opts: ListOptions): 
     let i = p.path.lastIndexOf('/');
     while (i > 0) {
       const parent = byPath.get(p.path.slice(0, i));
-      if (parent && parent.type === 'symlink') throw new ArchiveError(`entry inside a symlink (${parent.path} is a symlink)`, p.path, HOSTILE_ADVICE);
-      if (parent && parent.type === 'file') throw new ArchiveError(`path is both a file and a directory (${parent.path})`, p.path, HOSTILE_ADVICE);
+      if (parent && parent.type === 'symlink')
+        throw new ArchiveError(`entry inside a symlink (${parent.path} is a symlink)`, p.path, HOSTILE_ADVICE);
+      if (parent && parent.type === 'file')
+        throw new ArchiveError(`path is both a file and a directory (${parent.path})`, p.path, HOSTILE_ADVICE);
       i = p.path.lastIndexOf('/', i - 1);
     }
   }
@@ -268,7 +275,11 @@ class Budget {
   addFile(path: string): void {
     this.files += 1;
     if (this.files > this.opts.maxFiles) {
-      throw new ArchiveError(`archive has more than max_files (${this.opts.maxFiles}) entries`, path, 'Raise max_files if the artifact is expected to have this many files.');
+      throw new ArchiveError(
+        `archive has more than max_files (${this.opts.maxFiles}) entries`,
+        path,
+        'Raise max_files if the artifact is expected to have this many files.',
+      );
     }
   }
   checkRatio(inflated: number, compressed: number, path: string): void {
@@ -369,7 +380,7 @@ async function writeStreamed(zipFh: FileHandle, p: PlannedEntry, out: FileHandle
 }
 
 async function ensureDestDir(destDir: string): Promise<void> {
-  let st;
+  let st: Awaited<ReturnType<typeof lstat>>;
   try {
     st = await lstat(destDir);
   } catch {
@@ -394,7 +405,11 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
   const budget = new Budget(opts);
   const countable = selected.filter((p) => p.type !== 'directory');
   if (countable.length > opts.maxFiles) {
-    throw new ArchiveError(`archive has ${countable.length} files, more than max_files (${opts.maxFiles})`, undefined, 'Raise max_files if the artifact is expected to have this many files.');
+    throw new ArchiveError(
+      `archive has ${countable.length} files, more than max_files (${opts.maxFiles})`,
+      undefined,
+      'Raise max_files if the artifact is expected to have this many files.',
+    );
   }
   let declared = 0;
   for (const p of countable) {
@@ -403,7 +418,11 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
     budget.checkRatio(p.record.uncompressedSize, p.record.compressedSize, p.path);
   }
   if (declared > opts.maxBytes) {
-    throw new ArchiveError(`archive declares ${mb(declared)} of data, more than max_bytes (${mb(opts.maxBytes)})`, undefined, 'Raise max_bytes if the artifact is expected to be this large.');
+    throw new ArchiveError(
+      `archive declares ${mb(declared)} of data, more than max_bytes (${mb(opts.maxBytes)})`,
+      undefined,
+      'Raise max_bytes if the artifact is expected to be this large.',
+    );
   }
 
   // Directories: every parent of a selected entry, plus explicit directory entries.
@@ -485,7 +504,9 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
     if (mtime) await utimes(join(root, p.path), mtime, mtime).catch(() => undefined);
   }
 
-  const entries = selected.map((p) => toEntry(p, p.type === 'file' ? p.size ?? 0 : p.type === 'symlink' ? Buffer.byteLength(p.target!) : 0));
+  const entries = selected.map((p) =>
+    toEntry(p, p.type === 'file' ? (p.size ?? 0) : p.type === 'symlink' ? Buffer.byteLength(p.target!) : 0),
+  );
   return {
     files: files.length,
     directories: explicitDirs.length,

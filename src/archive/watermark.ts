@@ -28,7 +28,7 @@ export class Watermark {
     this.written = written;
     if (this.waiters.length === 0) return;
     const still: Waiter[] = [];
-    for (const w of this.waiters) (w.end <= written ? w.resolve() : still.push(w));
+    for (const w of this.waiters) w.end <= written ? w.resolve() : still.push(w);
     this.waiters = still;
   }
 

@@ -34,7 +34,7 @@ const anyOf = (patterns: string[]) => {
 export function latestPipelines(jobs: GitLabJob[], keepLatest: number): Set<number> {
   const byRef = new Map<string, Set<number>>();
   for (const job of jobs) {
-    if (!job.pipeline || job.pipeline.status !== 'success') continue;
+    if (job.pipeline?.status !== 'success') continue;
     const key = refKey(job);
     if (!byRef.has(key)) byRef.set(key, new Set());
     byRef.get(key)?.add(job.pipeline.id);
@@ -62,7 +62,8 @@ export function applyPolicy(jobs: GitLabJob[], policy: CleanupPolicy): Decision[
     else if (policy.olderThan && finished >= policy.olderThan) keep('newer than older_than');
     else if (policy.keepTags && job.tag) keep('tag (keep_tags)');
     else if (ref && refKept(ref)) keep('keep_refs');
-    else if (job.pipeline && keptPipelines.has(job.pipeline.id)) keep(`latest successful pipeline of its ref (keep_latest ${policy.keepLatest})`);
+    else if (job.pipeline && keptPipelines.has(job.pipeline.id))
+      keep(`latest successful pipeline of its ref (keep_latest ${policy.keepLatest})`);
     else if (archiveSize(job) < policy.minSize) keep('smaller than min_size');
     else decisions.push({ job, delete: true, reason: 'policy', bytes: erasableBytes(job) });
   }

@@ -44,7 +44,12 @@ async function resolveProjects(client: GitLabClient, settings: CleanupSettings):
     projects.set(body.id, body);
   }
   if (settings.group) {
-    for await (const page of client.paginate<Project>(`/groups/${encodeProject(settings.group)}/projects`, { include_subgroups: true, per_page: 100, order_by: 'id', sort: 'asc' })) {
+    for await (const page of client.paginate<Project>(`/groups/${encodeProject(settings.group)}/projects`, {
+      include_subgroups: true,
+      per_page: 100,
+      order_by: 'id',
+      sort: 'asc',
+    })) {
       for (const p of page) projects.set(p.id, p);
     }
   }
@@ -89,7 +94,15 @@ async function deleteArtifacts(client: GitLabClient, project: Project, jobId: nu
 }
 
 async function cleanProject(client: GitLabClient, settings: CleanupSettings, project: Project): Promise<ProjectReport> {
-  const report: ProjectReport = { project_id: project.id, path: project.path_with_namespace, jobs_seen: 0, deleted: [], kept: 0, bytes_freed: 0, failed: [] };
+  const report: ProjectReport = {
+    project_id: project.id,
+    path: project.path_with_namespace,
+    jobs_seen: 0,
+    deleted: [],
+    kept: 0,
+    bytes_freed: 0,
+    failed: [],
+  };
   if (settings.expireAll) {
     if (settings.dryRun) {
       report.expire_all = 'would queue';
@@ -97,7 +110,9 @@ async function cleanProject(client: GitLabClient, settings: CleanupSettings, pro
     } else {
       await client.delete(`/projects/${project.id}/artifacts`);
       report.expire_all = 'queued';
-      logger.info(`Expiry of every unlocked artifact of ${project.path_with_namespace} queued (HTTP 202): GitLab deletes them in its own cleanup, later.`);
+      logger.info(
+        `Expiry of every unlocked artifact of ${project.path_with_namespace} queued (HTTP 202): GitLab deletes them in its own cleanup, later.`,
+      );
     }
     return report;
   }
@@ -106,14 +121,17 @@ async function cleanProject(client: GitLabClient, settings: CleanupSettings, pro
   const decisions = applyPolicy(jobs, settings.policy);
   const doomed = decisions.filter((d) => d.delete);
   report.kept = decisions.length - doomed.length;
-  logger.info(`${project.path_with_namespace}: ${jobs.length} jobs, ${jobs.filter(hasArchive).length} with artifacts, ${doomed.length} selected (${formatBytes(doomed.reduce((n, d) => n + d.bytes, 0))}).`);
+  logger.info(
+    `${project.path_with_namespace}: ${jobs.length} jobs, ${jobs.filter(hasArchive).length} with artifacts, ${doomed.length} selected (${formatBytes(doomed.reduce((n, d) => n + d.bytes, 0))}).`,
+  );
   if (settings.dryRun) {
     for (const d of doomed) {
       report.deleted.push(d.job.id);
       report.bytes_freed += d.bytes;
     }
     await section(`Would delete in ${project.path_with_namespace}`, async () => {
-      for (const d of doomed.slice(0, 500)) logger.info(`  job ${d.job.id} ${d.job.name} (${d.job.ref}) finished ${d.job.finished_at}: ${formatBytes(d.bytes)}`);
+      for (const d of doomed.slice(0, 500))
+        logger.info(`  job ${d.job.id} ${d.job.name} (${d.job.ref}) finished ${d.job.finished_at}: ${formatBytes(d.bytes)}`);
       if (doomed.length > 500) logger.info(`  ... and ${doomed.length - 500} more`);
     });
     return report;
@@ -137,12 +155,23 @@ async function cleanProject(client: GitLabClient, settings: CleanupSettings, pro
 
 function printTable(reports: ProjectReport[], dryRun: boolean): void {
   const rows = [['project', 'jobs', dryRun ? 'would delete' : 'deleted', 'kept', 'freed', 'failed']];
-  for (const r of reports) rows.push([r.path, String(r.jobs_seen), r.expire_all ?? String(r.deleted.length), String(r.kept), formatBytes(r.bytes_freed), String(r.failed.length)]);
+  for (const r of reports)
+    rows.push([
+      r.path,
+      String(r.jobs_seen),
+      r.expire_all ?? String(r.deleted.length),
+      String(r.kept),
+      formatBytes(r.bytes_freed),
+      String(r.failed.length),
+    ]);
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)));
   for (const row of rows) logger.info(row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  '));
 }
 
-export async function runCleanup(settings: CleanupSettings, client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` })): Promise<CleanupReport> {
+export async function runCleanup(
+  settings: CleanupSettings,
+  client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` }),
+): Promise<CleanupReport> {
   const p = settings.policy;
   const policy = settings.expireAll
     ? { expire_all: true }
@@ -156,7 +185,9 @@ export async function runCleanup(settings: CleanupSettings, client: GitLabClient
         exclude_job: p.excludeJobs,
         min_size: p.minSize,
       };
-  logger.info(`artifact-relay ${version}: cleanup${settings.dryRun ? ' (dry run: nothing is deleted)' : ''} on ${settings.apiUrl}, policy ${JSON.stringify(policy)}`);
+  logger.info(
+    `artifact-relay ${version}: cleanup${settings.dryRun ? ' (dry run: nothing is deleted)' : ''} on ${settings.apiUrl}, policy ${JSON.stringify(policy)}`,
+  );
   const projects = await resolveProjects(client, settings);
   const reports: ProjectReport[] = [];
   for (const project of projects) reports.push(await cleanProject(client, settings, project));
@@ -174,7 +205,10 @@ export async function runCleanup(settings: CleanupSettings, client: GitLabClient
   printTable(reports, settings.dryRun);
   if (settings.report) await writeAtomic(settings.report, `${JSON.stringify(report, null, 2)}\n`);
   if (settings.dotenv) {
-    await writeAtomic(settings.dotenv, `ARTIFACT_RELAY_DELETED_JOBS=${dotenvValue(report.totals.jobs)}\nARTIFACT_RELAY_BYTES_FREED=${dotenvValue(report.totals.bytes)}\n`);
+    await writeAtomic(
+      settings.dotenv,
+      `ARTIFACT_RELAY_DELETED_JOBS=${dotenvValue(report.totals.jobs)}\nARTIFACT_RELAY_BYTES_FREED=${dotenvValue(report.totals.bytes)}\n`,
+    );
   }
   const verb = settings.dryRun ? 'Would delete' : 'Deleted';
   if (report.totals.failed > 0) {
@@ -184,6 +218,8 @@ export async function runCleanup(settings: CleanupSettings, client: GitLabClient
       'The failed jobs are listed in the log and the report; the next scheduled run retries them.',
     );
   }
-  logger.success(`${verb} the artifacts of ${report.totals.jobs} job(s) in ${reports.length} project(s), ${formatBytes(report.totals.bytes)}.`);
+  logger.success(
+    `${verb} the artifacts of ${report.totals.jobs} job(s) in ${reports.length} project(s), ${formatBytes(report.totals.bytes)}.`,
+  );
   return report;
 }

@@ -64,9 +64,18 @@ function summaryFor(source: ResolvedSource, settings: FetchSettings, found: bool
 }
 
 /** Downloads the archive; `report` is the one-line account (size, rate, origin, attempts, sha256) to log. */
-async function downloadArchive(client: GitLabClient, source: ResolvedSource, file: string, summary: SourceSummary, opts: DownloadOptions = {}) {
+async function downloadArchive(
+  client: GitLabClient,
+  source: ResolvedSource,
+  file: string,
+  summary: SourceSummary,
+  opts: DownloadOptions = {},
+) {
   const started = Date.now();
-  const result = await client.download(source.archivePath, source.archiveQuery, file, { ...opts, onProgress: progressLogger('downloaded') });
+  const result = await client.download(source.archivePath, source.archiveQuery, file, {
+    ...opts,
+    onProgress: progressLogger('downloaded'),
+  });
   const seconds = (Date.now() - started) / 1000;
   summary.archive_bytes = result.bytes;
   summary.sha256 = result.sha256;
@@ -129,7 +138,10 @@ function sameEtag(a: string | undefined, b: string | undefined): boolean {
 }
 
 /** The archive's directory from its tail (ranged requests), or undefined when the server ignores Range or it is not a zip. */
-async function directoryFromTail(client: GitLabClient, source: ResolvedSource): Promise<{ directory: LeanRecord[]; total: number; etag?: string } | undefined> {
+async function directoryFromTail(
+  client: GitLabClient,
+  source: ResolvedSource,
+): Promise<{ directory: LeanRecord[]; total: number; etag?: string } | undefined> {
   const tail = await client.readRange(source.archivePath, source.archiveQuery, -TAIL_REQUEST).catch((err) => {
     if ((err as RelayError).details?.status === 416) return undefined; // e.g. an empty file: the download explains
     throw err;
@@ -137,7 +149,8 @@ async function directoryFromTail(client: GitLabClient, source: ResolvedSource): 
   if (!tail) return undefined;
   let changed = false;
   const directory = await readDirectoryFromTail(tail.buffer, tail.total, async (start, end) => {
-    const more = end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end);
+    const more =
+      end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end);
     if (!more || more.total !== tail.total || !sameEtag(more.etag, tail.etag)) {
       changed = true;
       throw new Error('the rest of the central directory could not be read by range');
@@ -154,7 +167,15 @@ async function directoryFromTail(client: GitLabClient, source: ResolvedSource): 
  * A whole archive, unpacked while it downloads when the server supports Range; otherwise (or when the download
  * restarts from zero or changes under us) downloaded first and unpacked from the complete file.
  */
-async function fetchArchive(client: GitLabClient, settings: FetchSettings, source: ResolvedSource, zip: string, stagingDir: string, destSub: string, summary: SourceSummary): Promise<void> {
+async function fetchArchive(
+  client: GitLabClient,
+  settings: FetchSettings,
+  source: ResolvedSource,
+  zip: string,
+  stagingDir: string,
+  destSub: string,
+  summary: SourceSummary,
+): Promise<void> {
   const forcedOff = process.env.ARTIFACT_RELAY_OVERLAP === '0';
   const tail = forcedOff ? undefined : await directoryFromTail(client, source);
   if (!tail) {
@@ -191,7 +212,10 @@ async function fetchArchive(client: GitLabClient, settings: FetchSettings, sourc
       throw err;
     },
   );
-  const unpacking = unpackArchive(settings, source, zip, stagingDir, destSub, summary, { directory: tail.directory, available: mark.wait }).catch((err) => {
+  const unpacking = unpackArchive(settings, source, zip, stagingDir, destSub, summary, {
+    directory: tail.directory,
+    available: mark.wait,
+  }).catch((err) => {
     extractError = err;
   });
   // Both settle before anything else touches staging; a download failure is the error to report (the extraction
@@ -211,25 +235,39 @@ async function fetchArchive(client: GitLabClient, settings: FetchSettings, sourc
 }
 
 /** Fetches single files through the single-file endpoints into `stagingDir`. */
-async function fetchFiles(client: GitLabClient, settings: FetchSettings, source: ResolvedSource, stagingDir: string, destSub: string, summary: SourceSummary): Promise<void> {
+async function fetchFiles(
+  client: GitLabClient,
+  settings: FetchSettings,
+  source: ResolvedSource,
+  stagingDir: string,
+  destSub: string,
+  summary: SourceSummary,
+): Promise<void> {
   const files: FetchedFile[] = [];
-  await section(`Download ${settings.artifactPaths.length} file(s) of ${source.label}`, async () => {
-    for (const artifactPath of settings.artifactPaths) {
-      const rel = validateEntryPath(artifactPath);
-      const target = join(stagingDir, rel);
-      await checkConflicts(settings, [rel], destSub);
-      await mkdir(dirname(target), { recursive: true });
-      const { path, query } = source.filePath(artifactPath);
-      const result = await client.download(path, query, target, { onProgress: progressLogger(rel) });
-      if (summary.bytes + result.bytes > settings.maxBytes) {
-        throw new RelayError(`The files fetched exceed max_bytes (${formatBytes(settings.maxBytes)}).`, 'Raise max_bytes if these files are expected to be this large.');
+  await section(
+    `Download ${settings.artifactPaths.length} file(s) of ${source.label}`,
+    async () => {
+      for (const artifactPath of settings.artifactPaths) {
+        const rel = validateEntryPath(artifactPath);
+        const target = join(stagingDir, rel);
+        await checkConflicts(settings, [rel], destSub);
+        await mkdir(dirname(target), { recursive: true });
+        const { path, query } = source.filePath(artifactPath);
+        const result = await client.download(path, query, target, { onProgress: progressLogger(rel) });
+        if (summary.bytes + result.bytes > settings.maxBytes) {
+          throw new RelayError(
+            `The files fetched exceed max_bytes (${formatBytes(settings.maxBytes)}).`,
+            'Raise max_bytes if these files are expected to be this large.',
+          );
+        }
+        files.push({ path: rel, bytes: result.bytes, sha256: result.sha256 });
+        summary.bytes += result.bytes;
+        summary.files += 1;
+        logger.info(`  ${rel}  ${formatBytes(result.bytes)}  sha256 ${result.sha256}`);
       }
-      files.push({ path: rel, bytes: result.bytes, sha256: result.sha256 });
-      summary.bytes += result.bytes;
-      summary.files += 1;
-      logger.info(`  ${rel}  ${formatBytes(result.bytes)}  sha256 ${result.sha256}`);
-    }
-  }, false);
+    },
+    false,
+  );
   summary.artifact_files = files;
 }
 
@@ -252,13 +290,18 @@ function folderNames(sources: ResolvedSource[], layout: FetchSettings['layout'])
   return base.map((name, i) => (base.indexOf(name) !== base.lastIndexOf(name) ? `${name}-${sources[i].jobId ?? i}` : name));
 }
 
-export async function runFetch(settings: FetchSettings, client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` })): Promise<FetchSummary> {
+export async function runFetch(
+  settings: FetchSettings,
+  client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` }),
+): Promise<FetchSummary> {
   const started = Date.now();
   const summary: FetchSummary = {
     found: false,
     dry_run: settings.dryRun,
     selected_by: settings.selector,
-    upstream: settings.upstream ? { project: settings.upstream.project, pipeline_id: settings.upstream.pipelineId, variables: settings.upstream.variables } : null,
+    upstream: settings.upstream
+      ? { project: settings.upstream.project, pipeline_id: settings.upstream.pipelineId, variables: settings.upstream.variables }
+      : null,
     layout: settings.layout,
     sources: [],
   };
@@ -287,7 +330,9 @@ export async function runFetch(settings: FetchSettings, client: GitLabClient = c
     }
     summary.found = sources.length > 0;
     await writeOutputs(settings, summary);
-    logger.success(`Dry run: ${sources.length} source(s) resolved; nothing downloaded or written to ${displayPath(settings.dest, settings.baseDir)}.`);
+    logger.success(
+      `Dry run: ${sources.length} source(s) resolved; nothing downloaded or written to ${displayPath(settings.dest, settings.baseDir)}.`,
+    );
     return summary;
   }
 
@@ -366,11 +411,15 @@ export async function runFetch(settings: FetchSettings, client: GitLabClient = c
   const bytes = summary.sources.reduce((n, s) => n + s.bytes, 0);
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   if (summary.found) {
-    const from = summary.sources.filter((s) => s.found).map((s) => (s.job_id ? `job ${s.job_id}` : `${s.job_name}@${s.ref}`)).join(', ');
-    logger.success(`Fetched ${files} file(s), ${formatBytes(bytes)}, from ${from} into ${displayPath(settings.dest, settings.baseDir)} in ${seconds} s.`);
+    const from = summary.sources
+      .filter((s) => s.found)
+      .map((s) => (s.job_id ? `job ${s.job_id}` : `${s.job_name}@${s.ref}`))
+      .join(', ');
+    logger.success(
+      `Fetched ${files} file(s), ${formatBytes(bytes)}, from ${from} into ${displayPath(settings.dest, settings.baseDir)} in ${seconds} s.`,
+    );
   } else {
     logger.info(`Nothing fetched (${seconds} s).`);
   }
   return summary;
 }
-

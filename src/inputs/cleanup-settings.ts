@@ -43,7 +43,6 @@ export function parseOlderThan(text: string, now: Date): Date | undefined {
   return undefined;
 }
 
-
 export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = process.cwd(), now = new Date()): CleanupSettings {
   const baseDir = env.CI_PROJECT_DIR?.trim() || cwd;
   const token = str(raw, 'token');
@@ -63,9 +62,14 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
 
   const olderThanInput = str(raw, 'older_than');
   const expireAll = bool(raw, 'expire_all');
-  const policyInputs = ['older_than', 'keep_refs', 'job', 'exclude_job', 'min_size', 'keep_latest', 'keep_tags'].filter((n) => raw.sources[n] !== 'default');
+  const policyInputs = ['older_than', 'keep_refs', 'job', 'exclude_job', 'min_size', 'keep_latest', 'keep_tags'].filter(
+    (n) => raw.sources[n] !== 'default',
+  );
   if (expireAll && policyInputs.length > 0) {
-    throw new UsageError(`Input expire_all expires everything unlocked at once and cannot be combined with the policy inputs (${policyInputs.join(', ')}). Use one or the other.`, 'expire_all');
+    throw new UsageError(
+      `Input expire_all expires everything unlocked at once and cannot be combined with the policy inputs (${policyInputs.join(', ')}). Use one or the other.`,
+      'expire_all',
+    );
   }
   if (!expireAll && !olderThanInput) {
     throw new UsageError(
@@ -75,7 +79,10 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
   }
   const olderThan = olderThanInput ? parseOlderThan(olderThanInput, now) : undefined;
   if (olderThanInput && !olderThan) {
-    throw new UsageError(`Input older_than: ${JSON.stringify(olderThanInput)} is neither an age (30d, 12h, 2w, 90m) nor an ISO date (2026-01-31).`, 'older_than');
+    throw new UsageError(
+      `Input older_than: ${JSON.stringify(olderThanInput)} is neither an age (30d, 12h, 2w, 90m) nor an ISO date (2026-01-31).`,
+      'older_than',
+    );
   }
   const minSize = parseBytes(str(raw, 'min_size') || '0');
   if (minSize === undefined) throw new UsageError('Input min_size must be a size such as 10MB or 0.', 'min_size');
@@ -86,11 +93,16 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
   let projects = list(raw, 'project');
   if (projects.length === 0 && !group) {
     const own = env.CI_PROJECT_ID?.trim();
-    if (!own) throw new UsageError('Inputs project and group are empty and $CI_PROJECT_ID is not set. Pass project (IDs or paths) or group.', 'project');
+    if (!own)
+      throw new UsageError(
+        'Inputs project and group are empty and $CI_PROJECT_ID is not set. Pass project (IDs or paths) or group.',
+        'project',
+      );
     projects = [own];
   }
   for (const p of projects) {
-    if (/^\/|\/$|\/\/|\s/.test(p)) throw new UsageError(`Input project: ${JSON.stringify(p)} is neither a numeric ID nor a full path like group/project.`, 'project');
+    if (/^\/|\/$|\/\/|\s/.test(p))
+      throw new UsageError(`Input project: ${JSON.stringify(p)} is neither a numeric ID nor a full path like group/project.`, 'project');
   }
   const reportPath = str(raw, 'report');
   return {

@@ -51,7 +51,6 @@ export interface FetchSettings extends ConnectionSettings {
   dryRun: boolean;
 }
 
-
 /** API base URL: server_url when given, else $CI_API_V4_URL, else the server_url default + /api/v4. */
 export function resolveApiUrl(raw: RawInputs, env: NodeJS.ProcessEnv): string {
   const serverUrl = str(raw, 'server_url');
@@ -67,7 +66,10 @@ export function resolveApiUrl(raw: RawInputs, env: NodeJS.ProcessEnv): string {
   try {
     url = new URL(chosen);
   } catch {
-    throw new UsageError(`Input server_url: ${JSON.stringify(serverUrl || chosen)} is not a URL. Use the form https://gitlab.example.com.`, 'server_url');
+    throw new UsageError(
+      `Input server_url: ${JSON.stringify(serverUrl || chosen)} is not a URL. Use the form https://gitlab.example.com.`,
+      'server_url',
+    );
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     throw new UsageError(`Input server_url: ${url.protocol} is not supported; use an http:// or https:// URL.`, 'server_url');
@@ -88,10 +90,16 @@ export function readConnectionSettings(raw: RawInputs, env: NodeJS.ProcessEnv, b
   const caFile = str(raw, 'ca_file');
   if (caFile && !existsSync(resolve(baseDir, caFile))) {
     const from = raw.sources.ca_file === 'default' ? ' (from $CI_SERVER_TLS_CA_FILE)' : '';
-    throw new UsageError(`Input ca_file: ${caFile}${from} does not exist. Point it at a PEM file of CA certificates, or leave it empty.`, 'ca_file');
+    throw new UsageError(
+      `Input ca_file: ${caFile}${from} does not exist. Point it at a PEM file of CA certificates, or leave it empty.`,
+      'ca_file',
+    );
   }
   if (!token && str(raw, 'token_type') !== 'auto') {
-    throw new UsageError(`Input token is empty but token_type is ${str(raw, 'token_type')}. Pass the token in a masked CI/CD variable, e.g. token: $MY_TOKEN.`, 'token');
+    throw new UsageError(
+      `Input token is empty but token_type is ${str(raw, 'token_type')}. Pass the token in a masked CI/CD variable, e.g. token: $MY_TOKEN.`,
+      'token',
+    );
   }
   const timeout = num(raw, 'timeout');
   if (!(timeout > 0)) throw new UsageError('Input timeout must be more than 0 seconds.', 'timeout');
@@ -108,15 +116,32 @@ export function readConnectionSettings(raw: RawInputs, env: NodeJS.ProcessEnv, b
 function parseJobIds(raw: RawInputs): number[] {
   return list(raw, 'job_id').map((id) => {
     const n = Number(id);
-    if (!Number.isSafeInteger(n) || n <= 0) throw new UsageError(`Input job_id: ${JSON.stringify(id)} is not a job ID (a positive whole number).`, 'job_id');
+    if (!Number.isSafeInteger(n) || n <= 0)
+      throw new UsageError(`Input job_id: ${JSON.stringify(id)} is not a job ID (a positive whole number).`, 'job_id');
     return n;
   });
 }
 
-const JOB_STATUSES = ['created', 'pending', 'preparing', 'waiting_for_resource', 'scheduled', 'running', 'success', 'failed', 'canceled', 'canceling', 'skipped', 'manual'];
+const JOB_STATUSES = [
+  'created',
+  'pending',
+  'preparing',
+  'waiting_for_resource',
+  'scheduled',
+  'running',
+  'success',
+  'failed',
+  'canceled',
+  'canceling',
+  'skipped',
+  'manual',
+];
 
 function noSourceError(env: NodeJS.ProcessEnv, jobNames: string[]): UsageError {
-  const what = jobNames.length > 0 ? `Input job (${jobNames.join(', ')}) needs a pipeline to take the jobs from, and none was found` : 'No source selected';
+  const what =
+    jobNames.length > 0
+      ? `Input job (${jobNames.join(', ')}) needs a pipeline to take the jobs from, and none was found`
+      : 'No source selected';
   return new UsageError(
     `${what} (${describeMissingUpstream(env)}). Choose one: ` +
       '(1) in a pipeline started by a trigger job on GitLab 18.9+, job alone is enough (CI_UPSTREAM_PIPELINE_ID is set by GitLab); ' +
@@ -148,32 +173,60 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     projectSource = 'CI_PROJECT_ID';
   }
   if (!project) {
-    throw new UsageError('Input project is empty and $CI_PROJECT_ID is not set. Pass --project with a numeric ID or a full path such as group/project.', 'project');
+    throw new UsageError(
+      'Input project is empty and $CI_PROJECT_ID is not set. Pass --project with a numeric ID or a full path such as group/project.',
+      'project',
+    );
   }
   if (/^\/|\/$|\/\/|\s/.test(project)) {
-    throw new UsageError(`Input project: ${JSON.stringify(project)} is neither a numeric ID nor a full path like group/project.`, 'project');
+    throw new UsageError(
+      `Input project: ${JSON.stringify(project)} is neither a numeric ID nor a full path like group/project.`,
+      'project',
+    );
   }
 
   const selectors = [jobIds.length > 0 && 'job_id', ref && 'ref', pipelineInput && 'pipeline'].filter(Boolean) as string[];
   if (selectors.length > 1) {
-    throw new UsageError(`Inputs ${selectors.join(' and ')} select the source in more than one way. Pass only one of job_id, ref (with job), or pipeline (with job).`, selectors[1]);
+    throw new UsageError(
+      `Inputs ${selectors.join(' and ')} select the source in more than one way. Pass only one of job_id, ref (with job), or pipeline (with job).`,
+      selectors[1],
+    );
   }
   let selector: Selector;
   let pipelineId: number | undefined;
   if (jobIds.length > 0) {
-    if (jobNames.length > 0) throw new UsageError('Inputs job_id and job select the source in two ways at once. Pass either job_id, or job names (with pipeline or ref).', 'job');
+    if (jobNames.length > 0)
+      throw new UsageError(
+        'Inputs job_id and job select the source in two ways at once. Pass either job_id, or job names (with pipeline or ref).',
+        'job',
+      );
     selector = 'job_id';
   } else if (ref) {
-    if (jobNames.length === 0) throw new UsageError(`Input job is empty: with ref ${JSON.stringify(ref)}, name the job whose artifacts to fetch (job: build).`, 'job');
+    if (jobNames.length === 0)
+      throw new UsageError(
+        `Input job is empty: with ref ${JSON.stringify(ref)}, name the job whose artifacts to fetch (job: build).`,
+        'job',
+      );
     for (const name of jobNames) {
-      if (/[*?[]/.test(name)) throw new UsageError(`Input job: ${JSON.stringify(name)} is a glob; with ref, job names must be exact (globs work with pipeline or an upstream pipeline).`, 'job');
+      if (/[*?[]/.test(name))
+        throw new UsageError(
+          `Input job: ${JSON.stringify(name)} is a glob; with ref, job names must be exact (globs work with pipeline or an upstream pipeline).`,
+          'job',
+        );
     }
     selector = 'ref';
   } else if (pipelineInput) {
     if (!/^\d+$/.test(pipelineInput) || Number(pipelineInput) <= 0) {
-      throw new UsageError(`Input pipeline: ${JSON.stringify(pipelineInput)} is not a pipeline ID (a positive whole number, such as $CI_PIPELINE_ID of the upstream).`, 'pipeline');
+      throw new UsageError(
+        `Input pipeline: ${JSON.stringify(pipelineInput)} is not a pipeline ID (a positive whole number, such as $CI_PIPELINE_ID of the upstream).`,
+        'pipeline',
+      );
     }
-    if (jobNames.length === 0) throw new UsageError(`Input job is empty: with pipeline ${pipelineInput}, name the job(s) whose artifacts to fetch (job: build).`, 'job');
+    if (jobNames.length === 0)
+      throw new UsageError(
+        `Input job is empty: with pipeline ${pipelineInput}, name the job(s) whose artifacts to fetch (job: build).`,
+        'job',
+      );
     selector = 'pipeline';
     pipelineId = Number(pipelineInput);
   } else if (jobNames.length > 0 && upstream) {
@@ -185,7 +238,12 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     }
     selector = 'upstream';
     pipelineId = upstream.pipelineId;
-  } else if (jobNames.length > 0 && projectSource === 'input' && env.CI_PIPELINE_SOURCE === 'pipeline' && /^\d+$/.test(env.CI_PIPELINE_ID ?? '')) {
+  } else if (
+    jobNames.length > 0 &&
+    projectSource === 'input' &&
+    env.CI_PIPELINE_SOURCE === 'pipeline' &&
+    /^\d+$/.test(env.CI_PIPELINE_ID ?? '')
+  ) {
     // A multi-project downstream that was told only the upstream project: look for the trigger job that started us.
     selector = 'bridge';
   } else {
@@ -194,14 +252,20 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
 
   const acceptStatus = list(raw, 'accept_status').map((s) => s.toLowerCase());
   for (const status of acceptStatus) {
-    if (!JOB_STATUSES.includes(status)) throw new UsageError(`Input accept_status: ${JSON.stringify(status)} is not a job status. Use some of: ${JOB_STATUSES.join(', ')}.`, 'accept_status');
+    if (!JOB_STATUSES.includes(status))
+      throw new UsageError(
+        `Input accept_status: ${JSON.stringify(status)} is not a job status. Use some of: ${JOB_STATUSES.join(', ')}.`,
+        'accept_status',
+      );
   }
-  if (acceptStatus.length === 0) throw new UsageError('Input accept_status is empty: name at least one job status, usually success.', 'accept_status');
+  if (acceptStatus.length === 0)
+    throw new UsageError('Input accept_status is empty: name at least one job status, usually success.', 'accept_status');
   const wait = num(raw, 'wait');
   if (!(wait >= 0)) throw new UsageError('Input wait must be 0 (do not wait) or a number of seconds.', 'wait');
 
   const maxBytes = parseBytes(str(raw, 'max_bytes'));
-  if (maxBytes === undefined || maxBytes <= 0) throw new UsageError('Input max_bytes must be a size above zero, such as 10GiB.', 'max_bytes');
+  if (maxBytes === undefined || maxBytes <= 0)
+    throw new UsageError('Input max_bytes must be a size above zero, such as 10GiB.', 'max_bytes');
   const maxFiles = num(raw, 'max_files');
   if (!(maxFiles >= 1)) throw new UsageError('Input max_files must be at least 1.', 'max_files');
 

@@ -70,7 +70,10 @@ export function dotenvLines(summary: FetchSummary): string[] {
   const vars: Record<string, string | number | boolean | null | undefined> = {
     ARTIFACT_RELAY_FOUND: summary.found,
     ARTIFACT_RELAY_JOB_ID: first?.job_id,
-    ARTIFACT_RELAY_JOB_IDS: found.map((s) => s.job_id).filter((id) => id !== null).join(','),
+    ARTIFACT_RELAY_JOB_IDS: found
+      .map((s) => s.job_id)
+      .filter((id) => id !== null)
+      .join(','),
     ARTIFACT_RELAY_PIPELINE_ID: first?.pipeline_id,
     ARTIFACT_RELAY_PROJECT_ID: first?.project_id,
     ARTIFACT_RELAY_FILES: found.reduce((n, s) => n + s.files, 0),

@@ -4,10 +4,7 @@ import type { AccessToken, Job, Project, Role, Store } from './model.ts';
 import { q1 } from './http.ts';
 import type { Ctx } from './http.ts';
 
-export type Auth =
-  | { kind: 'anon' }
-  | { kind: 'user'; token: AccessToken }
-  | { kind: 'job'; job: Job; project: Project };
+export type Auth = { kind: 'anon' } | { kind: 'user'; token: AccessToken } | { kind: 'job'; job: Job; project: Project };
 
 export interface Denial {
   status: number;
@@ -26,7 +23,7 @@ function header(ctx: Ctx, name: string): string | undefined {
 function fromJobToken(store: Store, token: string): Auth | Denial {
   const jobId = store.jobTokens.get(token);
   const job = jobId !== undefined ? store.jobs.get(jobId) : undefined;
-  if (!job || job.status !== 'running') return UNAUTHORIZED;
+  if (job?.status !== 'running') return UNAUTHORIZED;
   const project = store.projects.get(job.projectId);
   if (!project) return UNAUTHORIZED;
   return { kind: 'job', job, project };
@@ -83,7 +80,10 @@ export function authorize(auth: Auth, project: Project, method: string, needs: A
       if (needs.jobList && !project.jobTokenCanListJobs) return { status: 404, body: { message: '404 Not Found' } };
       const src = auth.project;
       if (project.id !== src.id && project.visibility === 'private' && !project.jobTokenAllowlist.includes(src.id)) {
-        return { status: 403, body: { message: `403 Forbidden - Authentication by CI/CD job token not allowed from ${src.path} to ${project.path}.` } };
+        return {
+          status: 403,
+          body: { message: `403 Forbidden - Authentication by CI/CD job token not allowed from ${src.path} to ${project.path}.` },
+        };
       }
       return needs.minRole ? FORBIDDEN : null;
     }

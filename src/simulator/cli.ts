@@ -13,7 +13,11 @@ const mode = (modeAt >= 0 ? args[modeAt + 1] : 'redirect') as DownloadMode;
 let archive = args.find((a, i) => !a.startsWith('--') && (modeAt < 0 || i !== modeAt + 1));
 if (!archive) {
   archive = join(mkdtempSync(join(tmpdir(), 'gitlab-sim-')), 'artifacts.zip');
-  execFileSync('python3', ['-c', "import sys,zipfile\nz=zipfile.ZipFile(sys.argv[1],'w')\nz.writestr('dist/hello.txt','hello\\n')\nz.writestr('dist/app.json','{\"ok\":true}')\nz.close()", archive]);
+  execFileSync('python3', [
+    '-c',
+    "import sys,zipfile\nz=zipfile.ZipFile(sys.argv[1],'w')\nz.writestr('dist/hello.txt','hello\\n')\nz.writestr('dist/app.json','{\"ok\":true}')\nz.close()",
+    archive,
+  ]);
 }
 
 const sim = await startSimulator({ downloadMode: mode });
@@ -23,7 +27,12 @@ const downstream = sim.addProject({ path: 'downstream', groupId: group.id });
 upstream.jobTokenAllowlist.push(downstream.id);
 const pipeline = sim.addPipeline({ projectId: upstream.id, ref: 'main' });
 const build = sim.addJob({ pipelineId: pipeline.id, name: 'build', archive });
-const dPipeline = sim.addPipeline({ projectId: downstream.id, ref: 'main', status: 'running', upstream: { projectId: upstream.id, pipelineId: pipeline.id } });
+const dPipeline = sim.addPipeline({
+  projectId: downstream.id,
+  ref: 'main',
+  status: 'running',
+  upstream: { projectId: upstream.id, pipelineId: pipeline.id },
+});
 const dJob = sim.addJob({ pipelineId: dPipeline.id, name: 'deploy', status: 'running' });
 sim.addJobToken('demo-job-token', dJob.id);
 sim.addAccessToken('demo-maintainer-token', { role: 'maintainer' });

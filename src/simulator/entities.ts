@@ -43,7 +43,9 @@ function artifactsList(j: Job, expired: boolean): Record<string, unknown>[] {
     out.push({ file_type: 'archive', size: j.archive.size, filename: 'artifacts.zip', file_format: 'zip' });
     out.push({ file_type: 'metadata', size: 180, filename: 'metadata.gz', file_format: 'gzip' });
   }
-  if (!expired || j.locked) for (const e of j.extraArtifacts) out.push({ file_type: e.file_type, size: e.size, filename: `${e.file_type}.json`, file_format: 'raw' });
+  if (!expired || j.locked)
+    for (const e of j.extraArtifacts)
+      out.push({ file_type: e.file_type, size: e.size, filename: `${e.file_type}.json`, file_format: 'raw' });
   if (!j.erased) out.push({ file_type: 'trace', size: j.traceSize, filename: 'job.log', file_format: null });
   return out;
 }
@@ -96,11 +98,22 @@ export function projectEntity(store: Store, p: Project, baseUrl: string): Record
     default_branch: p.defaultBranch,
     visibility: p.visibility,
     web_url: `${baseUrl}/${p.path}`,
-    namespace: g ? { id: g.id, name: g.name, path: g.name, kind: 'group', full_path: g.path } : { id: 0, name: ns, path: ns, kind: 'user', full_path: ns },
+    namespace: g
+      ? { id: g.id, name: g.name, path: g.name, kind: 'group', full_path: g.path }
+      : { id: 0, name: ns, path: ns, kind: 'user', full_path: ns },
     archived: false,
   };
 }
 
 export function groupEntity(g: Group, baseUrl: string): Record<string, unknown> {
-  return { id: g.id, name: g.name, path: g.name, full_path: g.path, full_name: g.path.split('/').join(' / '), parent_id: g.parentId, visibility: 'private', web_url: `${baseUrl}/groups/${g.path}` };
+  return {
+    id: g.id,
+    name: g.name,
+    path: g.name,
+    full_path: g.path,
+    full_name: g.path.split('/').join(' / '),
+    parent_id: g.parentId,
+    visibility: 'private',
+    web_url: `${baseUrl}/groups/${g.path}`,
+  };
 }

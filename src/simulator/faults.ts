@@ -86,7 +86,8 @@ export function sendStatusFault(res: ServerResponse, origin: Origin, f: FaultSpe
       body = s3Error(status === 503 ? 'SlowDown' : 'InternalError', STATUS_CODES[status] ?? 'Error');
       headers['Content-Type'] = 'application/xml';
     } else if (status === 502) {
-      body = '<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title></head>\n<body><h1>502</h1><p>Whoops, GitLab is taking too much time to respond.</p></body>\n</html>\n';
+      body =
+        '<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title></head>\n<body><h1>502</h1><p>Whoops, GitLab is taking too much time to respond.</p></body>\n</html>\n';
       headers['Content-Type'] = 'text/html; charset=utf-8';
     } else {
       body = JSON.stringify({ message: `${status} ${STATUS_CODES[status] ?? 'Error'}` });
@@ -134,7 +135,11 @@ export async function deliverBody(res: ServerResponse, body: Buffer | Readable, 
   });
   const chunks: AsyncIterable<Buffer> | Iterable<Buffer> = Buffer.isBuffer(body) ? [body] : (body as AsyncIterable<Buffer>);
   const write = async (b: Buffer) => {
-    if (!res.write(b)) await new Promise<void>((r) => { res.once('drain', r); res.once('close', r); });
+    if (!res.write(b))
+      await new Promise<void>((r) => {
+        res.once('drain', r);
+        res.once('close', r);
+      });
     sent += b.length;
   };
   try {

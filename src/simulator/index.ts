@@ -21,7 +21,20 @@ import { Signer, startStorage } from './storage.ts';
 import { startGitlab } from './server.ts';
 import type { ServerSettings } from './server.ts';
 
-export type { Group, Project, Pipeline, Job, DownloadMode, FaultSpec, RequestRecord, AddProjectOptions, AddPipelineOptions, AddJobOptions, AddAccessTokenOptions, JobPatch };
+export type {
+  Group,
+  Project,
+  Pipeline,
+  Job,
+  DownloadMode,
+  FaultSpec,
+  RequestRecord,
+  AddProjectOptions,
+  AddPipelineOptions,
+  AddJobOptions,
+  AddAccessTokenOptions,
+  JobPatch,
+};
 export type { Visibility, Role, AccessToken, Archive, ExtraArtifact, Upstream } from './model.ts';
 
 export interface Simulator {

@@ -32,18 +32,35 @@ export interface Deps {
   settings: ServerSettings;
 }
 
-const JOB_STATUSES = ['created', 'waiting_for_resource', 'preparing', 'waiting_for_callback', 'pending', 'running', 'success', 'failed', 'canceling', 'canceled', 'skipped', 'manual', 'scheduled'];
+const JOB_STATUSES = [
+  'created',
+  'waiting_for_resource',
+  'preparing',
+  'waiting_for_callback',
+  'pending',
+  'running',
+  'success',
+  'failed',
+  'canceling',
+  'canceled',
+  'skipped',
+  'manual',
+  'scheduled',
+];
 const NOT_FOUND_LOWER = { message: '404 Not found' };
 
 class Reply extends Error {
-  constructor(readonly status: number, readonly body: unknown) {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+  ) {
     super(`reply ${status}`);
   }
 }
 
-const fail = (status: number, body: unknown): never => {
+function fail(status: number, body: unknown): never {
   throw new Reply(status, body);
-};
+}
 
 function dec(seg: string): string {
   try {
@@ -126,7 +143,11 @@ export function startGitlab(deps: Deps): Server {
       observed = 0;
     }
     observed += 1;
-    ctx.baseHeaders = { ...rateLimitHeaders(), 'RateLimit-Observed': String(observed), 'RateLimit-Remaining': String(Math.max(0, 2000 - observed)) };
+    ctx.baseHeaders = {
+      ...rateLimitHeaders(),
+      'RateLimit-Observed': String(observed),
+      'RateLimit-Remaining': String(Math.max(0, 2000 - observed)),
+    };
     const fault = faults.take('gitlab', ctx.method, ctx.rawPath);
     if (fault?.kind === 'status') {
       sendStatusFault(res, 'gitlab', fault, (s) => (ctx.record.status = s));
@@ -148,7 +169,8 @@ export function startGitlab(deps: Deps): Server {
   function auth(ctx: Ctx, jobTokenRoute: boolean): Auth {
     const a = authenticate(store, ctx, jobTokenRoute);
     if (isDenial(a)) return deny(a);
-    if (a.kind === 'anon' && ctx.method !== 'GET' && ctx.method !== 'HEAD') return deny({ status: 401, body: { message: '401 Unauthorized' } });
+    if (a.kind === 'anon' && ctx.method !== 'GET' && ctx.method !== 'HEAD')
+      return deny({ status: 401, body: { message: '401 Unauthorized' } });
     return a;
   }
 
@@ -173,11 +195,16 @@ export function startGitlab(deps: Deps): Server {
 
   function deliverArchive(ctx: Ctx, j: Job): void {
     const archive = j.archive;
-    if (!archive || j.erased) return fail(404, { message: '404 Not Found' });
+    if (!archive || j.erased) fail(404, { message: '404 Not Found' });
     const mode = settings.downloadMode;
     if (mode === 'redirect') {
       const location = deps.signer.sign(settings.storageUrl, archive.key, settings.redirectExpiresSeconds);
-      send(ctx, 302, { Location: location, 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache' }, `<html><body>You are being <a href="${location.replace(/&/g, '&amp;')}">redirected</a>.</body></html>`);
+      send(
+        ctx,
+        302,
+        { Location: location, 'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': 'no-cache' },
+        `<html><body>You are being <a href="${location.replace(/&/g, '&amp;')}">redirected</a>.</body></html>`,
+      );
       return;
     }
     const headers: Record<string, string> =
@@ -190,25 +217,49 @@ export function startGitlab(deps: Deps): Server {
             'Accept-Ranges': 'bytes',
           };
     sendArchive(ctx, archive, headers, () =>
-      send(ctx, 416, { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Range': `bytes */${archive.size}` }, 'invalid range: failed to overlap\n'),
+      send(
+        ctx,
+        416,
+        { 'Content-Type': 'text/plain; charset=utf-8', 'Content-Range': `bytes */${archive.size}` },
+        'invalid range: failed to overlap\n',
+      ),
     );
   }
 
   async function deliverEntry(ctx: Ctx, j: Job, path: string, byRef: boolean): Promise<void> {
-    const notFound = () => send(ctx, 404, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }, '404 page not found\n');
+    const notFound = () =>
+      send(ctx, 404, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff' }, '404 page not found\n');
     const archive = j.archive;
     if (!archive) return notFound();
     const f = await findEntry(archive, path);
     if (!f || f.type === 'Directory' || path.endsWith('/')) return notFound();
     const base = path.split('/').pop() ?? path;
     if (!byRef) {
-      send(ctx, 200, { 'Content-Type': typeByExtension(path), 'Content-Length': String(f.uncompressedSize), 'Content-Disposition': `attachment; filename="${base}"` }, f.stream());
+      send(
+        ctx,
+        200,
+        {
+          'Content-Type': typeByExtension(path),
+          'Content-Length': String(f.uncompressedSize),
+          'Content-Disposition': `attachment; filename="${base}"`,
+        },
+        f.stream(),
+      );
       return;
     }
     const data = await f.buffer();
     const type = sniff(data);
-    const inline = type.startsWith('text/plain') || type.startsWith('image/') && !type.includes('svg');
-    send(ctx, 200, { 'Content-Type': type, 'Content-Disposition': `${inline ? 'inline' : 'attachment'}; filename="${base}"`, 'X-Content-Type-Options': 'nosniff' }, data);
+    const inline = type.startsWith('text/plain') || (type.startsWith('image/') && !type.includes('svg'));
+    send(
+      ctx,
+      200,
+      {
+        'Content-Type': type,
+        'Content-Disposition': `${inline ? 'inline' : 'attachment'}; filename="${base}"`,
+        'X-Content-Type-Options': 'nosniff',
+      },
+      data,
+    );
   }
 
   function pipelineOf(p: Project, rawId: string) {
@@ -223,7 +274,7 @@ export function startGitlab(deps: Deps): Server {
 
   function listJobs(ctx: Ctx, a: Auth, p: Project): void {
     const scope = qList(ctx.query, 'scope');
-    if (scope.some((s) => !JOB_STATUSES.includes(s))) return fail(400, { error: 'scope does not have a valid value' });
+    if (scope.some((s) => !JOB_STATUSES.includes(s))) fail(400, { error: 'scope does not have a valid value' });
     const minute = Math.floor(Date.now() / 60_000);
     if (minute !== jobsIndexWindow) {
       jobsIndexWindow = minute;
@@ -233,7 +284,12 @@ export function startGitlab(deps: Deps): Server {
     if (settings.jobsIndexLimit !== undefined) {
       if (jobsIndexCount > settings.jobsIndexLimit) {
         const retry = 60 - Math.floor((Date.now() / 1000) % 60);
-        json(ctx, 429, { message: { error: 'This endpoint has been requested too many times. Try again later.' } }, { 'Retry-After': String(retry) });
+        json(
+          ctx,
+          429,
+          { message: { error: 'This endpoint has been requested too many times. Try again later.' } },
+          { 'Retry-After': String(retry) },
+        );
         return;
       }
     }
@@ -241,8 +297,8 @@ export function startGitlab(deps: Deps): Server {
     if (q1(ctx.query, 'pagination') === 'keyset') {
       const orderBy = q1(ctx.query, 'order_by') ?? 'id';
       const sort = q1(ctx.query, 'sort') ?? 'desc';
-      if (orderBy !== 'id' || sort !== 'desc') return fail(400, { error: 'Keyset pagination is not yet available for this type of request' });
-      if (a.kind === 'anon') return fail(401, { message: '401 Unauthorized' });
+      if (orderBy !== 'id' || sort !== 'desc') fail(400, { error: 'Keyset pagination is not yet available for this type of request' });
+      if (a.kind === 'anon') fail(401, { message: '401 Unauthorized' });
       const page = keyset(ctx, jobs as ({ id: number } & Record<string, unknown>)[], settings.url);
       json(ctx, 200, page.items, page.headers);
       return;
@@ -268,7 +324,13 @@ export function startGitlab(deps: Deps): Server {
     if (s[0] === 'user' && n === 1 && m === 'GET') {
       const a = auth(ctx, false);
       if (a.kind !== 'user') return fail(401, { message: '401 Unauthorized' });
-      return json(ctx, 200, { id: 1, username: `${a.token.kind}-token-user`, name: 'Simulated user', state: 'active', web_url: `${settings.url}/${a.token.kind}-token-user` });
+      return json(ctx, 200, {
+        id: 1,
+        username: `${a.token.kind}-token-user`,
+        name: 'Simulated user',
+        state: 'active',
+        web_url: `${settings.url}/${a.token.kind}-token-user`,
+      });
     }
 
     if (s[0] === 'groups' && n >= 2 && s[1]) {
@@ -276,15 +338,26 @@ export function startGitlab(deps: Deps): Server {
       const a = auth(ctx, false);
       const g = store.findGroup(dec(s[1]));
       const tree = g ? store.groupTree(g.id) : [];
-      const visible = (p: Project) => (a.kind === 'user' ? !a.token.projects || a.token.projects.includes(p.id) : p.visibility === 'public');
-      if (!g || (a.kind !== 'user' && ![...store.projects.values()].some((p) => p.groupId !== null && tree.includes(p.groupId) && visible(p)))) {
+      const visible = (p: Project) =>
+        a.kind === 'user' ? !a.token.projects || a.token.projects.includes(p.id) : p.visibility === 'public';
+      if (
+        !g ||
+        (a.kind !== 'user' && ![...store.projects.values()].some((p) => p.groupId !== null && tree.includes(p.groupId) && visible(p)))
+      ) {
         return fail(404, { message: '404 Group Not Found' });
       }
       if (n === 2) return json(ctx, 200, groupEntity(g, settings.url));
       const groups = qBool(ctx.query, 'include_subgroups') ? tree : [g.id];
-      const projects = [...store.projects.values()].filter((p) => p.groupId !== null && groups.includes(p.groupId) && visible(p)).sort((x, y) => y.id - x.id);
+      const projects = [...store.projects.values()]
+        .filter((p) => p.groupId !== null && groups.includes(p.groupId) && visible(p))
+        .sort((x, y) => y.id - x.id);
       const page = paginate(ctx, projects, settings.url);
-      return json(ctx, 200, page.items.map((p) => projectEntity(store, p, settings.url)), page.headers);
+      return json(
+        ctx,
+        200,
+        page.items.map((p) => projectEntity(store, p, settings.url)),
+        page.headers,
+      );
     }
 
     if (s[0] !== 'projects' || n < 2 || !s[1]) return unknown();
@@ -318,7 +391,10 @@ export function startGitlab(deps: Deps): Server {
         if (!isRaw && s[n - 1] !== 'download') return unknown();
         const a = auth(ctx, true);
         const p = project(ctx, rawId, a);
-        const ref = s.slice(4, isRaw ? rawAt : n - 1).map((x) => dec(x)).join('/');
+        const ref = s
+          .slice(4, isRaw ? rawAt : n - 1)
+          .map((x) => dec(x))
+          .join('/');
         const jobName = q1(ctx.query, 'job');
         if (jobName === undefined) return fail(400, { error: 'job is missing' });
         const search = qBool(ctx.query, 'search_recent_successful_pipelines');
@@ -386,7 +462,8 @@ export function startGitlab(deps: Deps): Server {
         const source = q1(ctx.query, 'source');
         const orderBy = q1(ctx.query, 'order_by') ?? 'id';
         const sort = q1(ctx.query, 'sort') ?? 'desc';
-        if (!['id', 'updated_at', 'status', 'ref', 'user_id'].includes(orderBy)) return fail(400, { error: 'order_by does not have a valid value' });
+        if (!['id', 'updated_at', 'status', 'ref', 'user_id'].includes(orderBy))
+          return fail(400, { error: 'order_by does not have a valid value' });
         if (!['asc', 'desc'].includes(sort)) return fail(400, { error: 'sort does not have a valid value' });
         const list = [...store.pipelines.values()].filter(
           (x) =>
@@ -395,7 +472,8 @@ export function startGitlab(deps: Deps): Server {
             (status === undefined || x.status === status) &&
             (source === undefined ? x.source !== 'parent_pipeline' : x.source === source),
         );
-        const key = (x: (typeof list)[number]): string | number => (orderBy === 'updated_at' ? x.updatedAt : orderBy === 'status' ? x.status : orderBy === 'ref' ? x.ref : x.id);
+        const key = (x: (typeof list)[number]): string | number =>
+          orderBy === 'updated_at' ? x.updatedAt : orderBy === 'status' ? x.status : orderBy === 'ref' ? x.ref : x.id;
         list.sort((x, y) => {
           const kx = key(x);
           const ky = key(y);
@@ -403,7 +481,12 @@ export function startGitlab(deps: Deps): Server {
           return sort === 'asc' ? c : -c;
         });
         const page = paginate(ctx, list, settings.url);
-        return json(ctx, 200, page.items.map((x) => pipelineBasic(store, x, settings.url)), page.headers);
+        return json(
+          ctx,
+          200,
+          page.items.map((x) => pipelineBasic(store, x, settings.url)),
+          page.headers,
+        );
       }
       const rawPid = s[3] ?? '';
       if (n === 4) {
@@ -419,12 +502,19 @@ export function startGitlab(deps: Deps): Server {
         const includeRetried = qBool(ctx.query, 'include_retried');
         const jobs = filterScope(store.pipelineJobs(pl.id), scope).filter((j) => includeRetried || !j.retried);
         const page = paginate(ctx, jobs, settings.url);
-        return json(ctx, 200, page.items.map((j) => jobEntity(store, j, settings.url)), page.headers);
+        return json(
+          ctx,
+          200,
+          page.items.map((j) => jobEntity(store, j, settings.url)),
+          page.headers,
+        );
       }
       if (n === 5 && s[4] === 'bridges') {
         const p = project(ctx, rawId, auth(ctx, false));
         const pl = pipelineOf(p, rawPid);
-        const downstream = [...store.pipelines.values()].filter((d) => d.upstream?.pipelineId === pl.id && d.upstream.projectId === p.id).sort((x, y) => y.id - x.id);
+        const downstream = [...store.pipelines.values()]
+          .filter((d) => d.upstream?.pipelineId === pl.id && d.upstream.projectId === p.id)
+          .sort((x, y) => y.id - x.id);
         const bridges = downstream.map((d) => ({
           id: d.upstream?.bridgeJobId ?? 900_000 + d.id,
           name: `trigger:${store.projects.get(d.projectId)?.name ?? d.projectId}`,

@@ -19,7 +19,10 @@ export class Signer {
 
   /** A presigned GET URL for `key` valid for `expiresSeconds`. */
   sign(storageUrl: string, key: string, expiresSeconds: number): string {
-    const date = new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+    const date = new Date()
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d{3}/, '');
     const expires = String(expiresSeconds);
     const sp = new URLSearchParams({
       'X-Amz-Algorithm': 'AWS4-HMAC-SHA256',
@@ -79,17 +82,20 @@ export function startStorage(store: Store, faults: Faults, signer: Signer, reque
     const ctx = makeCtx('storage', req, res);
     requests.push(ctx.record);
     ctx.baseHeaders = { Server: 'SimS3', 'x-amz-request-id': randomBytes(8).toString('hex').toUpperCase() };
-    const xml = (status: number, code: string, msg: string) => send(ctx, status, { 'Content-Type': 'application/xml' }, ctx.method === 'HEAD' ? '' : s3Error(code, msg));
+    const xml = (status: number, code: string, msg: string) =>
+      send(ctx, status, { 'Content-Type': 'application/xml' }, ctx.method === 'HEAD' ? '' : s3Error(code, msg));
     const fault = faults.take('storage', ctx.method, ctx.rawPath);
     if (fault?.kind === 'status') {
       sendStatusFault(res, 'storage', fault, (s) => (ctx.record.status = s));
       return;
     }
     ctx.fault = fault;
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return xml(405, 'MethodNotAllowed', 'The specified method is not allowed against this resource.');
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD')
+      return xml(405, 'MethodNotAllowed', 'The specified method is not allowed against this resource.');
     const key = decodeURIComponent(ctx.rawPath);
     const check = signer.verify(key, q1(ctx.query, 'X-Amz-Date'), q1(ctx.query, 'X-Amz-Expires'), q1(ctx.query, 'X-Amz-Signature'));
-    if (check === 'bad') return xml(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.');
+    if (check === 'bad')
+      return xml(403, 'SignatureDoesNotMatch', 'The request signature we calculated does not match the signature you provided.');
     if (check === 'expired') return xml(403, 'AccessDenied', 'Request has expired');
     const job = store.findJobByKey(key);
     const a = job?.archive;
@@ -101,7 +107,12 @@ export function startStorage(store: Store, faults: Faults, signer: Signer, reque
       'Last-Modified': new Date(Date.parse(job.finishedAt ?? job.createdAt)).toUTCString(),
     };
     sendArchive(ctx, a, headers, () =>
-      send(ctx, 416, { 'Content-Type': 'application/xml', 'Content-Range': `bytes */${a.size}` }, ctx.method === 'HEAD' ? '' : s3Error('InvalidRange', 'The requested range is not satisfiable')),
+      send(
+        ctx,
+        416,
+        { 'Content-Type': 'application/xml', 'Content-Range': `bytes */${a.size}` },
+        ctx.method === 'HEAD' ? '' : s3Error('InvalidRange', 'The requested range is not satisfiable'),
+      ),
     );
   });
 }

@@ -47,12 +47,18 @@ export async function listTree(a: Archive, dir: string, recursive: boolean): Pro
   };
   for (const f of d.files) {
     const parts = f.path.split('/');
-    for (let i = 1; i < parts.length; i++) addDir(parts.slice(0, i).join('/') + '/');
+    for (let i = 1; i < parts.length; i++) addDir(`${parts.slice(0, i).join('/')}/`);
     if (f.path.endsWith('/')) continue;
     let mode = (f.externalFileAttributes >>> 16) & 0o177777;
     if (mode === 0) mode = 0o100644;
     else if ((mode & 0o170000) === 0) mode |= 0o100000;
-    items.set(f.path, { name: parts[parts.length - 1] ?? f.path, path: f.path, type: 'file', size: f.uncompressedSize, mode: mode.toString(8).padStart(6, '0') });
+    items.set(f.path, {
+      name: parts[parts.length - 1] ?? f.path,
+      path: f.path,
+      type: 'file',
+      size: f.uncompressedSize,
+      mode: mode.toString(8).padStart(6, '0'),
+    });
   }
   const prefix = dir === '' || dir === '/' ? '' : dir.endsWith('/') ? dir : `${dir}/`;
   if (prefix && !items.has(prefix)) return undefined;

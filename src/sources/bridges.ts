@@ -17,7 +17,11 @@ interface Bridge {
 /** How many of the upstream project's newest pipelines are searched. */
 const SEARCHED_PIPELINES = 50;
 
-export async function findTriggeringPipeline(client: GitLabClient, project: string, ownPipelineId: number): Promise<{ pipelineId: number; bridge: string }> {
+export async function findTriggeringPipeline(
+  client: GitLabClient,
+  project: string,
+  ownPipelineId: number,
+): Promise<{ pipelineId: number; bridge: string }> {
   const p = encodeProject(project);
   let searched = 0;
   try {
@@ -26,7 +30,9 @@ export async function findTriggeringPipeline(client: GitLabClient, project: stri
         const { body } = await client.getJson<Bridge[]>(`/projects/${p}/pipelines/${pipeline.id}/bridges`, { per_page: 100 });
         const bridge = body.find((b) => b.downstream_pipeline?.id === ownPipelineId);
         if (bridge) {
-          logger.info(`Pipeline ${pipeline.id} of ${project} triggered this one (trigger job ${bridge.id} "${bridge.name}"), found through its bridges.`);
+          logger.info(
+            `Pipeline ${pipeline.id} of ${project} triggered this one (trigger job ${bridge.id} "${bridge.name}"), found through its bridges.`,
+          );
           return { pipelineId: pipeline.id, bridge: bridge.name };
         }
         if (++searched >= SEARCHED_PIPELINES) break;

@@ -20,10 +20,18 @@ export const JOB_ID_RECIPE =
   'forward it (`variables: { BUILD_JOB_ID: $BUILD_JOB_ID }` with `needs: [build]`), and set `job_id: $BUILD_JOB_ID` here.';
 
 /** Every job of the pipeline, newest first (GitLab sorts by ID descending; we sort again to be sure). */
-export async function listPipelineJobs(client: GitLabClient, settings: FetchSettings, project: string, pipelineId: number): Promise<GitLabJob[]> {
+export async function listPipelineJobs(
+  client: GitLabClient,
+  settings: FetchSettings,
+  project: string,
+  pipelineId: number,
+): Promise<GitLabJob[]> {
   const jobs: GitLabJob[] = [];
   try {
-    for await (const page of client.paginate<GitLabJob>(`/projects/${encodeProject(project)}/pipelines/${pipelineId}/jobs`, { per_page: 100 })) jobs.push(...page);
+    for await (const page of client.paginate<GitLabJob>(`/projects/${encodeProject(project)}/pipelines/${pipelineId}/jobs`, {
+      per_page: 100,
+    }))
+      jobs.push(...page);
   } catch (err) {
     const code = httpStatus(err) ?? 0;
     if (![401, 403, 404].includes(code)) throw err;
@@ -39,7 +47,11 @@ export async function listPipelineJobs(client: GitLabClient, settings: FetchSett
       );
     }
     if (code === 404) {
-      throw new NotFoundError(`Pipeline ${pipelineId} was not found in project ${project} (HTTP 404).`, 'Check the pipeline and project inputs (a pipeline ID belongs to one project), and that the token can read that project.', { ...base.details });
+      throw new NotFoundError(
+        `Pipeline ${pipelineId} was not found in project ${project} (HTTP 404).`,
+        'Check the pipeline and project inputs (a pipeline ID belongs to one project), and that the token can read that project.',
+        { ...base.details },
+      );
     }
     throw err;
   }
@@ -65,10 +77,15 @@ export function matchJobs(jobs: GitLabJob[], patterns: string[], where: string):
     const hits = [...newest.values()].filter((j) => matches(j.name)).sort((a, b) => a.name.localeCompare(b.name));
     if (hits.length === 0) {
       const names = [...newest.keys()].sort();
-      const shown = names.slice(0, 20).map((n) => JSON.stringify(n)).join(', ');
+      const shown = names
+        .slice(0, 20)
+        .map((n) => JSON.stringify(n))
+        .join(', ');
       throw new NotFoundError(
         `No job matches ${JSON.stringify(pattern)} in ${where}.`,
-        names.length ? `Its jobs are: ${shown}${names.length > 20 ? `, ... (${names.length} in all)` : ''}. Names match exactly (case-sensitive) unless they contain * ? or [.` : 'That pipeline has no jobs the token can see (trigger jobs and child pipelines are not listed).',
+        names.length
+          ? `Its jobs are: ${shown}${names.length > 20 ? `, ... (${names.length} in all)` : ''}. Names match exactly (case-sensitive) unless they contain * ? or [.`
+          : 'That pipeline has no jobs the token can see (trigger jobs and child pipelines are not listed).',
       );
     }
     for (const job of hits) {
@@ -98,7 +115,11 @@ export function pollSchedule(): { next(): number } {
 export function failStatus(job: GitLabJob, settings: FetchSettings): RelayError {
   const where = job.web_url ? ` (${job.web_url})` : '';
   if (job.status === 'manual') {
-    return new RelayError(`Job ${job.id} "${job.name}" is a manual job that has not been started${where}; it will not run by itself.`, 'Start it in the upstream pipeline, or fetch another job.', { jobId: job.id, status: job.status });
+    return new RelayError(
+      `Job ${job.id} "${job.name}" is a manual job that has not been started${where}; it will not run by itself.`,
+      'Start it in the upstream pipeline, or fetch another job.',
+      { jobId: job.id, status: job.status },
+    );
   }
   return new RelayError(
     `Job ${job.id} "${job.name}" ended with status ${job.status}${where}; accepted statuses: ${settings.acceptStatus.join(', ')}.`,
@@ -111,7 +132,12 @@ export function failStatus(job: GitLabJob, settings: FetchSettings): RelayError 
  * Resolves job names in one pipeline to finished jobs with artifacts, waiting (up to settings.waitMs) while any
  * matched job is still active. A job that ends outside accept_status, or is manual, fails at once.
  */
-export async function resolvePipelineJobs(client: GitLabClient, settings: FetchSettings, project: string, pipelineId: number): Promise<GitLabJob[]> {
+export async function resolvePipelineJobs(
+  client: GitLabClient,
+  settings: FetchSettings,
+  project: string,
+  pipelineId: number,
+): Promise<GitLabJob[]> {
   const started = Date.now();
   const deadline = started + settings.waitMs;
   const schedule = pollSchedule();
@@ -140,14 +166,24 @@ export async function resolvePipelineJobs(client: GitLabClient, settings: FetchS
     // A finished job without an archive gets two more looks (uploads land just before the status flips), then it is "no artifacts".
     if (waitingForArtifacts && (missingArtifactPolls > 2 || now >= deadline)) {
       const job = pending[0];
-      throw new NotFoundError(`Job ${job.id} "${job.name}" (${job.status}) in ${where} has no artifacts archive.`, 'Its artifacts expired or were deleted, or it declares no artifacts:paths (reports alone cannot be downloaded).', { jobId: job.id });
+      throw new NotFoundError(
+        `Job ${job.id} "${job.name}" (${job.status}) in ${where} has no artifacts archive.`,
+        'Its artifacts expired or were deleted, or it declares no artifacts:paths (reports alone cannot be downloaded).',
+        { jobId: job.id },
+      );
     }
     const describe = pending.map((j) => `${j.name} (${j.id}) ${j.status}`).join(', ');
     if (settings.waitMs === 0) {
-      throw new RelayError(`Waiting is off (wait: 0) and job(s) in ${where} are not finished: ${describe}.`, 'Set wait to the number of seconds to wait for them, such as wait: 1800.');
+      throw new RelayError(
+        `Waiting is off (wait: 0) and job(s) in ${where} are not finished: ${describe}.`,
+        'Set wait to the number of seconds to wait for them, such as wait: 1800.',
+      );
     }
     if (now >= deadline) {
-      throw new RelayError(`Gave up after waiting ${((now - started) / 1000).toFixed(0)} s (wait: ${settings.waitMs / 1000}) for job(s) in ${where}: ${describe}.`, 'Raise wait, or check why the upstream job is slow.');
+      throw new RelayError(
+        `Gave up after waiting ${((now - started) / 1000).toFixed(0)} s (wait: ${settings.waitMs / 1000}) for job(s) in ${where}: ${describe}.`,
+        'Raise wait, or check why the upstream job is slow.',
+      );
     }
     const delay = Math.min(schedule.next(), deadline - now);
     logger.info(`Waiting for ${describe}; next look in ${(delay / 1000).toFixed(1)} s (${((deadline - now) / 1000).toFixed(0)} s left).`);
@@ -167,7 +203,11 @@ export async function waitForArchive(client: GitLabClient, settings: FetchSettin
     } catch (err) {
       if (!(err instanceof NotFoundError) || Date.now() >= deadline) {
         if (err instanceof NotFoundError && settings.waitMs > 0) {
-          throw new NotFoundError(`${err.message} (still missing after waiting ${((Date.now() - started) / 1000).toFixed(0)} s for ${label})`, err.advice, err.details);
+          throw new NotFoundError(
+            `${err.message} (still missing after waiting ${((Date.now() - started) / 1000).toFixed(0)} s for ${label})`,
+            err.advice,
+            err.details,
+          );
         }
         throw err;
       }

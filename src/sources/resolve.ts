@@ -12,7 +12,11 @@ import { findTriggeringPipeline } from './bridges.ts';
 import { ACTIVE_STATUSES, failStatus, pollSchedule, resolvePipelineJobs, waitForArchive } from './pipeline.ts';
 import type { GitLabJob, GitLabPipeline, ResolvedSource } from './types.ts';
 
-export function sourceForJob(project: string, job: { id: number; name?: string | null; pipelineId?: number | null; projectId?: number | null; ref?: string | null }, selectedBy: ResolvedSource['selectedBy']): ResolvedSource {
+export function sourceForJob(
+  project: string,
+  job: { id: number; name?: string | null; pipelineId?: number | null; projectId?: number | null; ref?: string | null },
+  selectedBy: ResolvedSource['selectedBy'],
+): ResolvedSource {
   const p = encodeProject(project);
   return {
     project,
@@ -40,7 +44,10 @@ function sourceForRef(project: string, ref: string, jobName: string): ResolvedSo
     selectedBy: 'ref',
     archivePath: `/projects/${p}/jobs/artifacts/${encodeRef(ref)}/download`,
     archiveQuery: { job: jobName },
-    filePath: (artifactPath) => ({ path: `/projects/${p}/jobs/artifacts/${encodeRef(ref)}/raw/${encodeArtifactPath(artifactPath)}`, query: { job: jobName } }),
+    filePath: (artifactPath) => ({
+      path: `/projects/${p}/jobs/artifacts/${encodeRef(ref)}/raw/${encodeArtifactPath(artifactPath)}`,
+      query: { job: jobName },
+    }),
     label: `job "${jobName}" of the latest successful pipeline on ${ref} in ${project}`,
   };
 }
@@ -63,7 +70,13 @@ async function resolveByRef(client: GitLabClient, settings: FetchSettings, ref: 
   const p = encodeProject(settings.project);
   let pipeline: GitLabPipeline | undefined;
   try {
-    const { body } = await client.getJson<GitLabPipeline[]>(`/projects/${p}/pipelines`, { ref, status: 'success', order_by: 'id', sort: 'desc', per_page: 1 });
+    const { body } = await client.getJson<GitLabPipeline[]>(`/projects/${p}/pipelines`, {
+      ref,
+      status: 'success',
+      order_by: 'id',
+      sort: 'desc',
+      per_page: 1,
+    });
     pipeline = body[0];
   } catch (err) {
     if (!isRefusal(err)) throw err;
@@ -77,10 +90,16 @@ async function resolveByRef(client: GitLabClient, settings: FetchSettings, ref: 
   }
   if (!best) {
     // GitLab also looks in same-project child pipelines; let it decide.
-    logger.info(`Pipeline ${pipeline.id} (latest successful on ${ref}) has no job "${jobName}" with artifacts of its own; asking GitLab's by-ref endpoint.`);
+    logger.info(
+      `Pipeline ${pipeline.id} (latest successful on ${ref}) has no job "${jobName}" with artifacts of its own; asking GitLab's by-ref endpoint.`,
+    );
     return sourceForRef(settings.project, ref, jobName);
   }
-  return sourceForJob(settings.project, { id: best.id, name: best.name, pipelineId: pipeline.id, projectId: pipeline.project_id, ref: pipeline.ref }, 'ref');
+  return sourceForJob(
+    settings.project,
+    { id: best.id, name: best.name, pipelineId: pipeline.id, projectId: pipeline.project_id, ref: pipeline.ref },
+    'ref',
+  );
 }
 
 /** With wait, a job read by ID is polled until it leaves the active statuses. */
@@ -96,7 +115,10 @@ async function waitForJob(client: GitLabClient, settings: FetchSettings, job: Gi
   }
   if (!settings.acceptStatus.includes(current.status) && !ACTIVE_STATUSES.has(current.status)) throw failStatus(current, settings);
   if (ACTIVE_STATUSES.has(current.status)) {
-    throw new RelayError(`Gave up after waiting ${settings.waitMs / 1000} s for job ${current.id} (${current.name}), still ${current.status}.`, 'Raise wait, or check why the upstream job is slow.');
+    throw new RelayError(
+      `Gave up after waiting ${settings.waitMs / 1000} s for job ${current.id} (${current.name}), still ${current.status}.`,
+      'Raise wait, or check why the upstream job is slow.',
+    );
   }
   return current;
 }
@@ -106,8 +128,13 @@ async function resolveJobIds(client: GitLabClient, settings: FetchSettings): Pro
   for (const id of settings.jobIds) {
     let job = await describeJob(client, settings, id);
     if (job && settings.waitMs > 0) job = await waitForJob(client, settings, job);
-    const source = sourceForJob(settings.project, { id, name: job?.name, pipelineId: job?.pipeline?.id, projectId: job?.pipeline?.project_id, ref: job?.ref ?? job?.pipeline?.ref }, 'job_id');
-    if (!job && settings.waitMs > 0 && settings.artifactPaths.length === 0) await waitForArchive(client, settings, source.archivePath, source.label);
+    const source = sourceForJob(
+      settings.project,
+      { id, name: job?.name, pipelineId: job?.pipeline?.id, projectId: job?.pipeline?.project_id, ref: job?.ref ?? job?.pipeline?.ref },
+      'job_id',
+    );
+    if (!job && settings.waitMs > 0 && settings.artifactPaths.length === 0)
+      await waitForArchive(client, settings, source.archivePath, source.label);
     sources.push(source);
   }
   return sources;
@@ -126,13 +153,20 @@ export async function resolveSources(client: GitLabClient, settings: FetchSettin
     case 'pipeline':
     case 'upstream':
     case 'bridge': {
-      const pipelineId = settings.selector === 'bridge' ? (await findTriggeringPipeline(client, settings.project, settings.ownPipelineId as number)).pipelineId : (settings.pipelineId as number);
+      const pipelineId =
+        settings.selector === 'bridge'
+          ? (await findTriggeringPipeline(client, settings.project, settings.ownPipelineId as number)).pipelineId
+          : (settings.pipelineId as number);
       if (settings.selector === 'upstream' && settings.upstream) {
         logger.info(`Upstream pipeline ${pipelineId} of ${settings.project}, from ${settings.upstream.variables}.`);
       }
       const jobs = await resolvePipelineJobs(client, settings, settings.project, pipelineId);
       return jobs.map((job) =>
-        sourceForJob(settings.project, { id: job.id, name: job.name, pipelineId, projectId: job.pipeline?.project_id, ref: job.ref ?? job.pipeline?.ref }, settings.selector),
+        sourceForJob(
+          settings.project,
+          { id: job.id, name: job.name, pipelineId, projectId: job.pipeline?.project_id, ref: job.ref ?? job.pipeline?.ref },
+          settings.selector,
+        ),
       );
     }
   }

@@ -16,7 +16,8 @@ const positiveInt = (v: string | undefined) => (v && /^\d+$/.test(v.trim()) && N
 export function detectUpstream(env: NodeJS.ProcessEnv): UpstreamPipeline | undefined {
   const ciPipeline = positiveInt(env.CI_UPSTREAM_PIPELINE_ID);
   const ciProject = env.CI_UPSTREAM_PROJECT_ID?.trim();
-  if (ciPipeline && ciProject) return { project: ciProject, pipelineId: ciPipeline, variables: 'CI_UPSTREAM_PROJECT_ID + CI_UPSTREAM_PIPELINE_ID' };
+  if (ciPipeline && ciProject)
+    return { project: ciProject, pipelineId: ciPipeline, variables: 'CI_UPSTREAM_PROJECT_ID + CI_UPSTREAM_PIPELINE_ID' };
   const pipeline = positiveInt(env.UPSTREAM_PIPELINE_ID);
   const projectId = env.UPSTREAM_PROJECT_ID?.trim();
   const projectPath = env.UPSTREAM_PROJECT_PATH?.trim();
@@ -33,9 +34,14 @@ export function detectUpstream(env: NodeJS.ProcessEnv): UpstreamPipeline | undef
 /** Why no upstream was found, for the exit-2 message: names half-set variables. */
 export function describeMissingUpstream(env: NodeJS.ProcessEnv): string {
   const half: string[] = [];
-  if (env.UPSTREAM_PIPELINE_ID && !env.UPSTREAM_PROJECT_ID && !env.UPSTREAM_PROJECT_PATH) half.push('UPSTREAM_PIPELINE_ID is set but UPSTREAM_PROJECT_ID (or UPSTREAM_PROJECT_PATH) is not');
-  if (!env.UPSTREAM_PIPELINE_ID && (env.UPSTREAM_PROJECT_ID || env.UPSTREAM_PROJECT_PATH)) half.push('UPSTREAM_PROJECT_ID is set but UPSTREAM_PIPELINE_ID is not');
-  if (env.UPSTREAM_PIPELINE_ID && !positiveInt(env.UPSTREAM_PIPELINE_ID)) half.push(`UPSTREAM_PIPELINE_ID ${JSON.stringify(env.UPSTREAM_PIPELINE_ID)} is not a pipeline ID`);
-  const source = env.CI_PIPELINE_SOURCE ? `this pipeline's source is ${env.CI_PIPELINE_SOURCE}` : 'CI_PIPELINE_SOURCE is not set (not in GitLab CI?)';
+  if (env.UPSTREAM_PIPELINE_ID && !env.UPSTREAM_PROJECT_ID && !env.UPSTREAM_PROJECT_PATH)
+    half.push('UPSTREAM_PIPELINE_ID is set but UPSTREAM_PROJECT_ID (or UPSTREAM_PROJECT_PATH) is not');
+  if (!env.UPSTREAM_PIPELINE_ID && (env.UPSTREAM_PROJECT_ID || env.UPSTREAM_PROJECT_PATH))
+    half.push('UPSTREAM_PROJECT_ID is set but UPSTREAM_PIPELINE_ID is not');
+  if (env.UPSTREAM_PIPELINE_ID && !positiveInt(env.UPSTREAM_PIPELINE_ID))
+    half.push(`UPSTREAM_PIPELINE_ID ${JSON.stringify(env.UPSTREAM_PIPELINE_ID)} is not a pipeline ID`);
+  const source = env.CI_PIPELINE_SOURCE
+    ? `this pipeline's source is ${env.CI_PIPELINE_SOURCE}`
+    : 'CI_PIPELINE_SOURCE is not set (not in GitLab CI?)';
   return `${source}; CI_UPSTREAM_PIPELINE_ID is ${env.CI_UPSTREAM_PIPELINE_ID ? 'set' : 'not set'}${half.length ? `; ${half.join('; ')}` : ''}`;
 }

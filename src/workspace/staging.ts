@@ -71,7 +71,15 @@ interface Move {
 }
 
 /** Plans a merge of `src` into the existing directory `dst`; throws before anything changes. */
-async function planMerge(src: string, dst: string, rel: string, overwrite: boolean, moves: Move[], conflicts: string[], clashes: string[]): Promise<void> {
+async function planMerge(
+  src: string,
+  dst: string,
+  rel: string,
+  overwrite: boolean,
+  moves: Move[],
+  conflicts: string[],
+  clashes: string[],
+): Promise<void> {
   for (const name of (await readdir(src)).sort()) {
     const from = join(src, name);
     const to = join(dst, name);
@@ -118,7 +126,10 @@ export async function commitStaging(staging: string, dest: string, opts: { overw
     try {
       await rename(src, dst);
     } catch (err) {
-      throw new RelayError(`Cannot move the unpacked files into ${dest}: ${(err as Error).message}`, 'The staging folder is created beside the destination; make sure the destination folder is writable.');
+      throw new RelayError(
+        `Cannot move the unpacked files into ${dest}: ${(err as Error).message}`,
+        'The staging folder is created beside the destination; make sure the destination folder is writable.',
+      );
     }
     return;
   }

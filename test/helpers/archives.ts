@@ -2,7 +2,18 @@
 // plus hostile and damaged variants.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, statSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  symlinkSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,7 +35,7 @@ function toB64(data: string | Buffer | undefined): string {
   return Buffer.from(data ?? '').toString('base64');
 }
 
-const PY_WRITER = String.raw`
+const PY_WRITER = `
 import json, sys, zipfile, base64, warnings
 warnings.simplefilter('ignore')
 spec = json.load(sys.stdin)
@@ -111,7 +122,13 @@ export function goAvailable(): boolean {
 export function goZip(file: string, spec: { entries?: SpecEntry[]; method?: 'deflate' | 'store'; many?: number }): string {
   const json = {
     method: spec.method ?? 'deflate',
-    entries: (spec.entries ?? []).map((e) => ({ name: e.name, data: toB64(e.data), target: e.target ?? '', mode: e.mode ?? (e.type === 'dir' ? 0o755 : 0o644), type: e.type ?? 'file' })),
+    entries: (spec.entries ?? []).map((e) => ({
+      name: e.name,
+      data: toB64(e.data),
+      target: e.target ?? '',
+      mode: e.mode ?? (e.type === 'dir' ? 0o755 : 0o644),
+      type: e.type ?? 'file',
+    })),
   };
   execFileSync(goBinary(), ['-o', file, '-many', String(spec.many ?? 0)], { input: JSON.stringify(json) });
   return file;
@@ -120,26 +137,64 @@ export function goZip(file: string, spec: { entries?: SpecEntry[]; method?: 'def
 // ---- hostile and damaged archives ----
 
 export const hostile = {
-  dotdot: (file: string) => pythonZip(file, [{ name: 'ok.txt', data: 'ok' }, { name: 'a/../../evil.txt', data: 'evil' }]),
+  dotdot: (file: string) =>
+    pythonZip(file, [
+      { name: 'ok.txt', data: 'ok' },
+      { name: 'a/../../evil.txt', data: 'evil' },
+    ]),
   absolute: (file: string) => pythonZip(file, [{ name: '/tmp/evil-absolute.txt', data: 'evil' }]),
   backslash: (file: string) => pythonZip(file, [{ name: 'a\\..\\..\\evil.txt', data: 'evil' }]),
-  escapingSymlink: (file: string) => pythonZip(file, [{ name: 'ok.txt', data: 'ok' }, { name: 'x', type: 'symlink', target: '../../etc' }]),
+  escapingSymlink: (file: string) =>
+    pythonZip(file, [
+      { name: 'ok.txt', data: 'ok' },
+      { name: 'x', type: 'symlink', target: '../../etc' },
+    ]),
   absoluteSymlink: (file: string) => pythonZip(file, [{ name: 'x', type: 'symlink', target: '/etc/passwd' }]),
   /** `l1 -> .` then `l2 -> l1/..`: lexically inside, but the kernel resolves l2 to the parent of the destination. */
-  chainedSymlink: (file: string) => pythonZip(file, [{ name: 'l1', type: 'symlink', target: '.' }, { name: 'l2', type: 'symlink', target: 'l1/..' }]),
+  chainedSymlink: (file: string) =>
+    pythonZip(file, [
+      { name: 'l1', type: 'symlink', target: '.' },
+      { name: 'l2', type: 'symlink', target: 'l1/..' },
+    ]),
   throughSymlink: (file: string) =>
-    pythonZip(file, [{ name: 'sub/keep.txt', data: 'k' }, { name: 'link', type: 'symlink', target: 'sub' }, { name: 'link/evil', data: 'evil' }]),
-  fileAndDir: (file: string) => pythonZip(file, [{ name: 'a', data: 'file' }, { name: 'a/b', data: 'under a file' }]),
-  duplicate: (file: string) => pythonZip(file, [{ name: 'dup.txt', data: 'one' }, { name: 'dup.txt', data: 'two' }]),
-  duplicateNormalised: (file: string) => pythonZip(file, [{ name: 'dup.txt', data: 'one' }, { name: './dup.txt', data: 'two' }]),
+    pythonZip(file, [
+      { name: 'sub/keep.txt', data: 'k' },
+      { name: 'link', type: 'symlink', target: 'sub' },
+      { name: 'link/evil', data: 'evil' },
+    ]),
+  fileAndDir: (file: string) =>
+    pythonZip(file, [
+      { name: 'a', data: 'file' },
+      { name: 'a/b', data: 'under a file' },
+    ]),
+  duplicate: (file: string) =>
+    pythonZip(file, [
+      { name: 'dup.txt', data: 'one' },
+      { name: 'dup.txt', data: 'two' },
+    ]),
+  duplicateNormalised: (file: string) =>
+    pythonZip(file, [
+      { name: 'dup.txt', data: 'one' },
+      { name: './dup.txt', data: 'two' },
+    ]),
   /** A 200 MiB zero file, deflated (about 200 KiB). */
   ratioBomb: (file: string) => {
-    execFileSync('python3', ['-c', `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(file)}, 'w', zipfile.ZIP_DEFLATED) as z:\n  z.writestr('zeros.bin', bytes(200*1024*1024))`]);
+    execFileSync('python3', [
+      '-c',
+      `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(file)}, 'w', zipfile.ZIP_DEFLATED) as z:\n  z.writestr('zeros.bin', bytes(200*1024*1024))`,
+    ]);
     return file;
   },
   /** A stored zip with one byte of `b.txt`'s data flipped. */
   crcDamage: (file: string) => {
-    pythonZip(file, [{ name: 'a.txt', data: 'alpha\n' }, { name: 'b.txt', data: 'bravo bravo bravo\n' }], { method: 'store' });
+    pythonZip(
+      file,
+      [
+        { name: 'a.txt', data: 'alpha\n' },
+        { name: 'b.txt', data: 'bravo bravo bravo\n' },
+      ],
+      { method: 'store' },
+    );
     execFileSync('python3', [
       '-c',
       `import zipfile,struct\nf=${JSON.stringify(file)}\nzi=zipfile.ZipFile(f).getinfo('b.txt')\nb=bytearray(open(f,'rb').read())\no=zi.header_offset\nn,e=struct.unpack('<HH',b[o+26:o+30])\nb[o+30+n+e+2]^=0xff\nopen(f,'wb').write(b)`,
@@ -147,7 +202,14 @@ export const hostile = {
     return file;
   },
   truncated: (file: string) => {
-    pythonZip(file, [{ name: 'big.bin', data: Buffer.alloc(100_000, 7) }, { name: 'b.txt', data: 'b' }], { method: 'store' });
+    pythonZip(
+      file,
+      [
+        { name: 'big.bin', data: Buffer.alloc(100_000, 7) },
+        { name: 'b.txt', data: 'b' },
+      ],
+      { method: 'store' },
+    );
     truncateSync(file, Math.floor(statSync(file).size / 2));
     return file;
   },
@@ -158,7 +220,10 @@ export const hostile = {
   encrypted: (file: string) => infoZip(file, (root) => writeFileSync(join(root, 'secret.txt'), 'classified\n'), ['-P', 'secret']),
   /** The central directory declares `b.bin` smaller than it inflates to (lying sizes). */
   lyingSize: (file: string) => {
-    pythonZip(file, [{ name: 'a.txt', data: 'a' }, { name: 'b.bin', data: Buffer.alloc(300_000, 1) }]);
+    pythonZip(file, [
+      { name: 'a.txt', data: 'a' },
+      { name: 'b.bin', data: Buffer.alloc(300_000, 1) },
+    ]);
     execFileSync('python3', [
       '-c',
       `import struct\nf=${JSON.stringify(file)}\nb=bytearray(open(f,'rb').read())\ni=b.rfind(b'PK\\x01\\x02')\nstruct.pack_into('<I',b,i+24,1000)\nopen(f,'wb').write(b)`,

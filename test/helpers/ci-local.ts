@@ -138,7 +138,12 @@ export interface CiLocalRepo {
  * that makes `include: component: <host>/<projectPath>/<name>@$CI_COMMIT_SHA` resolve locally. `artifact-relay`
  * is put on PATH (binDir) as a symlink to the built bundle.
  */
-export function makeCiLocalRepo(opts: { gitlabCi: string; projectPath: string; host?: string; files?: Record<string, string> }): CiLocalRepo {
+export function makeCiLocalRepo(opts: {
+  gitlabCi: string;
+  projectPath: string;
+  host?: string;
+  files?: Record<string, string>;
+}): CiLocalRepo {
   const dir = mkdtempSync(join(tmpdir(), 'ar-ci-local-'));
   const binDir = join(dir, '.bin');
   const repo = join(dir, 'repo');
@@ -170,11 +175,11 @@ export interface CiLocalResult {
 export function runCiLocal(cwd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 180_000): Promise<CiLocalResult> {
   const bin = require.resolve('gitlab-ci-local/dist/index.js');
   return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [bin, '--force-shell-executor', '--no-color', '--mount-cache=false', ...args],
-      { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = spawn(process.execPath, [bin, '--force-shell-executor', '--no-color', '--mount-cache=false', ...args], {
+      cwd,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));

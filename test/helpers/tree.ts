@@ -24,7 +24,13 @@ export function snapshotTree(dir: string): TreeEntry[] {
         out.push({ path: r, type: 'directory', mode: st.mode & 0o7777 });
         walk(p, r);
       } else if (st.isFile()) {
-        out.push({ path: r, type: 'file', mode: st.mode & 0o7777, size: st.size, sha256: createHash('sha256').update(readFileSync(p)).digest('hex') });
+        out.push({
+          path: r,
+          type: 'file',
+          mode: st.mode & 0o7777,
+          size: st.size,
+          sha256: createHash('sha256').update(readFileSync(p)).digest('hex'),
+        });
       } else out.push({ path: r, type: 'other', mode: st.mode & 0o7777 });
     }
   };

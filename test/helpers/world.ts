@@ -108,5 +108,7 @@ export function useWorld(opts: Parameters<typeof startWorld>[0] = {}): World {
 export function tokenHeadersSeen(sim: Simulator, origin: 'gitlab' | 'storage'): string[] {
   return sim.requests
     .filter((r) => r.origin === origin)
-    .flatMap((r) => [r.headers['job-token'], r.headers['private-token'], r.headers.authorization].filter((v) => v !== undefined).map(String));
+    .flatMap((r) =>
+      [r.headers['job-token'], r.headers['private-token'], r.headers.authorization].filter((v) => v !== undefined).map(String),
+    );
 }
