@@ -1,6 +1,7 @@
 // Reads a command's inputs: CLI flag `--foo-bar`, else env `INPUT_FOO_BAR`, else the component.yml default
 // (with $VARIABLES expanded). Values are checked against the declared type/options/regex here, so every
 // later module gets typed values and every mistake becomes a UsageError naming the input.
+import { parseArgs } from 'node:util';
 import { UsageError } from '../errors.ts';
 import type { CommandSpec, InputSpec } from './spec.ts';
 
@@ -113,31 +114,38 @@ export interface ParsedArgs {
   positionals: string[];
 }
 
-/** Splits argv into an optional command, --flags (with `=value` or a following value) and positionals. */
+const SHORT_FLAGS: Record<string, string> = { h: '--help', V: '--version', v: '--version' };
+
+/**
+ * Splits argv into an optional command, --flags (with `=value` or a following value) and positionals. The
+ * inputs are declared in component.yml, not here, so parseArgs runs non-strict and a flag takes the next
+ * argument as its value unless that is another --flag (`--max-ratio -1` keeps its value).
+ */
 export function splitArgv(argv: string[], commands: string[]): ParsedArgs {
   const flags = new Map<string, string | true>();
   const positionals: string[] = [];
   let command: string | undefined;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--') {
-      positionals.push(...argv.slice(i + 1));
+  const { tokens } = parseArgs({ args: argv, strict: false, allowPositionals: true, tokens: true });
+  let consumed = -1; // argv index taken as the value of the flag before it
+  for (const token of tokens) {
+    if (token.index <= consumed) continue;
+    if (token.kind === 'option-terminator') {
+      positionals.push(...argv.slice(token.index + 1));
       break;
     }
-    if (arg.startsWith('--')) {
-      const eq = arg.indexOf('=');
-      if (eq > 0) flags.set(arg.slice(0, eq), arg.slice(eq + 1));
-      else if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) flags.set(arg, argv[++i]);
-      else flags.set(arg, true);
-    } else if (arg === '-h') {
-      flags.set('--help', true);
-    } else if (arg === '-V' || arg === '-v') {
-      flags.set('--version', true);
-    } else if (command === undefined && positionals.length === 0 && commands.includes(arg)) {
-      command = arg;
-    } else {
-      positionals.push(arg);
-    }
+    if (token.kind === 'option') {
+      if (token.rawName.startsWith('--')) {
+        const next = argv[token.index + 1];
+        if (token.inlineValue) flags.set(token.rawName, token.value ?? '');
+        else if (next !== undefined && !next.startsWith('--')) {
+          flags.set(token.rawName, next);
+          consumed = token.index + 1;
+        } else flags.set(token.rawName, true);
+      } else if (SHORT_FLAGS[token.name]) flags.set(SHORT_FLAGS[token.name]!, true);
+      else positionals.push(token.rawName);
+    } else if (command === undefined && positionals.length === 0 && commands.includes(token.value)) {
+      command = token.value;
+    } else positionals.push(token.value);
   }
   return { command, flags, positionals };
 }
