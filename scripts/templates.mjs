@@ -132,7 +132,7 @@ export function templateOnlyInputs(command, spec) {
     inputs.artifacts_expire_in = {
       type: 'string',
       default: '1 week',
-      description: 'How long the job artifacts (fetched files, summary, dotenv report) are kept (artifacts:expire_in).',
+      description: `How long the job artifacts (${spec.inputs.path ? 'fetched files, summary' : 'report'}, dotenv report) are kept (artifacts:expire_in).`,
     };
   }
   return inputs;

@@ -222,6 +222,13 @@ test('.gitlab-ci.yml of the component project is valid GitLab CI and passes know
   }
   const release = Object.values(config).find((j: any) => j && typeof j === 'object' && j.release) as any;
   assert.ok(release, 'a job with the release: keyword publishes to the catalog');
+  // A release tag must be the templates' default image_tag, checked on the same tags as the release job.
+  const versionCheck = Object.values(config).find((j: any) =>
+    j?.script?.some?.((l: string) => l.includes('scripts/templates.mjs --check --tag "$CI_COMMIT_TAG"')),
+  ) as any;
+  assert.ok(versionCheck, 'a job checks that the tag is the package version');
+  assert.deepEqual(versionCheck.rules, release.rules, 'the version check runs on every tag the release job runs on');
+  assert.ok(config.stages.indexOf(versionCheck.stage) < config.stages.indexOf(release.stage), 'checked before the release');
 });
 
 test('release: templates.mjs --check --tag passes only for the package version (the default image_tag)', () => {
