@@ -34,9 +34,8 @@
 //   destination (input clean, default true; for `.` every entry of the project directory), which removes a
 //   checkout made by an older runner and anything an earlier job left, and refuses paths outside the project.
 import { readFile, writeFile, mkdir, readdir } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { readFileSync } from 'node:fs';
 import { Scalar, parse, stringify } from 'yaml';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
