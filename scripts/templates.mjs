@@ -3,6 +3,8 @@
 //
 //   node scripts/templates.mjs           write templates/*.yml and README.md tables
 //   node scripts/templates.mjs --check   write nothing; exit 1 listing every file that is out of date
+//   node scripts/templates.mjs --check --tag 1.2.3   also exit 1 unless 1.2.3 is package.json's version, which
+//                                        the templates' image_tag defaults to (the release-version CI job)
 //
 // Design (see also the comment block written at the top of each template):
 // - One template per command, one job per template; no global keywords (components merge into the
@@ -16,19 +18,73 @@
 //   GitLab then writes the array as `["a", "b"]` (Ruby inspect, JSON-compatible for plain strings), which
 //   the bundle's list parser accepts after trimming.
 // - regex is copied for string inputs only (GitLab allows it on strings only).
-// - The image is `<image_repository>:<component.version><image_tag>`: a catalog include by version pins the
-//   image of the same version (image_tag left empty); an include by SHA or branch (component.version is
-//   null, as in the project's own pipeline) must pass image_tag (and usually image_repository).
-//   GitLab does not interpolate $[[ component.* ]] inside input defaults, so this lives in the job body.
+// - The image is `<image_repository>:<image_tag>`, and image_tag defaults to package.json's version, written here
+//   by npm run templates (the --check run, a test and the release-version job keep it in step with the tag).
+//   No $[[ component.* ]] and no spec:component: GitLab before 18.6 allows only `inputs` in the header
+//   (lib/gitlab/ci/config/header/spec.rb, ALLOWED_KEYS = %i[inputs]) and rejects the including pipeline otherwise.
+// - What the job clones, downloads and uploads (README "What the jobs clone, download and upload"):
+//   GIT_STRATEGY is the git_strategy input, default `empty` (GitLab Runner 17.3+: the runner removes and recreates
+//   the build directory, no clone). A runner before 17.3 does not know `empty`: common/build.go GetGitStrategy falls
+//   back to its default (fetch when the project allows it, else clone) and checks the repository out.
+//   `dependencies: []` downloads no artifacts of earlier jobs, even when a `needs` is merged in
+//   (app/models/ci/build_dependencies.rb, no_local_dependencies_specified?), and keeps stage ordering;
+//   `cache: []` restores and saves no cache.
+// - fetch's artifacts are `path` plus the summary (and the dotenv report). GitLab stores artifacts:paths relative to
+//   the project directory, so with `path: .` they are the whole project directory: the job first empties the
+//   destination (input clean, default true; for `.` every entry of the project directory), which removes a
+//   checkout made by an older runner and anything an earlier job left, and refuses paths outside the project.
 import { readFile, writeFile, mkdir, readdir } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parse, stringify } from 'yaml';
+import { Scalar, parse, stringify } from 'yaml';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+/** The component's version: the default image tag of every template (npm run templates writes it). */
+export const PACKAGE_VERSION = JSON.parse(readFileSync(`${root}package.json`, 'utf8')).version;
+/** GIT_STRATEGY values a job may ask for; `empty` needs GitLab Runner 17.3 or later. */
+export const GIT_STRATEGIES = ['empty', 'none', 'fetch', 'clone'];
 export const HEADER = '# Generated from component.yml by npm run templates; do not edit.';
 export const DEFAULT_IMAGE_REPOSITORY = 'registry.gitlab.com/artifact-relay/artifact-relay';
 const GITLAB_VARIABLE = /\$(\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_][A-Za-z0-9_]*)/;
+
+/**
+ * fetch's first script step (input clean): empty the destination so that the job artifacts, which GitLab takes
+ * relative to the project directory, hold only what the bundle writes. For path `.` that is every entry of the
+ * project directory: the checkout of a runner that does not know GIT_STRATEGY empty, and files earlier jobs left
+ * (GIT_STRATEGY none, shell executors). POSIX sh (the image's /bin/sh is dash); paths outside the project are refused.
+ */
+export const CLEAN_SCRIPT = `# Start from an empty destination: the job artifacts then hold only what artifact-relay fetches.
+if [ "$[[ inputs.clean ]]" = true ]; then
+  dest="\${INPUT_PATH:-.}"
+  cd "\${CI_PROJECT_DIR:-.}"
+  top="$(pwd -P)"
+  case "/$dest/" in
+    //*|*/../*)
+      echo "artifact-relay: clean: path '$dest' is not inside the project directory; use a relative path or clean: false" >&2
+      exit 2 ;;
+  esac
+  if [ -d "$dest" ] && [ "$(cd -- "$dest" && pwd -P)" = "$top" ]; then
+    echo "artifact-relay: emptying the project directory (path: $dest)"
+    find . -mindepth 1 -maxdepth 1 -exec rm -rf -- {} + || failed=1
+  elif [ -e "$dest" ] || [ -L "$dest" ]; then
+    case "$(cd -- "$(dirname -- "$dest")" && pwd -P)/" in
+      "$top"/*) echo "artifact-relay: removing the old $dest"; rm -rf -- "$dest" || failed=1 ;;
+      *) echo "artifact-relay: clean: path '$dest' leads out of the project directory; use clean: false" >&2; exit 2 ;;
+    esac
+  fi
+  if [ -n "\${failed:-}" ]; then
+    echo "artifact-relay: clean: cannot empty '$dest' (files left by an earlier job that this user may not remove); use git_strategy: empty (GitLab Runner 17.3+) or clean: false" >&2
+    exit 1
+  fi
+fi
+`;
+
+/** The CLEAN_SCRIPT as a YAML block scalar, for readable templates. */
+function block(text) {
+  const s = new Scalar(text);
+  s.type = 'BLOCK_LITERAL';
+  return s;
+}
 
 /** Inputs that only exist in the template (not in the CLI). */
 export function templateOnlyInputs(command, spec) {
@@ -51,16 +107,31 @@ export function templateOnlyInputs(command, spec) {
     },
     image_tag: {
       type: 'string',
-      default: '',
+      default: PACKAGE_VERSION,
       description:
-        'Image tag, appended to the component version. Leave empty when including a released version (the image of the same version is used); set it (for example to $CI_COMMIT_SHA) when including by SHA or branch, where the component version is empty.',
+        "Image tag: this component's version by default (the image released with it). Set it (for example to $CI_COMMIT_SHA) to run another build, such as when including the component by SHA or branch.",
+    },
+    git_strategy: {
+      type: 'string',
+      default: 'empty',
+      options: GIT_STRATEGIES,
+      description:
+        'GIT_STRATEGY of the job. empty (GitLab Runner 17.3+): no clone, an empty build directory. Runners before 17.3 do not know empty and fall back to fetch or clone; none skips the clone on every runner but keeps what earlier jobs left in the directory.',
     },
   };
+  if (spec.inputs.path) {
+    inputs.clean = {
+      type: 'boolean',
+      default: true,
+      description:
+        'Empty the destination before fetching (with path . every entry of the project directory), so that the job artifacts hold only the fetched files, the summary and the dotenv report: no checkout, no files of earlier jobs. Only paths inside the project directory.',
+    };
+  }
   if (artifactPaths(spec).length > 0 || spec.inputs.dotenv) {
     inputs.artifacts_expire_in = {
       type: 'string',
       default: '1 week',
-      description: 'How long the job artifacts (fetched files, summary, dotenv report) are kept (artifacts:expire_in).',
+      description: `How long the job artifacts (${spec.inputs.path ? 'fetched files, summary' : 'report'}, dotenv report) are kept (artifacts:expire_in).`,
     };
   }
   return inputs;
@@ -112,7 +183,7 @@ export function buildTemplate(command, spec) {
     if (extra[name]) throw new Error(`component.yml: input ${command}.${name} clashes with a template-only input`);
     inputs[name] = specInput(command, name, input);
   }
-  const header = { spec: { component: ['version', 'reference'], inputs } };
+  const header = { spec: { inputs } };
 
   const variables = {};
   for (const [name, input] of Object.entries(spec.inputs ?? {})) {
@@ -123,11 +194,13 @@ export function buildTemplate(command, spec) {
   const job = {
     stage: '$[[ inputs.stage ]]',
     image: {
-      name: '$[[ inputs.image_repository ]]:$[[ component.version ]]$[[ inputs.image_tag ]]',
+      name: '$[[ inputs.image_repository ]]:$[[ inputs.image_tag ]]',
       entrypoint: [''],
     },
-    variables,
-    script: [`artifact-relay ${command}`],
+    dependencies: [],
+    cache: [],
+    variables: { GIT_STRATEGY: '$[[ inputs.git_strategy ]]', ...variables },
+    script: [...(spec.inputs.path ? [block(CLEAN_SCRIPT)] : []), `artifact-relay ${command}`],
   };
   const paths = artifactPaths(spec).filter((n) => n !== 'dotenv' || !spec.inputs.dotenv);
   if (paths.length > 0 || spec.inputs.dotenv) {
@@ -147,8 +220,9 @@ export function buildTemplate(command, spec) {
     `# artifact-relay ${command}: ${oneLine(spec.description)}`,
     `#`,
     `# Usage: include: - component: $CI_SERVER_FQDN/<group>/artifact-relay/${command}@<version>`,
-    `# The job runs ${DEFAULT_IMAGE_REPOSITORY}:<version> (inputs image_repository, image_tag). When the`,
-    `# component is included by SHA or branch, $[[ component.version ]] is empty: pass image_tag.`,
+    `# The job runs ${DEFAULT_IMAGE_REPOSITORY}:${PACKAGE_VERSION} (inputs image_repository, image_tag). When`,
+    `# including the component by SHA or branch, pass the image_tag of a matching build.`,
+    `# Works with GitLab 17.0 and later (the header has spec:inputs only). GIT_STRATEGY empty needs GitLab Runner 17.3+.`,
     `# Inputs are passed to the job as INPUT_<NAME> variables; an empty value means the CLI default.`,
   ].join('\n');
   const bodyOpts = { ...opts, defaultStringType: 'QUOTE_DOUBLE' };
@@ -262,6 +336,17 @@ async function main() {
     process.exit(1);
   }
   if (check) console.log(`templates up to date (${files.length})`);
+  const tagAt = process.argv.indexOf('--tag');
+  if (tagAt >= 0) {
+    const tag = process.argv[tagAt + 1] ?? '';
+    if (tag !== PACKAGE_VERSION) {
+      console.error(
+        `Tag ${JSON.stringify(tag)} is not package.json's version ${PACKAGE_VERSION}, the templates' default image_tag: a catalog include of this tag would run another image. Set "version" to ${tag}, run npm run templates, commit, and tag that commit.`,
+      );
+      process.exit(1);
+    }
+    console.log(`tag ${tag} is the templates' default image_tag`);
+  }
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) await main();

@@ -5,13 +5,13 @@
 // A second pipeline runs the cleanup component in dry run.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
 import { makeCiLocalRepo, ROOT, runCiLocal, type CiLocalRepo } from './helpers/ci-local.ts';
 import { cleanEnv } from './helpers/run.ts';
-import { PRIVATE_TOKEN, startWorld, type World } from './helpers/world.ts';
+import { BUILD_ENTRIES, PRIVATE_TOKEN, startWorld, type World } from './helpers/world.ts';
 
 function ensureRsync() {
   // gitlab-ci-local copies artifacts with rsync.
@@ -84,6 +84,93 @@ describe('component through gitlab-ci-local', { timeout: 300_000 }, () => {
     assert.match(r.output, /CHECK-FETCH-OK/);
     assert.match(r.output, /relay-fetch.*(Job succeeded|passed)|PASS.*relay-fetch/s);
     assert.ok(!r.output.includes(PRIVATE_TOKEN), 'the token appeared in the job log');
+  });
+
+  test('path . with a build stage and a checkout of its own: the fetch job uploads only the fetched tree, summary and dotenv', async () => {
+    // The consuming project: repository files of its own (one at a path the upstream archive also has), and a
+    // build stage whose job has artifacts. gitlab-ci-local copies the repository into every job's folder whatever
+    // GIT_STRATEGY says, as a runner before 17.3 does with the unknown `empty`: the template's clean step must
+    // remove that checkout, and dependencies: [] must keep own-build's artifacts out.
+    const pipeline = {
+      stages: ['build', 'test', 'verify'],
+      include: [
+        {
+          component: '$CI_SERVER_FQDN/grp/artifact-relay/fetch@$CI_COMMIT_SHA',
+          inputs: {
+            job_name: 'relay-fetch',
+            image_tag: 'unused-by-the-shell-executor',
+            server_url: world.sim.url,
+            token: '$RELAY_TOKEN',
+            project: world.upstream.path,
+            job_id: [String(world.build.id)],
+            max_bytes: '100MiB',
+          },
+        },
+      ],
+      'own-build': {
+        stage: 'build',
+        script: ['mkdir -p build-out', 'echo own > build-out/own.txt', 'echo own > own-root.txt'],
+        artifacts: { paths: ['build-out/', 'own-root.txt'] },
+      },
+      'relay-fetch': {
+        before_script: [
+          'export CI_PROJECT_DIR="$PWD"',
+          // What the job starts with: the checkout (and, were dependencies not [], own-build's artifacts).
+          // (one test per line: bash -e ignores a failure on the left of &&)
+          'test -f own-source.txt',
+          `test "$(cat dist/config.json)" = '{"from":"the checkout"}'`,
+          'test ! -e build-out',
+          'test ! -e own-root.txt',
+        ],
+      },
+      'check-fetch': {
+        stage: 'verify',
+        needs: ['relay-fetch'],
+        script: [
+          'test "$ARTIFACT_RELAY_FOUND" = true',
+          `test "$ARTIFACT_RELAY_JOB_ID" = ${world.build.id}`,
+          'test "$ARTIFACT_RELAY_PATH" = .',
+          // At the upstream paths, with the upstream content (not the checkout's dist/config.json).
+          `test "$(cat dist/config.json)" = '{"version":"1.0.0"}'`,
+          'test -x dist/app',
+          'test "$(readlink current)" = dist/app',
+          'test -s reports/build.log',
+          'test -s artifact-relay-fetch.json',
+          // Nothing of the build stage came through the fetch job.
+          'test ! -e build-out',
+          'test ! -e own-root.txt',
+          'echo CHECK-DOT-OK',
+        ],
+      },
+    };
+    const dotRepo = makeCiLocalRepo({
+      gitlabCi: stringify(pipeline),
+      projectPath: 'grp/artifact-relay',
+      files: { 'own-source.txt': 'source of the consuming project\n', 'dist/config.json': '{"from":"the checkout"}\n' },
+    });
+    try {
+      const env = cleanEnv({ PATH: `${dotRepo.binDir}:${process.env.PATH}` });
+      const r = await runCiLocal(dotRepo.dir, ['--shell-isolation', '--variable', `RELAY_TOKEN=${PRIVATE_TOKEN}`], env);
+      assert.equal(r.status, 0, r.output);
+      assert.match(r.output, /CHECK-DOT-OK/);
+      assert.match(r.output, /emptying the project directory/);
+      // The fetch job's artifacts, as gitlab-ci-local stored them (its dotenv report copy aside): exactly the
+      // upstream tree plus the summary and the dotenv file.
+      const stored = join(dotRepo.dir, '.gitlab-ci-local/artifacts/relay-fetch');
+      const files = readdirSync(stored, { recursive: true, encoding: 'utf8' })
+        .filter((f) => f !== '.gitlab-ci-reports' && !f.startsWith('.gitlab-ci-reports/'))
+        .sort();
+      const upstream = new Set<string>();
+      for (const e of BUILD_ENTRIES) {
+        const parts = e.name.replace(/\/$/, '').split('/');
+        for (let i = 1; i <= parts.length; i++) upstream.add(parts.slice(0, i).join('/'));
+      }
+      const expected = [...upstream, 'artifact-relay-fetch.json', 'artifact-relay-fetch.env'].sort();
+      assert.deepEqual(files, expected);
+      assert.ok(!r.output.includes(PRIVATE_TOKEN), 'the token appeared in the job log');
+    } finally {
+      dotRepo.cleanup();
+    }
   });
 
   test('cleanup component in dry run: job passes, outputs reach the next job, nothing is deleted', async () => {

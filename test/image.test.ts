@@ -3,14 +3,25 @@
 // Always runs (npm test / .ci/run); opt out only explicitly with ARTIFACT_RELAY_IMAGE_TEST=0, e.g. in CI
 // jobs without podman, where the image is exercised by the project pipeline's component-fetch job instead.
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { ROOT, interpolate, type Inputs } from './helpers/ci-local.ts';
 import { assertPodmanWorks, buildImage, podmanRun } from './helpers/image.ts';
 import { PRIVATE_TOKEN, startWorld, type World } from './helpers/world.ts';
 
 const optOut = process.env.ARTIFACT_RELAY_IMAGE_TEST === '0';
+
+/** templates/fetch.yml's job with its defaults and `inputs` interpolated: its variables and its script, joined. */
+function fetchTemplateJob(inputs: Inputs): { variables: Record<string, string>; script: string } {
+  const [header, body] = parseAllDocuments(readFileSync(join(ROOT, 'templates/fetch.yml'), 'utf8')).map((d) => d.toJS());
+  const all: Inputs = {};
+  for (const [name, s] of Object.entries(header.spec.inputs as Record<string, { default: Inputs[string] }>)) all[name] = s.default;
+  const job = Object.values(interpolate(body, { ...all, ...inputs }) as Record<string, any>)[0];
+  return { variables: job.variables, script: (job.script as string[]).join('\n') };
+}
 
 describe('container image', {
   skip: optOut ? 'ARTIFACT_RELAY_IMAGE_TEST=0: image test turned off explicitly' : false,
@@ -89,6 +100,61 @@ describe('container image', {
     assert.match(dotenv, /^ARTIFACT_RELAY_FOUND=true$/m);
     assert.match(dotenv, new RegExp(`^ARTIFACT_RELAY_JOB_ID=${world.build.id}$`, 'm'));
     assert.equal(JSON.parse(readFileSync(join(ws, 'relay.json'), 'utf8')).found, true);
+  });
+
+  test('the fetch template as a runner that checked the repository out runs it (path ., non-root): only the fetched tree, summary and dotenv remain', async () => {
+    const job = fetchTemplateJob({ token: PRIVATE_TOKEN, project: world.upstream.path, job_id: [String(world.build.id)] });
+    assert.equal(job.variables.GIT_STRATEGY, 'empty');
+    const root = mkdtempSync(join(tmpdir(), 'ar-image-tpl-'));
+    try {
+      // A checkout as a runner before 17.3 leaves it for the unknown GIT_STRATEGY empty (its helper clones with
+      // umask 0000), including a file at a path the upstream archive also has.
+      for (const d of ['.git/objects', 'src', 'dist']) mkdirSync(join(root, d), { recursive: true, mode: 0o777 });
+      for (const f of ['.git/HEAD', 'src/main.c', 'README.md', 'dist/config.json'])
+        writeFileSync(join(root, f), 'checkout\n', { mode: 0o666 });
+      for (const d of ['', '.git', '.git/objects', 'src', 'dist']) chmodSync(join(root, d), 0o777);
+      const env = { ...job.variables, CI: 'true', CI_PROJECT_DIR: '/builds/ws', CI_API_V4_URL: world.sim.apiUrl };
+      const envArgs = Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]);
+      const r = await podmanRun([
+        '--network=host',
+        ...envArgs,
+        '-v',
+        `${root}:/builds/ws`,
+        '-w',
+        '/builds/ws',
+        image,
+        'sh',
+        '-c',
+        job.script,
+      ]);
+      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout, /emptying the project directory/);
+      assert.deepEqual(readdirSync(root).sort(), ['artifact-relay-fetch.env', 'artifact-relay-fetch.json', 'current', 'dist', 'reports']);
+      assert.deepEqual(readdirSync(join(root, 'dist')).sort(), ['app', 'config.json', 'private.key']);
+      assert.equal(readFileSync(join(root, 'dist/config.json'), 'utf8'), '{"version":"1.0.0"}\n');
+
+      // What GIT_STRATEGY none can leave: an earlier job's folder its root user made (0755), which the image's user
+      // cannot empty. The job fails, saying why, instead of uploading those files.
+      mkdirSync(join(root, 'left-by-root'), { mode: 0o755 });
+      writeFileSync(join(root, 'left-by-root/old.bin'), 'old\n');
+      chmodSync(join(root, 'left-by-root'), 0o755);
+      const denied = await podmanRun([
+        '--network=host',
+        ...envArgs,
+        '-v',
+        `${root}:/builds/ws`,
+        '-w',
+        '/builds/ws',
+        image,
+        'sh',
+        '-c',
+        job.script,
+      ]);
+      assert.equal(denied.status, 1, `${denied.stdout}\n${denied.stderr}`);
+      assert.match(denied.stderr, /cannot empty '\.'.*git_strategy: empty/);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   test('path: . as the non-root user, whose workspace parent (/builds) is not writable: staged inside, nothing left behind', async () => {

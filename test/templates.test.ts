@@ -3,10 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
-import { ROOT, ciValidators, formatErrors, interpolate, arrayInString } from './helpers/ci-local.ts';
+import { ROOT, GITLAB_17_SPEC_KEYS, ciValidators, formatErrors, interpolate, arrayInString } from './helpers/ci-local.ts';
 import type { Inputs, InputValue } from './helpers/ci-local.ts';
 import { splitList } from '../src/inputs/parse.ts';
 
@@ -21,6 +22,7 @@ const component = parse(readFileSync(join(ROOT, 'component.yml'), 'utf8'), { mer
   commands: Record<string, { inputs: Record<string, InputSpec>; outputs?: Record<string, unknown> }>;
 };
 const commands = Object.keys(component.commands);
+const packageVersion = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 function loadTemplate(command: string) {
   const file = join(ROOT, 'templates', `${command}.yml`);
@@ -28,7 +30,7 @@ function loadTemplate(command: string) {
   const docs = parseAllDocuments(text);
   assert.equal(docs.length, 2, `${file}: expected a spec header and a body separated by ---`);
   for (const d of docs) assert.deepEqual(d.errors, [], `${file}: YAML errors`);
-  const header = docs[0].toJS() as { spec: { component?: string[]; inputs: Record<string, InputSpec> } };
+  const header = docs[0].toJS() as { spec: { inputs: Record<string, InputSpec> } & Record<string, unknown> };
   const body = docs[1].toJS() as Record<string, any>;
   return { file, text, header, body };
 }
@@ -76,12 +78,17 @@ test('templates are up to date with component.yml (npm run templates -- --check)
 for (const command of commands) {
   const spec = component.commands[command];
 
-  test(`templates/${command}.yml: spec header is valid GitLab CI (ci.json + spec:component)`, () => {
+  test(`templates/${command}.yml: spec header is valid GitLab 17.x CI (unpatched ci.json; spec:inputs only, no $[[ component.* ]])`, () => {
     const { header, text } = loadTemplate(command);
     assert.ok(text.startsWith('# Generated from component.yml by npm run templates; do not edit.'));
-    const { withComponent } = ciValidators();
-    assert.ok(withComponent(header), formatErrors(withComponent.errors));
-    assert.deepEqual(header.spec.component, ['version', 'reference']);
+    // GitLab 17.0-18.5 reject any header key but inputs, and know no component interpolation: the consuming
+    // pipeline would fail at creation. gitlab-ci-local 4.73.0's ci.json, unpatched, is such a schema.
+    const { plain } = ciValidators();
+    assert.ok(plain(header), `17.x schema: ${formatErrors(plain.errors)}`);
+    assert.deepEqual(Object.keys(header.spec), GITLAB_17_SPEC_KEYS, 'spec: keys GitLab 17.x allows');
+    assert.ok(!/\$\[\[\s*component\./.test(text), '$[[ component.* ]] is unknown before GitLab 18.6');
+    // The image version comes from an input whose default is this package's version, not from the component context.
+    assert.equal(header.spec.inputs.image_tag.default, packageVersion, 'image_tag defaults to package.json version');
     for (const [name, s] of Object.entries(header.spec.inputs)) {
       const type = s.type ?? 'string';
       assert.ok(['string', 'number', 'boolean', 'array'].includes(type), `${name}: type ${type}`);
@@ -115,56 +122,66 @@ for (const command of commands) {
       const v = job.variables[`INPUT_${name.toUpperCase()}`];
       assert.ok(typeof v === 'string' && v.includes(`$[[ inputs.${name} ]]`), `${name}: INPUT_${name.toUpperCase()} is ${v}`);
     }
-    assert.deepEqual(job.script, [`artifact-relay ${command}`]);
+    assert.equal(job.script.at(-1), `artifact-relay ${command}`);
+    assert.equal(job.script.length, spec.inputs.path ? 2 : 1, 'fetch empties its destination first; cleanup only runs');
     assert.deepEqual(Object.keys(body), ['$[[ inputs.job_name ]]'], 'one job, no global keywords');
   });
 
-  for (const [label, version] of [
-    ['version 1.2.3', '1.2.3'],
-    ['version null (included by SHA)', null],
-  ] as const) {
-    for (const which of ['defaults', 'test inputs'] as const) {
-      test(`templates/${command}.yml: body is valid GitLab CI with ${which}, ${label}`, () => {
-        const { header, body } = loadTemplate(command);
-        const inputs = which === 'defaults' ? defaults(header.spec.inputs) : testValues(header.spec.inputs);
-        const comp = { version, reference: version ?? '0123456789abcdef0123456789abcdef01234567' };
-        const config = interpolate(body, inputs, comp) as Record<string, any>;
-        const { plain } = ciValidators();
-        // The merged pipeline needs the stage to exist.
-        const pipeline = { stages: ['build', 'test'], ...config };
-        assert.ok(plain(pipeline), `${formatErrors(plain.errors)}\n${JSON.stringify(config, null, 2)}`);
-        const job = config[String(inputs.job_name)];
-        assert.ok(job, `job ${String(inputs.job_name)} missing`);
-        assert.equal(job.stage, inputs.stage);
-        assert.equal(job.image.name, `${String(inputs.image_repository)}:${version ?? ''}${String(inputs.image_tag)}`);
-        assert.deepEqual(job.image.entrypoint, ['']);
-        for (const [key, value] of Object.entries(job.variables as Record<string, unknown>)) {
-          // GitLab's validator accepts strings (and integers) only; arrays and booleans would fail.
-          assert.equal(typeof value, 'string', `${key} must be a string, got ${JSON.stringify(value)}`);
-          const name = key.replace(/^INPUT_/, '').toLowerCase();
-          const input = inputs[name];
-          if (Array.isArray(input)) {
-            assert.equal((value as string).trim(), arrayInString(input));
-            assert.deepEqual(
-              splitList(value as string),
-              input.filter((s) => s.trim() !== ''),
-              `${key}: bundle must read the list back`,
-            );
-          } else {
-            assert.equal((value as string).trim(), String(input), key);
-          }
+  for (const which of ['defaults', 'test inputs'] as const) {
+    test(`templates/${command}.yml: body is valid GitLab CI with ${which}; no checkout, no inherited artifacts, no cache`, () => {
+      const { header, body } = loadTemplate(command);
+      const inputs = which === 'defaults' ? defaults(header.spec.inputs) : testValues(header.spec.inputs);
+      const config = interpolate(body, inputs) as Record<string, any>;
+      const { plain } = ciValidators();
+      // The merged pipeline needs the stage to exist.
+      const pipeline = { stages: ['build', 'test'], ...config };
+      assert.ok(plain(pipeline), `${formatErrors(plain.errors)}\n${JSON.stringify(config, null, 2)}`);
+      const job = config[String(inputs.job_name)];
+      assert.ok(job, `job ${String(inputs.job_name)} missing`);
+      assert.equal(job.stage, inputs.stage);
+      assert.equal(job.image.name, `${String(inputs.image_repository)}:${String(inputs.image_tag)}`);
+      if (which === 'defaults') assert.equal(job.image.name, `registry.gitlab.com/artifact-relay/artifact-relay:${packageVersion}`);
+      assert.deepEqual(job.image.entrypoint, ['']);
+      // What the job clones and downloads (README table): GIT_STRATEGY from the input (empty by default), no
+      // artifacts of earlier jobs (dependencies: [] also wins over a merged-in needs), no cache.
+      assert.equal(job.variables.GIT_STRATEGY, inputs.git_strategy);
+      if (which === 'defaults') assert.equal(job.variables.GIT_STRATEGY, 'empty');
+      assert.deepEqual(job.dependencies, []);
+      assert.deepEqual(job.cache, []);
+      assert.equal(job.needs, undefined, 'no needs: the job keeps stage ordering');
+      // What it uploads: only what the bundle writes.
+      const uploads = ['path', 'summary', 'report'].filter((n) => n in spec.inputs).map((n) => inputs[n]);
+      assert.deepEqual(job.artifacts.paths, uploads);
+      if (spec.inputs.path) {
+        assert.match(job.script[0], new RegExp(`^if \\[ "${String(inputs.clean)}" = true \\]; then$`, 'm'), 'clean input interpolated');
+        assert.ok(!job.script[0].includes('$[['), 'nothing left to interpolate in the clean step');
+      }
+      for (const [key, value] of Object.entries(job.variables as Record<string, unknown>)) {
+        // GitLab's validator accepts strings (and integers) only; arrays and booleans would fail.
+        assert.equal(typeof value, 'string', `${key} must be a string, got ${JSON.stringify(value)}`);
+        const name = key.replace(/^INPUT_/, '').toLowerCase();
+        const input = inputs[name];
+        if (Array.isArray(input)) {
+          assert.equal((value as string).trim(), arrayInString(input));
+          assert.deepEqual(
+            splitList(value as string),
+            input.filter((s) => s.trim() !== ''),
+            `${key}: bundle must read the list back`,
+          );
+        } else {
+          assert.equal((value as string).trim(), String(input), key);
         }
-        if (spec.inputs.dotenv) assert.equal(job.artifacts.reports.dotenv, inputs.dotenv);
-        if (spec.inputs.summary) assert.ok(job.artifacts.paths.includes(inputs.summary));
-      });
-    }
+      }
+      if (spec.inputs.dotenv) assert.equal(job.artifacts.reports.dotenv, inputs.dotenv);
+    });
   }
 }
 
-test('ci.json as shipped does not know spec:component (why the header is checked with it added)', () => {
+test('the unpatched 17.x schema rejects a spec:component header, as GitLab before 18.6 does', () => {
   const { plain } = ciValidators();
-  assert.equal(plain({ spec: { component: ['version'], inputs: {} } }), false);
+  assert.equal(plain({ spec: { component: ['version', 'reference'], inputs: {} } }), false);
   assert.equal(plain({ spec: { inputs: { a: { type: 'string', default: 'x' } } } }), true);
+  assert.throws(() => interpolate({ image: 'x:$[[ component.version ]]' }, {}), /GitLab 17\.x has no component interpolation/);
 });
 
 test('.gitlab-ci.yml of the component project is valid GitLab CI and passes known inputs', {
@@ -182,7 +199,7 @@ test('.gitlab-ci.yml of the component project is valid GitLab CI and passes know
     assert.ok(commands.includes(m[1]), `${inc.component}: no such command`);
     const { header } = loadTemplate(m[1]);
     for (const name of Object.keys(inc.inputs ?? {})) assert.ok(name in header.spec.inputs, `${inc.component}: unknown input ${name}`);
-    assert.ok(inc.inputs?.image_tag, 'included by SHA: component.version is empty, so image_tag must be set');
+    assert.ok(inc.inputs?.image_tag, 'included by SHA: the default image_tag (the released version) is not this build');
   }
   // The pipeline GitLab would run: the included component jobs (inputs interpolated, version null as with
   // an include by SHA) merged with the project's jobs of the same name.
@@ -193,7 +210,7 @@ test('.gitlab-ci.yml of the component project is valid GitLab CI and passes know
     const command = /\/([^/@]+)@/.exec(inc.component)![1];
     const { header, body } = loadTemplate(command);
     const inputs = { ...defaults(header.spec.inputs), ...(inc.inputs as Inputs) };
-    const jobs = interpolate(body, inputs, { version: null, reference: 'sha' }) as Record<string, any>;
+    const jobs = interpolate(body, inputs) as Record<string, any>;
     for (const [name, job] of Object.entries(jobs)) merged[name] = deepMerge(job, config[name] ?? {});
   }
   assert.ok(plain(merged), `merged pipeline: ${formatErrors(plain.errors)}`);
@@ -205,4 +222,85 @@ test('.gitlab-ci.yml of the component project is valid GitLab CI and passes know
   }
   const release = Object.values(config).find((j: any) => j && typeof j === 'object' && j.release) as any;
   assert.ok(release, 'a job with the release: keyword publishes to the catalog');
+  // A release tag must be the templates' default image_tag, checked on the same tags as the release job.
+  const versionCheck = Object.values(config).find((j: any) =>
+    j?.script?.some?.((l: string) => l.includes('scripts/templates.mjs --check --tag "$CI_COMMIT_TAG"')),
+  ) as any;
+  assert.ok(versionCheck, 'a job checks that the tag is the package version');
+  assert.deepEqual(versionCheck.rules, release.rules, 'the version check runs on every tag the release job runs on');
+  assert.ok(config.stages.indexOf(versionCheck.stage) < config.stages.indexOf(release.stage), 'checked before the release');
+});
+
+test('release: templates.mjs --check --tag passes only for the package version (the default image_tag)', () => {
+  const run = (tag: string) =>
+    spawnSync(process.execPath, [join(ROOT, 'scripts/templates.mjs'), '--check', '--tag', tag], { encoding: 'utf8' });
+  const ok = run(packageVersion);
+  assert.equal(ok.status, 0, `${ok.stdout}${ok.stderr}`);
+  const bad = run(`${packageVersion}9`);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /is not package\.json's version/);
+});
+
+/** fetch's first script step, interpolated with the defaults (and `clean`), run by /bin/sh as the job runs it. */
+function runClean(projectDir: string, path: string, clean = true) {
+  const { header, body } = loadTemplate('fetch');
+  const config = interpolate(body, { ...defaults(header.spec.inputs), clean }) as Record<string, any>;
+  const script = (Object.values(config)[0] as { script: string[] }).script[0];
+  return spawnSync('sh', ['-c', script], {
+    cwd: projectDir,
+    env: { PATH: process.env.PATH, CI_PROJECT_DIR: projectDir, INPUT_PATH: path },
+    encoding: 'utf8',
+  });
+}
+
+function tree(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort();
+}
+
+test('fetch clean step: empties the project directory for path ".", only the destination otherwise, never outside', () => {
+  const root = mkdtempSync(join(tmpdir(), 'ar-clean-'));
+  try {
+    const project = join(root, 'project');
+    const outside = join(root, 'outside');
+    const seed = () => {
+      rmSync(project, { recursive: true, force: true });
+      for (const d of ['.git/objects', 'src', 'out/sub']) mkdirSync(join(project, d), { recursive: true });
+      for (const f of ['.git/HEAD', 'src/main.c', 'README.md', '.hidden', 'out/sub/stale.txt']) writeFileSync(join(project, f), 'x');
+      mkdirSync(join(outside, 'sub'), { recursive: true });
+      writeFileSync(join(outside, 'sub/precious'), 'x');
+      symlinkSync(outside, join(project, 'link'));
+    };
+
+    // path . (the default): every entry goes, dotfiles and .git included; the symlink, not its target.
+    for (const dot of ['.', './', './.']) {
+      seed();
+      const r = runClean(project, dot);
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(readdirSync(project), [], `path ${dot}`);
+      assert.deepEqual(tree(outside), ['sub', 'sub/precious']);
+    }
+    // Another path: only that folder goes (it would be uploaded); the rest is not in the artifacts anyway.
+    seed();
+    let r = runClean(project, 'out');
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readdirSync(project).sort(), ['.git', '.hidden', 'README.md', 'link', 'src']);
+    r = runClean(project, 'not-there-yet/deeper');
+    assert.equal(r.status, 0, r.stderr);
+    // Never outside the project directory.
+    for (const outward of ['..', '../outside', 'src/../../outside', '/tmp', join(outside, 'sub'), 'link/sub']) {
+      seed();
+      r = runClean(project, outward);
+      assert.equal(r.status, 2, `${outward}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stderr, /not inside the project directory|leads out of the project directory/);
+      assert.deepEqual(tree(outside), ['sub', 'sub/precious'], outward);
+      assert.ok(readdirSync(project).includes('src'), outward);
+    }
+    // clean: false leaves everything.
+    seed();
+    r = runClean(project, '.', false);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readdirSync(project).sort(), ['.git', '.hidden', 'README.md', 'link', 'out', 'src']);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

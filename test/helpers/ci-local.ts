@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, mkdtempSync, mkdirSync, cpSync, symlinkSync, writeFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
@@ -45,28 +45,21 @@ export function loadGitlabCiSchema(): Schema {
 }
 
 /**
- * The schema with `spec:component` (GitLab 18.7, GA) added when the bundled ci.json predates it: gitlab-ci-local
- * 4.73.0's (and 4.75.1's) copy only allows `spec:inputs`.
+ * The header keys GitLab 17.x allows in `spec:` (lib/gitlab/ci/config/header/spec.rb, `ALLOWED_KEYS = %i[inputs]`
+ * until `component` was added around 18.6): any other key makes the including pipeline invalid.
  */
-export function schemaWithSpecComponent(schema: Schema): Schema {
-  const s = JSON.parse(JSON.stringify(schema)) as Schema;
-  const spec = s.properties.spec;
-  spec.properties.component ??= {
-    type: 'array',
-    uniqueItems: true,
-    items: { type: 'string', enum: ['name', 'sha', 'version', 'reference'] },
-  };
-  return s;
-}
+export const GITLAB_17_SPEC_KEYS = ['inputs'];
 
-let cached: { plain: ValidateFunction; withComponent: ValidateFunction } | undefined;
+let cached: { plain: ValidateFunction } | undefined;
 
-/** Validators for a whole CI config: `plain` is ci.json as shipped, `withComponent` also knows spec:component. */
+/**
+ * Validators for a whole CI config. `plain` is gitlab-ci-local 4.73.0's ci.json as shipped, unpatched: a 17.x-era
+ * schema whose `spec` knows `inputs` only, as GitLab 17.x does.
+ */
 export function ciValidators() {
   if (cached) return cached;
   const schema = loadGitlabCiSchema();
-  const make = (s: Schema) => new Ajv({ strict: false, allErrors: true, validateFormats: false }).compile(s);
-  cached = { plain: make(schema), withComponent: make(schemaWithSpecComponent(schema)) };
+  cached = { plain: new Ajv({ strict: false, allErrors: true, validateFormats: false }).compile(schema) };
   return cached;
 }
 
@@ -86,16 +79,18 @@ const BLOCK = /\$\[\[\s*(inputs|component)\.([\w-]+)\s*(?:\|[^\]]*)?\]\]/g;
 const WHOLE = /^\$\[\[\s*(inputs|component)\.([\w-]+)\s*(?:\|[^\]]*)?\]\]$/;
 
 /**
- * Interpolates `$[[ inputs.x ]]` and `$[[ component.x ]]` in a parsed YAML document the way GitLab does: a
- * block that is a whole value keeps the input's type; inside a larger string it becomes text (null: empty).
- * Unknown inputs throw.
+ * Interpolates `$[[ inputs.x ]]` (and, only when a component context is given, as on GitLab 18.6+ with
+ * spec:component, `$[[ component.x ]]`) in a parsed YAML document the way GitLab does: a block that is a whole
+ * value keeps the input's type; inside a larger string it becomes text (null: empty). Unknown inputs throw, and so
+ * does `component.*` without a context (GitLab 17.x knows no component interpolation).
  */
-export function interpolate(doc: unknown, inputs: Inputs, component: Record<string, string | null>): unknown {
+export function interpolate(doc: unknown, inputs: Inputs, component?: Record<string, string | null>): unknown {
   const lookup = (kind: string, key: string): unknown => {
     if (kind === 'inputs') {
       if (!(key in inputs)) throw new Error(`unknown interpolation key inputs.${key}`);
       return inputs[key];
     }
+    if (!component) throw new Error(`$[[ component.${key} ]]: GitLab 17.x has no component interpolation`);
     if (!(key in component)) throw new Error(`component.${key} is not declared in spec:component`);
     return component[key];
   };
@@ -152,7 +147,10 @@ export function makeCiLocalRepo(opts: {
   symlinkSync(join(ROOT, 'dist/artifact-relay.mjs'), join(binDir, 'artifact-relay'));
   cpSync(join(ROOT, 'templates'), join(repo, 'templates'), { recursive: true });
   writeFileSync(join(repo, '.gitlab-ci.yml'), opts.gitlabCi);
-  for (const [name, content] of Object.entries(opts.files ?? {})) writeFileSync(join(repo, name), content);
+  for (const [name, content] of Object.entries(opts.files ?? {})) {
+    mkdirSync(dirname(join(repo, name)), { recursive: true });
+    writeFileSync(join(repo, name), content);
+  }
   const git = (...args: string[]) => {
     const r = spawnSync('git', args, { cwd: repo, encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
