@@ -437,7 +437,9 @@ export function startGitlab(deps: Deps): Server {
         //   (lib/api/helpers.rb: `authenticate! unless GET/HEAD` → `unauthorized!`) then answers 401
         //   {"message":"401 Unauthorized"} before the project is looked up: 401 for private and public projects alike.
         // - `authorize_update_builds!` (:update_build on the project: Developer and above; POST needs the api scope),
-        //   `find_build!` (404 "Not found"), `authorize!(:update_build, build)` (403).
+        //   `find_build!` (404 "Not found"), `authorize!(:update_build, build)` (403). The newest copies drop the
+        //   project check and authorize `:keep_job_artifacts` on the build (granular permission
+        //   :preserve_job_artifact), still with no job_token_allowed; its role is taken as Developer [inf].
         // - `break not_found!(build) unless build.artifacts?`: app/models/ci/build.rb `artifacts?` is
         //   `!artifacts_expired? && artifacts_file&.exists?`. Unlike available_artifacts? it ignores the pipeline
         //   lock, so expired artifacts of a locked pipeline are 404 too. The body is "404 <build> Not Found" [inf: the
