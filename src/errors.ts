@@ -16,7 +16,7 @@ export class UsageError extends Error {
 
 /** A runtime failure (network, server, archive, not found under if_not_found=fail): exit 1. */
 export class RelayError extends Error {
-  readonly exitCode = 1;
+  readonly exitCode: number = 1;
   constructor(
     message: string,
     readonly advice?: string,
@@ -50,5 +50,14 @@ export class ArchiveError extends RelayError {
   ) {
     super(entry ? `${message}: ${JSON.stringify(entry)}` : message, advice);
     this.name = 'ArchiveError';
+  }
+}
+
+/** fetch with keep: the files were fetched and stay, but keeping their artifacts was refused: exit 3. */
+export class KeepFailedError extends RelayError {
+  override readonly exitCode: number = 3;
+  constructor(message: string, advice?: string, details: Record<string, unknown> = {}) {
+    super(message, advice, details);
+    this.name = 'KeepFailedError';
   }
 }

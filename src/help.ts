@@ -35,7 +35,7 @@ export function helpText(spec: ComponentSpec, command?: string): string {
     ),
     '',
     'Each input is read from its --flag, else its INPUT_* environment variable, else its default.',
-    'Lists take commas or newlines. Exit codes: 0 done, 1 failed, 2 invalid input.',
+    'Lists take commas or newlines. Exit codes: 0 done, 1 failed, 2 invalid input, 3 fetched but keep failed.',
     '  --help, -h      this text (artifact-relay <command> --help for one command)',
     '  --version, -V   print the version',
   ];

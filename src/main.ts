@@ -1,7 +1,9 @@
 // artifact-relay entrypoint: parse the command line, run one command, map errors to exit codes.
-// 0 done, 1 runtime failure, 2 invalid input. Never a stack trace for a user mistake.
+// 0 done, 1 runtime failure, 2 invalid input, 3 fetched but keep refused (fetch keep: true). Never a stack trace for a user mistake.
 import { runCleanup } from './commands/cleanup.ts';
 import { runFetch } from './commands/fetch.ts';
+import { runKeep } from './commands/keep.ts';
+import { readKeepSettings } from './inputs/keep-settings.ts';
 import { readCleanupSettings } from './inputs/cleanup-settings.ts';
 import { RelayError, UsageError } from './errors.ts';
 import { helpText } from './help.ts';
@@ -23,6 +25,11 @@ const commands: Record<string, Command> = {
     const raw = readInputs(componentSpec.commands.cleanup, flags, env);
     registerSecret(String(raw.values.token ?? ''));
     await runCleanup(readCleanupSettings(raw, env));
+  },
+  keep: async (flags, env) => {
+    const raw = readInputs(componentSpec.commands.keep, flags, env);
+    registerSecret(String(raw.values.token ?? ''));
+    await runKeep(readKeepSettings(raw, env));
   },
 };
 

@@ -2,7 +2,7 @@
 // includes templates/fetch.yml as a component (by $CI_COMMIT_SHA, like the project's self-test), with the
 // bundle on PATH as `artifact-relay` and the GitLab simulator in this process; a later job `needs` the fetch
 // job and checks the files and the dotenv outputs it received as artifacts.
-// A second pipeline runs the cleanup component in dry run.
+// A second pipeline runs the cleanup component in dry run; a third the keep component (a dry run, then a keep).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -213,6 +213,58 @@ describe('component through gitlab-ci-local', { timeout: 300_000 }, () => {
       assert.ok(!r.output.includes(PRIVATE_TOKEN), 'the token appeared in the job log');
     } finally {
       cleanupRepo.cleanup();
+    }
+  });
+
+  test('keep component: a dry run changes nothing, then the keep removes the expiry; outputs reach the next job', async () => {
+    const target = world.sim.addJob({ pipelineId: world.build.pipelineId, name: 'package: [linux]', archive: world.archive });
+    const expiry = world.sim.jobs().find((j) => j.id === target.id)?.expireAt;
+    assert.ok(expiry, 'the job expires before');
+    const keepInputs = {
+      stage: 'build',
+      server_url: world.sim.url,
+      token: '$RELAY_TOKEN',
+      project: world.upstream.path,
+      pipeline: String(world.build.pipelineId),
+      job: ['package:*'],
+    };
+    const pipeline = {
+      stages: ['build', 'test'],
+      include: [
+        {
+          component: '$CI_SERVER_FQDN/grp/artifact-relay/keep@$CI_COMMIT_SHA',
+          inputs: { ...keepInputs, job_name: 'relay-keep-dry', dry_run: true, summary: 'keep-dry.json', dotenv: 'keep-dry.env' },
+        },
+        { component: '$CI_SERVER_FQDN/grp/artifact-relay/keep@$CI_COMMIT_SHA', inputs: { ...keepInputs, job_name: 'relay-keep' } },
+      ],
+      'relay-keep-dry': { before_script: ['export CI_PROJECT_DIR="$PWD"'] },
+      // The real keep runs after the dry run, so the dry run sees the expiry still set.
+      'relay-keep': { needs: ['relay-keep-dry'], before_script: ['export CI_PROJECT_DIR="$PWD"'] },
+      'check-keep': {
+        stage: 'test',
+        needs: ['relay-keep'],
+        script: [
+          'env | grep "^ARTIFACT_RELAY_" | sort',
+          'test "$ARTIFACT_RELAY_KEPT" = true',
+          `test "$ARTIFACT_RELAY_KEPT_JOB_IDS" = ${target.id}`,
+          'test -s artifact-relay-keep.json',
+          'echo CHECK-KEEP-OK',
+        ],
+      },
+    };
+    const keepRepo = makeCiLocalRepo({ gitlabCi: stringify(pipeline), projectPath: 'grp/artifact-relay' });
+    try {
+      const env = cleanEnv({ PATH: `${keepRepo.binDir}:${process.env.PATH}` });
+      const r = await runCiLocal(keepRepo.dir, ['--shell-isolation', '--variable', `RELAY_TOKEN=${PRIVATE_TOKEN}`], env);
+      assert.equal(r.status, 0, r.output);
+      assert.match(r.output, /CHECK-KEEP-OK/);
+      assert.match(r.output, new RegExp(`Would keep the artifacts of job ${target.id}`));
+      const keeps = world.sim.requests.filter((q) => q.method === 'POST' && q.path.endsWith(`/jobs/${target.id}/artifacts/keep`));
+      assert.equal(keeps.length, 1, 'the dry run sent no keep; the keep sent one');
+      assert.equal(world.sim.jobs().find((j) => j.id === target.id)?.expireAt, null, 'kept: no expiry');
+      assert.ok(!r.output.includes(PRIVATE_TOKEN), 'the token appeared in the job log');
+    } finally {
+      keepRepo.cleanup();
     }
   });
 });

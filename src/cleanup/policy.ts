@@ -2,6 +2,7 @@
 // listing and deleting so the rules can be read (and tested) in one place.
 import type { CleanupPolicy } from '../inputs/cleanup-settings.ts';
 import { jobNameMatcher } from '../sources/match.ts';
+import { isKept, KEPT_REASON } from './kept.ts';
 import type { GitLabJob } from '../sources/types.ts';
 
 export interface Decision {
@@ -65,6 +66,7 @@ export function applyPolicy(jobs: GitLabJob[], policy: CleanupPolicy): Decision[
     else if (job.pipeline && keptPipelines.has(job.pipeline.id))
       keep(`latest successful pipeline of its ref (keep_latest ${policy.keepLatest})`);
     else if (archiveSize(job) < policy.minSize) keep('smaller than min_size');
+    else if (!policy.deleteKept && isKept(job)) keep(KEPT_REASON);
     else decisions.push({ job, delete: true, reason: 'policy', bytes: erasableBytes(job) });
   }
   return decisions;

@@ -2,6 +2,7 @@
 // policy, delete the selected jobs' artifacts a few at a time, and report what was freed.
 import { createGitLabClient, type GitLabClient } from '../api/client.ts';
 import { encodeProject } from '../api/urls.ts';
+import { KEPT_REASON } from '../cleanup/kept.ts';
 import { applyPolicy, hasArchive } from '../cleanup/policy.ts';
 import { httpStatus, RelayError } from '../errors.ts';
 import type { CleanupSettings } from '../inputs/cleanup-settings.ts';
@@ -106,7 +107,7 @@ async function cleanProject(client: GitLabClient, settings: CleanupSettings, pro
   if (settings.expireAll) {
     if (settings.dryRun) {
       report.expire_all = 'would queue';
-      logger.info(`Would ask GitLab to expire every unlocked artifact of ${project.path_with_namespace}.`);
+      logger.info(`Would ask GitLab to expire every unlocked artifact of ${project.path_with_namespace}, kept ones included.`);
     } else {
       await client.delete(`/projects/${project.id}/artifacts`);
       report.expire_all = 'queued';
@@ -121,8 +122,9 @@ async function cleanProject(client: GitLabClient, settings: CleanupSettings, pro
   const decisions = applyPolicy(jobs, settings.policy);
   const doomed = decisions.filter((d) => d.delete);
   report.kept = decisions.length - doomed.length;
+  const spared = decisions.filter((d) => d.reason === KEPT_REASON).length;
   logger.info(
-    `${project.path_with_namespace}: ${jobs.length} jobs, ${jobs.filter(hasArchive).length} with artifacts, ${doomed.length} selected (${formatBytes(doomed.reduce((n, d) => n + d.bytes, 0))}).`,
+    `${project.path_with_namespace}: ${jobs.length} jobs, ${jobs.filter(hasArchive).length} with artifacts, ${doomed.length} selected (${formatBytes(doomed.reduce((n, d) => n + d.bytes, 0))})${spared ? `; ${spared} left alone because their artifacts never expire (kept, or expire_in never; delete_kept: true deletes them too)` : ''}.`,
   );
   if (settings.dryRun) {
     for (const d of doomed) {
@@ -184,6 +186,7 @@ export async function runCleanup(
         job: p.jobs,
         exclude_job: p.excludeJobs,
         min_size: p.minSize,
+        delete_kept: p.deleteKept,
       };
   logger.info(
     `artifact-relay ${version}: cleanup${settings.dryRun ? ' (dry run: nothing is deleted)' : ''} on ${settings.apiUrl}, policy ${JSON.stringify(policy)}`,

@@ -8,6 +8,7 @@ import { extractArchive, type ExtractResult } from '../archive/extract.ts';
 import { Watermark } from '../archive/watermark.ts';
 import { validateEntryPath } from '../archive/validate.ts';
 import { NotFoundError, RelayError } from '../errors.ts';
+import { keepAfterFetch } from '../keep/after-fetch.ts';
 import { removeOnInterrupt } from '../lifecycle.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
 import { version } from '../inputs/spec.ts';
@@ -329,6 +330,7 @@ export async function runFetch(
       summary.sources.push(s);
     }
     summary.found = sources.length > 0;
+    if (settings.keep) logger.info('keep: true: after a real fetch, the artifacts of these jobs would be kept (dry run: nothing is kept).');
     await writeOutputs(settings, summary);
     logger.success(
       `Dry run: ${sources.length} source(s) resolved; nothing downloaded or written to ${displayPath(settings.dest, settings.baseDir)}.`,
@@ -406,6 +408,7 @@ export async function runFetch(
     releaseWorkDir();
   }
 
+  const keepFailure = settings.keep ? await keepAfterFetch(client, settings, sources, summary) : undefined;
   await writeOutputs(settings, summary);
   const files = summary.sources.reduce((n, s) => n + s.files, 0);
   const bytes = summary.sources.reduce((n, s) => n + s.bytes, 0);
@@ -421,5 +424,6 @@ export async function runFetch(
   } else {
     logger.info(`Nothing fetched (${seconds} s).`);
   }
+  if (keepFailure) throw keepFailure;
   return summary;
 }

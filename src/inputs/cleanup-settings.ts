@@ -15,6 +15,8 @@ export interface CleanupPolicy {
   jobs: string[];
   excludeJobs: string[];
   minSize: number;
+  /** Also delete artifacts without an expiry date (kept, or expire_in never): src/cleanup/kept.ts. */
+  deleteKept: boolean;
 }
 
 export interface CleanupSettings extends ConnectionSettings {
@@ -62,7 +64,7 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
 
   const olderThanInput = str(raw, 'older_than');
   const expireAll = bool(raw, 'expire_all');
-  const policyInputs = ['older_than', 'keep_refs', 'job', 'exclude_job', 'min_size', 'keep_latest', 'keep_tags'].filter(
+  const policyInputs = ['older_than', 'keep_refs', 'job', 'exclude_job', 'min_size', 'keep_latest', 'keep_tags', 'delete_kept'].filter(
     (n) => raw.sources[n] !== 'default',
   );
   if (expireAll && policyInputs.length > 0) {
@@ -119,6 +121,7 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
       jobs: list(raw, 'job'),
       excludeJobs: list(raw, 'exclude_job'),
       minSize,
+      deleteKept: bool(raw, 'delete_kept'),
     },
     expireAll,
     dryRun: bool(raw, 'dry_run'),

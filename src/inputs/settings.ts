@@ -5,6 +5,7 @@ import { isAbsolute, resolve } from 'node:path';
 import type { ClientSettings } from '../api/client.ts';
 import type { TokenType } from '../api/errors.ts';
 import { UsageError } from '../errors.ts';
+import { refuseKeepToken } from '../keep/keep.ts';
 import { describeMissingUpstream, detectUpstream, type UpstreamPipeline } from '../sources/upstream.ts';
 import { bool, list, num, parseBytes, str, type RawInputs } from './parse.ts';
 
@@ -49,6 +50,9 @@ export interface FetchSettings extends ConnectionSettings {
   dotenv?: string;
   summary?: string;
   dryRun: boolean;
+  /** Keep the fetched jobs' artifacts afterwards (src/keep/after-fetch.ts). */
+  keep: boolean;
+  keepFailure: 'fail' | 'warn';
 }
 
 /** API base URL: server_url when given, else $CI_API_V4_URL, else the server_url default + /api/v4. */
@@ -155,6 +159,8 @@ function noSourceError(env: NodeJS.ProcessEnv, jobNames: string[]): UsageError {
 export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = process.cwd()): FetchSettings {
   const baseDir = env.CI_PROJECT_DIR?.trim() || cwd;
   const connection = readConnectionSettings(raw, env, baseDir);
+  const keep = bool(raw, 'keep');
+  if (keep) refuseKeepToken(connection.tokenType, 'fetch with keep: true');
   const jobIds = parseJobIds(raw);
   const ref = str(raw, 'ref') || undefined;
   const jobNames = list(raw, 'job');
@@ -303,5 +309,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     dotenv: optionalPath('dotenv'),
     summary: optionalPath('summary'),
     dryRun: bool(raw, 'dry_run'),
+    keep,
+    keepFailure: str(raw, 'keep_failure') === 'warn' ? 'warn' : 'fail',
   };
 }

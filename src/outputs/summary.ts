@@ -25,6 +25,10 @@ export interface SourceSummary {
   /** With artifact_path: each single file fetched. */
   artifact_files?: FetchedFile[];
   found: boolean;
+  /** With keep: whether this job's artifacts were kept (their expiry removed) after the fetch. */
+  kept?: boolean;
+  /** With keep: why keeping them failed. */
+  keep_error?: string;
 }
 
 export interface FetchSummary {
@@ -36,6 +40,8 @@ export interface FetchSummary {
   upstream: { project: string; pipeline_id: number; variables: string } | null;
   layout: string;
   sources: SourceSummary[];
+  /** With keep: true when the artifacts of every fetched job were kept. */
+  kept?: boolean;
   error?: string;
 }
 
@@ -79,6 +85,7 @@ export function dotenvLines(summary: FetchSummary): string[] {
     ARTIFACT_RELAY_FILES: found.reduce((n, s) => n + s.files, 0),
     ARTIFACT_RELAY_BYTES: found.reduce((n, s) => n + s.bytes, 0),
     ARTIFACT_RELAY_PATH: first?.path ?? summary.sources[0]?.path,
+    ARTIFACT_RELAY_KEPT: summary.kept ?? false,
   };
   return Object.entries(vars).map(([k, v]) => `${k}=${dotenvValue(v)}`);
 }

@@ -146,6 +146,9 @@ export interface JobPatch {
   finishedAt: string;
 }
 
+/** GitLab's default for Settings > CI/CD > Default artifacts expiration (default_artifacts_expire_in). */
+export const DEFAULT_EXPIRE_IN_MS = 30 * 86_400_000;
+
 const TERMINAL = new Set(['success', 'failed', 'canceled', 'skipped']);
 
 export function loadArchive(path: string | undefined, buffer: Buffer | undefined): Archive | undefined {
@@ -247,7 +250,9 @@ export class Store {
       createdAt,
       startedAt: status === 'created' || status === 'pending' ? null : createdAt,
       finishedAt: o.finishedAt ?? (TERMINAL.has(status) ? new Date(Date.parse(createdAt) + 30_000).toISOString() : null),
-      expireAt: o.expireAt === undefined ? null : o.expireAt,
+      // Without expire_in GitLab applies the instance's default_artifacts_expire_in (30 days unless changed);
+      // null (never expires) is what keep (or expire_in: never) leaves.
+      expireAt: o.expireAt === undefined ? new Date(Date.now() + DEFAULT_EXPIRE_IN_MS).toISOString() : o.expireAt,
       locked: o.locked ?? false,
       erased: o.erased ?? false,
       erasedAt: o.erased ? createdAt : null,

@@ -430,9 +430,25 @@ export function startGitlab(deps: Deps): Server {
         return unknown();
       }
       if (n === 6 && s[5] === 'keep' && m === 'POST') {
+        // POST /projects/:id/jobs/:job_id/artifacts/keep, as in gitlabhq lib/api/ci/job_artifacts.rb:
+        // - no `route_setting :authentication, job_token_allowed: true`, so lib/gitlab/auth/auth_finders.rb
+        //   (find_user_from_job_token: `return unless route_authentication_setting[:job_token_allowed]`) ignores a
+        //   JOB-TOKEN and the request is anonymous; the class-wide `before { authenticate_non_get! }`
+        //   (lib/api/helpers.rb: `authenticate! unless GET/HEAD` → `unauthorized!`) then answers 401
+        //   {"message":"401 Unauthorized"} before the project is looked up: 401 for private and public projects alike.
+        // - `authorize_update_builds!` (:update_build on the project: Developer and above; POST needs the api scope),
+        //   `find_build!` (404 "Not found"), `authorize!(:update_build, build)` (403). The newest copies drop the
+        //   project check and authorize `:keep_job_artifacts` on the build (granular permission
+        //   :preserve_job_artifact), still with no job_token_allowed; its role is taken as Developer [inf].
+        // - `break not_found!(build) unless build.artifacts?`: app/models/ci/build.rb `artifacts?` is
+        //   `!artifacts_expired? && artifacts_file&.exists?`. Unlike available_artifacts? it ignores the pipeline
+        //   lock, so expired artifacts of a locked pipeline are 404 too. The body is "404 <build> Not Found" [inf: the
+        //   build's to_s]; modelled as "404 Not Found". It cannot tell expired from missing: the Job entity can.
+        // - `build.keep_artifacts!`: artifacts_expire_at = nil on the job and its artifacts; 200 (not 201) with the
+        //   Job entity (lib/api/entities/ci/job.rb: artifacts_expire_at null, artifacts_file shown). Idempotent.
         const p = project(ctx, rawId, auth(ctx, false), { minRole: 'developer' });
         const j = jobOf(p, rawJobId);
-        if (!j.archive || (isExpired(j) && !j.locked)) return fail(404, { message: '404 Not Found' });
+        if (!j.archive || j.erased || isExpired(j)) return fail(404, { message: '404 Not Found' });
         j.expireAt = null;
         return json(ctx, 200, jobEntity(store, j, settings.url));
       }
