@@ -25,6 +25,8 @@ export interface SourceSummary {
   /** With artifact_path: each single file fetched. */
   artifact_files?: FetchedFile[];
   found: boolean;
+  /** child_pipelines / sibling_project: the trigger jobs from the selected pipeline to the job's pipeline ([] for the selected one). */
+  via_trigger_jobs?: string[];
 }
 
 export interface FetchSummary {
