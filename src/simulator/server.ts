@@ -416,7 +416,8 @@ export function startGitlab(deps: Deps): Server {
         a.kind === 'user' ? a.token.admin || !a.token.projects || a.token.projects.includes(p.id) : p.visibility === 'public';
       const sort = q1(ctx.query, 'sort') ?? 'desc';
       const projects = [...store.projects.values()].filter(visible).sort((x, y) => (sort === 'asc' ? x.id - y.id : y.id - x.id));
-      const page = paginate(ctx, projects, settings.url);
+      const keysetPage = q1(ctx.query, 'pagination') === 'keyset' && sort === 'desc' ? keyset(ctx, projects, settings.url) : undefined;
+      const page = keysetPage ?? paginate(ctx, projects, settings.url);
       return json(
         ctx,
         200,
