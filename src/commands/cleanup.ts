@@ -54,7 +54,7 @@ export interface CleanupReport {
   shard: { index: number; total: number } | null;
   projects: ProjectReport[];
   totals: { jobs: number; bytes: number; failed: number };
-  /** Deletion pace: the limit's changes and the 429s seen. */
+  /** Deletion pace: the 429s seen and the limit's changes (the last 100). */
   pace: { cap: number; final: number; rate_limited: number; changes: { from: number; to: number; why: string }[] };
   storage: StorageReport;
 }
@@ -282,7 +282,7 @@ export async function runCleanup(settings: CleanupSettings, givenClient?: GitLab
     dry_run: settings.dryRun,
     policy,
     shard: settings.shard ?? null,
-    pace: { cap: pace.cap, final: pace.limit, rate_limited: pace.throttled, changes: pace.changes },
+    pace: { cap: pace.cap, final: pace.limit, rate_limited: pace.throttled, changes: pace.changes.slice(-100) },
     storage,
     projects: reports,
     totals: {
