@@ -127,6 +127,14 @@ export function templateOnlyInputs(command, spec) {
         'Empty the destination before fetching (with path . every entry of the project directory), so that the job artifacts hold only the fetched files, the summary and the dotenv report: no checkout, no files of earlier jobs. Only paths inside the project directory.',
     };
   }
+  if (spec.inputs.shard) {
+    inputs.parallel = {
+      type: 'number',
+      default: 1,
+      description:
+        "Number of parallel jobs (GitLab's parallel, 1 to 200) sharing the projects: each takes the share its CI_NODE_INDEX/CI_NODE_TOTAL names (input shard).",
+    };
+  }
   if (artifactPaths(spec).length > 0 || spec.inputs.dotenv) {
     inputs.artifacts_expire_in = {
       type: 'string',
@@ -142,6 +150,7 @@ function templateDefault(command, name, input) {
   if (name === 'dotenv') return `artifact-relay-${command}.env`;
   if (name === 'summary') return `artifact-relay-${command}.json`;
   if (name === 'report') return `artifact-relay-${command}-report.json`;
+  if (name === 'storage_report') return `artifact-relay-${command}-storage.md`;
   if (isVariableDefault(input)) return '';
   if (input.type === 'array') return Array.isArray(input.default) ? input.default : [];
   if (input.default === undefined) return input.type === 'boolean' ? false : input.type === 'number' ? 0 : '';
@@ -152,7 +161,9 @@ export const isVariableDefault = (input) => typeof input.default === 'string' &&
 
 /** Inputs whose values are paths the job keeps as artifacts. */
 function artifactPaths(spec) {
-  return ['path', 'summary', 'report', 'dotenv'].filter((n) => spec.inputs[n] && (spec.inputs[n].type ?? 'string') === 'string');
+  return ['path', 'summary', 'report', 'storage_report', 'dotenv'].filter(
+    (n) => spec.inputs[n] && (spec.inputs[n].type ?? 'string') === 'string',
+  );
 }
 
 const oneLine = (text) =>
@@ -167,7 +178,7 @@ function specInput(command, name, input) {
   out.default = def;
   if (input.options) out.options = input.options;
   if (type === 'string' && input.regex) out.regex = input.regex;
-  if (type === 'string' && ['dotenv', 'summary', 'report'].includes(name)) out.regex = '\\S';
+  if (type === 'string' && ['dotenv', 'summary', 'report', 'storage_report'].includes(name)) out.regex = '\\S';
   let description = oneLine(input.description);
   if (isVariableDefault(input)) description += ` Empty: ${input.default} at run time.`;
   if (input.secret) description += ' Secret: never logged.';
@@ -197,6 +208,7 @@ export function buildTemplate(command, spec) {
       name: '$[[ inputs.image_repository ]]:$[[ inputs.image_tag ]]',
       entrypoint: [''],
     },
+    ...(spec.inputs.shard ? { parallel: '$[[ inputs.parallel ]]' } : {}),
     dependencies: [],
     cache: [],
     variables: { GIT_STRATEGY: '$[[ inputs.git_strategy ]]', ...variables },

@@ -150,7 +150,7 @@ for (const command of commands) {
       assert.deepEqual(job.cache, []);
       assert.equal(job.needs, undefined, 'no needs: the job keeps stage ordering');
       // What it uploads: only what the bundle writes.
-      const uploads = ['path', 'summary', 'report'].filter((n) => n in spec.inputs).map((n) => inputs[n]);
+      const uploads = ['path', 'summary', 'report', 'storage_report'].filter((n) => n in spec.inputs).map((n) => inputs[n]);
       assert.deepEqual(job.artifacts.paths, uploads);
       if (spec.inputs.path) {
         assert.match(job.script[0], new RegExp(`^if \\[ "${String(inputs.clean)}" = true \\]; then$`, 'm'), 'clean input interpolated');

@@ -31,6 +31,8 @@ export interface ClientSettings {
   userAgent?: string;
   /** Project as given, for error advice. */
   project?: string;
+  /** Told of every retry before its wait (cleanup's adaptive pace counts the 429s). */
+  onRetry?: (retry: { status?: number; attempt: number; waitMs: number }) => void;
 }
 
 export interface DownloadResult {
@@ -332,6 +334,7 @@ class Client implements GitLabClient {
         const why =
           status !== undefined ? `HTTP ${status}` : `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`;
         logger.warn(`${action}: ${why}; retrying (attempt ${attempt + 1}/${total}) in ${(wait / 1000).toFixed(1)} s`);
+        this.s.onRetry?.({ status, attempt, waitMs: wait });
         await sleep(wait);
       }
     }

@@ -11,11 +11,24 @@ import { formatBytes, logger, section } from '../log.ts';
 import { dotenvValue, writeAtomic } from '../outputs/summary.ts';
 import { jobNameMatcher } from '../sources/match.ts';
 import type { GitLabJob } from '../sources/types.ts';
-import { mapLimit } from '../util/concurrency.ts';
+import { AdaptivePace, runPaced } from '../cleanup/pace.ts';
+import {
+  addTally,
+  buildStorageReport,
+  DELETE_FAILED,
+  DELETED,
+  type ReasonTally,
+  type StorageReport,
+  storageMarkdown,
+  WOULD_DELETE,
+} from '../cleanup/report.ts';
+import { inShard } from '../cleanup/shards.ts';
 
 interface Project {
   id: number;
   path_with_namespace: string;
+  /** With statistics=true, for Reporter and up. */
+  statistics?: { job_artifacts_size?: number };
 }
 
 export interface ProjectReport {
@@ -27,26 +40,63 @@ export interface ProjectReport {
   bytes_freed: number;
   failed: { job_id: number; status: number | null; message: string }[];
   expire_all?: 'queued' | 'would queue';
+  /** job_artifacts_size from the project's statistics, when GitLab gave it. */
+  artifact_bytes: number | null;
+  /** Not listed: its statistics show no artifacts at all. */
+  skipped?: string;
+  /** Jobs and bytes per policy reason (deleted, or why kept). */
+  by_reason: Record<string, ReasonTally>;
 }
 
 export interface CleanupReport {
   dry_run: boolean;
   policy: Record<string, unknown>;
+  /** index/total of this parallel job, when sharded. */
+  shard: { index: number; total: number } | null;
   projects: ProjectReport[];
   totals: { jobs: number; bytes: number; failed: number };
+  /** Deletion pace: the 429s seen and the limit's changes (the last 100). */
+  pace: { cap: number; final: number; rate_limited: number; changes: { from: number; to: number; why: string }[] };
+  storage: StorageReport;
 }
 
 const statusOf = (err: unknown) => httpStatus(err) ?? null;
 
+/** Instance scope: only an administrator's token lists every project (GET /user says is_admin only to them). */
+async function instanceProjects(client: GitLabClient): Promise<Project[]> {
+  const { body: user } = await client.getJson<{ username?: string; is_admin?: boolean }>('/user');
+  if (user.is_admin !== true) {
+    throw new RelayError(
+      `Input instance needs an administrator's token, and the token's user ${user.username ?? '(unknown)'} is not an administrator.`,
+      'Use a personal access token of an instance administrator with the api scope (project and group access tokens are never administrators), or clean by group.',
+    );
+  }
+  const projects: Project[] = [];
+  const collect = async (query: Record<string, string | number | boolean>) => {
+    for await (const page of client.paginate<Project>('/projects', { ...query, statistics: true, per_page: 100 })) projects.push(...page);
+  };
+  try {
+    // Keyset pagination: offset pagination of GET /projects stops at GitLab's maximum offset on large instances.
+    await collect({ pagination: 'keyset', order_by: 'id', sort: 'desc' });
+  } catch (err) {
+    if (statusOf(err) !== 400 && statusOf(err) !== 405) throw err;
+    projects.length = 0;
+    await collect({ order_by: 'id', sort: 'asc' });
+  }
+  logger.info(`Instance scope: ${projects.length} project(s) listed with an administrator's token.`);
+  return projects;
+}
+
 async function resolveProjects(client: GitLabClient, settings: CleanupSettings): Promise<Project[]> {
   const projects = new Map<number, Project>();
   for (const p of settings.projects) {
-    const { body } = await client.getJson<Project>(`/projects/${encodeProject(p)}`);
+    const { body } = await client.getJson<Project>(`/projects/${encodeProject(p)}`, { statistics: true });
     projects.set(body.id, body);
   }
   if (settings.group) {
     for await (const page of client.paginate<Project>(`/groups/${encodeProject(settings.group)}/projects`, {
       include_subgroups: true,
+      statistics: true,
       per_page: 100,
       order_by: 'id',
       sort: 'asc',
@@ -54,10 +104,13 @@ async function resolveProjects(client: GitLabClient, settings: CleanupSettings):
       for (const p of page) projects.set(p.id, p);
     }
   }
+  if (settings.instance) for (const p of await instanceProjects(client)) projects.set(p.id, p);
   const excluded = settings.excludeProjects.map(jobNameMatcher);
-  const chosen = [...projects.values()].filter((p) => !excluded.some((m) => m(p.path_with_namespace)));
-  const skipped = projects.size - chosen.length;
-  logger.info(`${chosen.length} project(s) to clean${skipped ? `, ${skipped} excluded by exclude_project` : ''}.`);
+  const kept = [...projects.values()].filter((p) => !excluded.some((m) => m(p.path_with_namespace)));
+  const skipped = projects.size - kept.length;
+  const chosen = kept.filter((p) => inShard(p.id, settings.shard)).sort((a, b) => a.id - b.id);
+  const shard = settings.shard ? ` (shard ${settings.shard.index}/${settings.shard.total}: ${chosen.length} of ${kept.length})` : '';
+  logger.info(`${chosen.length} project(s) to clean${shard}${skipped ? `, ${skipped} excluded by exclude_project` : ''}.`);
   return chosen;
 }
 
@@ -94,7 +147,8 @@ async function deleteArtifacts(client: GitLabClient, project: Project, jobId: nu
   }
 }
 
-async function cleanProject(client: GitLabClient, settings: CleanupSettings, project: Project): Promise<ProjectReport> {
+async function cleanProject(client: GitLabClient, settings: CleanupSettings, project: Project, pace: AdaptivePace): Promise<ProjectReport> {
+  const artifactBytes = project.statistics?.job_artifacts_size;
   const report: ProjectReport = {
     project_id: project.id,
     path: project.path_with_namespace,
@@ -103,6 +157,8 @@ async function cleanProject(client: GitLabClient, settings: CleanupSettings, pro
     kept: 0,
     bytes_freed: 0,
     failed: [],
+    artifact_bytes: typeof artifactBytes === 'number' ? artifactBytes : null,
+    by_reason: {},
   };
   if (settings.expireAll) {
     if (settings.dryRun) {
@@ -117,12 +173,18 @@ async function cleanProject(client: GitLabClient, settings: CleanupSettings, pro
     }
     return report;
   }
+  if (artifactBytes === 0) {
+    report.skipped = 'no artifacts (project statistics)';
+    logger.info(`${project.path_with_namespace}: skipped, its statistics show no job artifacts (job_artifacts_size 0).`);
+    return report;
+  }
   const jobs = await listJobs(client, project);
   report.jobs_seen = jobs.length;
   const decisions = applyPolicy(jobs, settings.policy);
   const doomed = decisions.filter((d) => d.delete);
   report.kept = decisions.length - doomed.length;
   const spared = decisions.filter((d) => d.reason === KEPT_REASON).length;
+  for (const d of decisions) if (!d.delete) addTally(report.by_reason, d.reason, d.bytes);
   logger.info(
     `${project.path_with_namespace}: ${jobs.length} jobs, ${jobs.filter(hasArchive).length} with artifacts, ${doomed.length} selected (${formatBytes(doomed.reduce((n, d) => n + d.bytes, 0))})${spared ? `; ${spared} left alone because their artifacts never expire (kept, or expire_in never; delete_kept: true deletes them too)` : ''}.`,
   );
@@ -130,6 +192,7 @@ async function cleanProject(client: GitLabClient, settings: CleanupSettings, pro
     for (const d of doomed) {
       report.deleted.push(d.job.id);
       report.bytes_freed += d.bytes;
+      addTally(report.by_reason, WOULD_DELETE, d.bytes);
     }
     await section(`Would delete in ${project.path_with_namespace}`, async () => {
       for (const d of doomed.slice(0, 500))
@@ -139,13 +202,16 @@ async function cleanProject(client: GitLabClient, settings: CleanupSettings, pro
     return report;
   }
   let done = 0;
-  await mapLimit(doomed, settings.concurrency, async (d) => {
+  await runPaced(doomed, pace, async (d) => {
     try {
       await deleteArtifacts(client, project, d.job.id);
       report.deleted.push(d.job.id);
       report.bytes_freed += d.bytes;
+      addTally(report.by_reason, DELETED, d.bytes);
     } catch (err) {
       const e = err as Error;
+      if (statusOf(err) === 429) pace.rateLimited();
+      addTally(report.by_reason, DELETE_FAILED, d.bytes);
       report.failed.push({ job_id: d.job.id, status: statusOf(err), message: e.message });
       logger.warn(`Could not delete the artifacts of job ${d.job.id} in ${project.path_with_namespace}: ${e.message}`);
     }
@@ -170,10 +236,29 @@ function printTable(reports: ProjectReport[], dryRun: boolean): void {
   for (const row of rows) logger.info(row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  '));
 }
 
-export async function runCleanup(
-  settings: CleanupSettings,
-  client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` }),
-): Promise<CleanupReport> {
+function logStorage(storage: StorageReport, top = 10): void {
+  const verb = storage.dry_run ? 'would free' : 'freed';
+  logger.info(`Storage: ${verb} ${formatBytes(storage.totals.deleted_bytes)}; top projects and reasons, largest first:`);
+  for (const r of storage.projects.slice(0, top))
+    logger.info(
+      `  ${r.path}: ${formatBytes(r.deleted_bytes)} ${verb}, ${formatBytes(r.kept_bytes)} kept${r.artifact_bytes === null ? '' : ` (statistics: ${formatBytes(r.artifact_bytes)})`}${r.skipped ? `, ${r.skipped}` : ''}`,
+    );
+  for (const r of storage.reasons.slice(0, top)) logger.info(`  ${r.reason}: ${r.jobs} job(s), ${formatBytes(r.bytes)}`);
+}
+
+export async function runCleanup(settings: CleanupSettings, givenClient?: GitLabClient): Promise<CleanupReport> {
+  const pace = new AdaptivePace(settings.concurrency, {
+    onChange: (c) => logger.info(`Pace: ${c.from} -> ${c.to} deletion(s) in flight (${c.why}).`),
+  });
+  const client =
+    givenClient ??
+    createGitLabClient({
+      ...settings,
+      userAgent: `artifact-relay/${version}`,
+      onRetry: (r) => {
+        if (r.status === 429) pace.rateLimited();
+      },
+    });
   const p = settings.policy;
   const policy = settings.expireAll
     ? { expire_all: true }
@@ -193,11 +278,15 @@ export async function runCleanup(
   );
   const projects = await resolveProjects(client, settings);
   const reports: ProjectReport[] = [];
-  for (const project of projects) reports.push(await cleanProject(client, settings, project));
+  for (const project of projects) reports.push(await cleanProject(client, settings, project, pace));
 
+  const storage = buildStorageReport(reports, settings.dryRun);
   const report: CleanupReport = {
     dry_run: settings.dryRun,
     policy,
+    shard: settings.shard ?? null,
+    pace: { cap: pace.cap, final: pace.limit, rate_limited: pace.throttled, changes: pace.changes.slice(-100) },
+    storage,
     projects: reports,
     totals: {
       jobs: reports.reduce((n, r) => n + r.deleted.length, 0),
@@ -206,6 +295,8 @@ export async function runCleanup(
     },
   };
   printTable(reports, settings.dryRun);
+  logStorage(storage);
+  if (settings.storageReport) await writeAtomic(settings.storageReport, storageMarkdown(storage));
   if (settings.report) await writeAtomic(settings.report, `${JSON.stringify(report, null, 2)}\n`);
   if (settings.dotenv) {
     await writeAtomic(

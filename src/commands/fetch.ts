@@ -61,6 +61,7 @@ function summaryFor(source: ResolvedSource, settings: FetchSettings, found: bool
     bytes: 0,
     path: displayPath(settings.dest, settings.baseDir),
     found,
+    ...(source.via ? { via_trigger_jobs: source.via } : {}),
   };
 }
 

@@ -22,6 +22,12 @@ export interface CleanupPolicy {
 export interface CleanupSettings extends ConnectionSettings {
   projects: string[];
   group?: string;
+  /** Every project of the instance (administrator token). */
+  instance: boolean;
+  /** This job's share of the projects (parallel jobs); undefined: all. */
+  shard?: { index: number; total: number };
+  /** Markdown storage report path. */
+  storageReport?: string;
   excludeProjects: string[];
   policy: CleanupPolicy;
   expireAll: boolean;
@@ -43,6 +49,21 @@ export function parseOlderThan(text: string, now: Date): Date | undefined {
     return Number.isNaN(date.getTime()) ? undefined : date;
   }
   return undefined;
+}
+
+/** `2/4` (GitLab's CI_NODE_INDEX/CI_NODE_TOTAL); '' or '/' (not a parallel job) is every project. */
+export function parseShard(text: string): { index: number; total: number } | undefined {
+  if (text === '' || text === '/') return undefined;
+  const m = /^(\d+)\/(\d+)$/.exec(text);
+  const index = Number(m?.[1]);
+  const total = Number(m?.[2]);
+  if (!m || total < 1 || total > 200 || index < 1 || index > total) {
+    throw new UsageError(
+      `Input shard: ${JSON.stringify(text)} is not index/total with 1 <= index <= total <= 200 (such as 2/4, GitLab's CI_NODE_INDEX/CI_NODE_TOTAL).`,
+      'shard',
+    );
+  }
+  return total === 1 ? undefined : { index, total };
 }
 
 export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = process.cwd(), now = new Date()): CleanupSettings {
@@ -93,7 +114,15 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
 
   const group = str(raw, 'group') || undefined;
   let projects = list(raw, 'project');
-  if (projects.length === 0 && !group) {
+  const instance = bool(raw, 'instance');
+  if (instance && (group || projects.length > 0)) {
+    throw new UsageError(
+      `Input instance cleans every project of the instance and cannot be combined with ${group ? 'group' : 'project'}. Use one scope: project, group, or instance.`,
+      'instance',
+    );
+  }
+  const shard = parseShard(str(raw, 'shard'));
+  if (projects.length === 0 && !group && !instance) {
     const own = env.CI_PROJECT_ID?.trim();
     if (!own)
       throw new UsageError(
@@ -111,6 +140,9 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
     ...connection,
     projects,
     group,
+    instance,
+    ...(shard ? { shard } : {}),
+    storageReport: str(raw, 'storage_report') ? resolve(baseDir, str(raw, 'storage_report')) : undefined,
     excludeProjects: list(raw, 'exclude_project'),
     policy: {
       olderThan,

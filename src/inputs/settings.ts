@@ -32,6 +32,10 @@ export interface FetchSettings extends ConnectionSettings {
   /** This pipeline's ID, for finding the pipeline that triggered it through the upstream's bridges (selector bridge). */
   ownPipelineId?: number;
   jobNames: string[];
+  /** Also look for the job names in the selected pipeline's child pipelines (through its trigger jobs). */
+  childPipelines: boolean;
+  /** Take the jobs from the upstream pipeline's other downstream pipeline in this project. */
+  siblingProject?: string;
   layout: Layout;
   waitMs: number;
   acceptStatus: string[];
@@ -256,6 +260,24 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     throw noSourceError(env, jobNames);
   }
 
+  const childPipelines = bool(raw, 'child_pipelines');
+  const siblingProject = str(raw, 'sibling_project') || undefined;
+  for (const [name, on] of [
+    ['child_pipelines', childPipelines],
+    ['sibling_project', siblingProject],
+  ] as const) {
+    if (on && (selector === 'job_id' || selector === 'ref'))
+      throw new UsageError(
+        `Input ${name} works with job names taken from a pipeline (the upstream one, or pipeline), not with ${selector}.`,
+        name,
+      );
+  }
+  if (siblingProject && /^\/|\/$|\/\/|\s/.test(siblingProject))
+    throw new UsageError(
+      `Input sibling_project: ${JSON.stringify(siblingProject)} is neither a numeric ID nor a full path like group/project.`,
+      'sibling_project',
+    );
+
   const acceptStatus = list(raw, 'accept_status').map((s) => s.toLowerCase());
   for (const status of acceptStatus) {
     if (!JOB_STATUSES.includes(status))
@@ -291,8 +313,11 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     ref,
     pipelineId,
     upstream,
-    ownPipelineId: selector === 'bridge' ? Number(env.CI_PIPELINE_ID) : undefined,
+    ownPipelineId:
+      selector === 'bridge' || (siblingProject && /^\d+$/.test(env.CI_PIPELINE_ID ?? '')) ? Number(env.CI_PIPELINE_ID) : undefined,
     jobNames,
+    childPipelines,
+    siblingProject,
     layout: str(raw, 'layout') as Layout,
     waitMs: Math.round(wait * 1000),
     acceptStatus,

@@ -29,6 +29,8 @@ export interface SourceSummary {
   kept?: boolean;
   /** With keep: why keeping them failed. */
   keep_error?: string;
+  /** child_pipelines / sibling_project: the trigger jobs from the selected pipeline to the job's pipeline ([] for the selected one). */
+  via_trigger_jobs?: string[];
 }
 
 export interface FetchSummary {

@@ -69,6 +69,7 @@ export function authorize(auth: Auth, project: Project, method: string, needs: A
       return needs.minRole ? FORBIDDEN : null;
     case 'user': {
       const t = auth.token;
+      if (t.admin) return !read && !t.scopes.includes('api') ? FORBIDDEN : null;
       if (t.projects && !t.projects.includes(project.id)) return PROJECT_NOT_FOUND;
       if (read && !t.scopes.includes('api') && !t.scopes.includes('read_api')) return FORBIDDEN;
       if (!read && !t.scopes.includes('api')) return FORBIDDEN;

@@ -4,7 +4,9 @@ import type { AddressInfo } from 'node:net';
 import { Store } from './model.ts';
 import type {
   AddAccessTokenOptions,
+  AddBridgeOptions,
   AddJobOptions,
+  Bridge,
   AddPipelineOptions,
   AddProjectOptions,
   DownloadMode,
@@ -15,6 +17,8 @@ import type {
   Project,
 } from './model.ts';
 import { Faults } from './faults.ts';
+import { Hooks } from './hooks.ts';
+import type { RequestHook } from './hooks.ts';
 import type { FaultSpec } from './faults.ts';
 import type { RequestRecord } from './http.ts';
 import { Signer, startStorage } from './storage.ts';
@@ -35,7 +39,8 @@ export type {
   AddAccessTokenOptions,
   JobPatch,
 };
-export type { Visibility, Role, AccessToken, Archive, ExtraArtifact, Upstream } from './model.ts';
+export type { Visibility, Role, AccessToken, Archive, ExtraArtifact, Upstream, Bridge, AddBridgeOptions } from './model.ts';
+export type { RequestHook } from './hooks.ts';
 
 export interface Simulator {
   /** GitLab origin, http://127.0.0.1:PORT */
@@ -55,6 +60,15 @@ export interface Simulator {
   addJob(o: AddJobOptions): Job;
   setJobStatus(jobId: number, status: string, patch?: Partial<JobPatch>): void;
   setPipelineStatus(pipelineId: number, status: string): void;
+  /** A trigger job whose downstream pipeline does not exist yet; add it later with addChildPipeline or upstream.bridgeJobId. */
+  addBridge(o: AddBridgeOptions): Bridge;
+  /**
+   * A same-project child pipeline (source parent_pipeline) started by trigger job `trigger` of `parentId`: the
+   * trigger job is created unless `bridgeId` names an existing one (one made earlier by addBridge).
+   */
+  addChildPipeline(o: { parentId: number; trigger?: string; bridgeId?: number; status?: string; ref?: string }): Pipeline;
+  /** On the Nth request matching method and path, run a change to the world (before answering it). */
+  onRequest(h: RequestHook): void;
   addJobToken(token: string, jobId: number): void;
   addAccessToken(token: string, o?: AddAccessTokenOptions): void;
   injectFault(f: FaultSpec): void;
@@ -85,11 +99,12 @@ function shut(server: Server): Promise<void> {
 export async function startSimulator(opts: { downloadMode?: DownloadMode } = {}): Promise<Simulator> {
   const store = new Store();
   const faults = new Faults();
+  const hooks = new Hooks();
   const signer = new Signer();
   const requests: RequestRecord[] = [];
   const settings: ServerSettings = { url: '', storageUrl: '', downloadMode: opts.downloadMode ?? 'redirect', redirectExpiresSeconds: 900 };
   const storage = startStorage(store, faults, signer, requests);
-  const gitlab = startGitlab({ store, faults, signer, requests, settings });
+  const gitlab = startGitlab({ store, faults, signer, requests, settings, hooks });
   settings.storageUrl = await listen(storage);
   settings.url = await listen(gitlab);
 
@@ -122,6 +137,21 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode } = {})
     addJob: (o) => store.addJob(o),
     setJobStatus: (id, status, patch) => store.setJobStatus(id, status, patch),
     setPipelineStatus: (id, status) => store.setPipelineStatus(id, status),
+    addBridge: (o) => store.addBridge(o),
+    addChildPipeline: (o) => {
+      const parent = store.pipelines.get(o.parentId);
+      if (!parent) throw new Error(`no pipeline ${o.parentId}`);
+      const bridgeId = o.bridgeId ?? store.addBridge({ pipelineId: parent.id, name: o.trigger ?? 'trigger' }).id;
+      return store.addPipeline({
+        projectId: parent.projectId,
+        ref: o.ref ?? parent.ref,
+        sha: parent.sha,
+        status: o.status ?? 'success',
+        source: 'parent_pipeline',
+        upstream: { projectId: parent.projectId, pipelineId: parent.id, bridgeJobId: bridgeId },
+      });
+    },
+    onRequest: (h) => hooks.add(h),
     addJobToken: (token, jobId) => store.addJobToken(token, jobId),
     addAccessToken: (token, o) => store.addAccessToken(token, o),
     injectFault: (f) => faults.add(f),

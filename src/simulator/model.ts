@@ -92,6 +92,27 @@ export interface AccessToken {
   projects?: number[];
   role: Role;
   scopes: string[];
+  /** An instance administrator's token: every project, Owner everywhere; /user says is_admin. */
+  admin?: boolean;
+}
+
+/** A trigger job (bridge). Its downstream pipeline may not exist yet (still being created). */
+export interface Bridge {
+  id: number;
+  name: string;
+  pipelineId: number;
+  projectId: number;
+  status: string;
+  stage: string;
+  createdAt: string;
+  downstreamPipelineId: number | null;
+}
+
+export interface AddBridgeOptions {
+  pipelineId: number;
+  name: string;
+  status?: string;
+  stage?: string;
 }
 
 export interface AddProjectOptions {
@@ -138,6 +159,7 @@ export interface AddAccessTokenOptions {
   projects?: number[];
   role?: Role;
   scopes?: string[];
+  admin?: boolean;
 }
 
 export interface JobPatch {
@@ -166,6 +188,7 @@ export class Store {
   projects = new Map<number, Project>();
   pipelines = new Map<number, Pipeline>();
   jobs = new Map<number, Job>();
+  bridges = new Map<number, Bridge>();
   jobTokens = new Map<string, number>();
   accessTokens = new Map<string, AccessToken>();
   deletedArtifacts: number[] = [];
@@ -229,7 +252,41 @@ export class Store {
       ...(o.upstream ? { upstream: { ...o.upstream } } : {}),
     };
     this.pipelines.set(p.id, p);
+    const bridge = o.upstream?.bridgeJobId !== undefined ? this.bridges.get(o.upstream.bridgeJobId) : undefined;
+    if (bridge) {
+      bridge.downstreamPipelineId = p.id;
+      if (!TERMINAL.has(bridge.status)) bridge.status = 'running';
+    }
     return p;
+  }
+
+  /** A trigger job in a pipeline; its downstream pipeline is added later with upstream.bridgeJobId = its ID. */
+  addBridge(o: AddBridgeOptions): Bridge {
+    const pipeline = this.pipelines.get(o.pipelineId);
+    if (!pipeline) throw new Error(`no pipeline ${o.pipelineId}`);
+    const b: Bridge = {
+      id: this.nextJobId++,
+      name: o.name,
+      pipelineId: pipeline.id,
+      projectId: pipeline.projectId,
+      status: o.status ?? 'created',
+      stage: o.stage ?? 'test',
+      createdAt: this.tick(),
+      downstreamPipelineId: null,
+    };
+    this.bridges.set(b.id, b);
+    return b;
+  }
+
+  /** Statistics of a project as GitLab keeps them: job_artifacts_size counts every artifact, job logs included. */
+  projectStatistics(projectId: number): { job_artifacts_size: number } {
+    let size = 0;
+    for (const j of this.projectJobs(projectId)) {
+      if (j.archive) size += j.archive.size + 180;
+      size += j.extraArtifacts.reduce((n, e) => n + e.size, 0);
+      if (!j.erased) size += j.traceSize;
+    }
+    return { job_artifacts_size: size };
   }
 
   addJob(o: AddJobOptions): Job {
@@ -296,6 +353,7 @@ export class Store {
       ...(o.projects ? { projects: [...o.projects] } : {}),
       role: o.role ?? 'maintainer',
       scopes: o.scopes ?? ['api'],
+      ...(o.admin ? { admin: true } : {}),
     });
   }
 

@@ -1,14 +1,15 @@
 // The GitLab API origin (/api/v4): routing, auth, and the artifact, job, pipeline and group endpoints.
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import { isExpired } from './model.ts';
-import type { DownloadMode, Job, Project, Store } from './model.ts';
+import { isExpired, ROLE_LEVEL } from './model.ts';
+import type { DownloadMode, Job, Pipeline, Project, Store } from './model.ts';
 import { authenticate, authorize, canReadArtifacts, isDenial } from './auth.ts';
 import type { AccessNeeds, Auth, Denial } from './auth.ts';
 import { json, keyset, makeCtx, paginate, q1, qBool, qList, send } from './http.ts';
 import type { Ctx, RequestRecord } from './http.ts';
 import { rateLimitHeaders, sendStatusFault } from './faults.ts';
 import type { Faults } from './faults.ts';
+import type { Hooks } from './hooks.ts';
 import { groupEntity, jobEntity, pipelineBasic, pipelineEntity, projectEntity } from './entities.ts';
 import { sendArchive } from './storage.ts';
 import type { Signer } from './storage.ts';
@@ -30,6 +31,7 @@ export interface Deps {
   signer: Signer;
   requests: RequestRecord[];
   settings: ServerSettings;
+  hooks?: Hooks;
 }
 
 const JOB_STATUSES = [
@@ -137,6 +139,7 @@ export function startGitlab(deps: Deps): Server {
   const server = createServer((req, res) => {
     const ctx = makeCtx('gitlab', req, res);
     requests.push(ctx.record);
+    deps.hooks?.observe(ctx.method, ctx.rawPath);
     const minute = Math.floor(Date.now() / 60_000);
     if (minute !== window) {
       window = minute;
@@ -307,6 +310,50 @@ export function startGitlab(deps: Deps): Server {
     json(ctx, 200, page.items, page.headers);
   }
 
+  /** The Project entity, with `statistics` when asked (statistics=true) and the caller has Reporter or more. */
+  function withStatistics(ctx: Ctx, a: Auth, p: Project): Record<string, unknown> {
+    const entity = projectEntity(store, p, settings.url);
+    const reporter = a.kind === 'user' && (a.token.admin || ROLE_LEVEL[a.token.role] >= ROLE_LEVEL.reporter);
+    if (qBool(ctx.query, 'statistics') && reporter) entity.statistics = store.projectStatistics(p.id);
+    return entity;
+  }
+
+  /**
+   * Trigger jobs of a pipeline (Entities::Ci::Bridge: JobBasic + downstream_pipeline, null while the downstream
+   * pipeline is not created yet), newest first: the explicit ones (addBridge), and one per downstream pipeline
+   * that names no explicit trigger job.
+   */
+  function bridgesOf(pl: Pipeline): Record<string, unknown>[] {
+    const downstream = [...store.pipelines.values()].filter(
+      (d) => d.upstream?.pipelineId === pl.id && d.upstream.projectId === pl.projectId,
+    );
+    const out: { id: number; entity: Record<string, unknown> }[] = [];
+    const entity = (id: number, name: string, status: string, createdAt: string, d: Pipeline | undefined) => ({
+      id,
+      name,
+      status,
+      stage: 'deploy',
+      ref: pl.ref,
+      tag: pl.tag,
+      allow_failure: false,
+      created_at: createdAt,
+      pipeline: pipelineBasic(store, pl, settings.url),
+      downstream_pipeline: d ? pipelineBasic(store, d, settings.url) : null,
+    });
+    for (const b of store.bridges.values()) {
+      if (b.pipelineId !== pl.id) continue;
+      const d = b.downstreamPipelineId !== null ? store.pipelines.get(b.downstreamPipelineId) : undefined;
+      out.push({ id: b.id, entity: entity(b.id, b.name, b.status, b.createdAt, d) });
+    }
+    for (const d of downstream) {
+      if (d.upstream?.bridgeJobId !== undefined && store.bridges.has(d.upstream.bridgeJobId)) continue;
+      const id = d.upstream?.bridgeJobId ?? 900_000 + d.id;
+      const status = d.status === 'running' || d.status === 'pending' ? 'running' : d.status;
+      out.push({ id, entity: entity(id, `trigger:${store.projects.get(d.projectId)?.name ?? d.projectId}`, status, d.createdAt, d) });
+    }
+    return out.sort((x, y) => y.id - x.id).map((x) => x.entity);
+  }
+
   async function route(ctx: Ctx): Promise<void> {
     if (!ctx.rawPath.startsWith('/api/v4/')) return fail(404, { error: '404 Not Found' });
     const s = ctx.rawPath.slice('/api/v4/'.length).split('/');
@@ -330,6 +377,8 @@ export function startGitlab(deps: Deps): Server {
         name: 'Simulated user',
         state: 'active',
         web_url: `${settings.url}/${a.token.kind}-token-user`,
+        // GitLab shows is_admin (Entities::UserWithAdmin) only to administrators.
+        ...(a.token.admin ? { is_admin: true } : {}),
       });
     }
 
@@ -355,7 +404,24 @@ export function startGitlab(deps: Deps): Server {
       return json(
         ctx,
         200,
-        page.items.map((p) => projectEntity(store, p, settings.url)),
+        page.items.map((p) => withStatistics(ctx, a, p)),
+        page.headers,
+      );
+    }
+
+    // GET /projects: what the token can see; an administrator sees every project of the instance.
+    if (s[0] === 'projects' && n === 1 && m === 'GET') {
+      const a = auth(ctx, false);
+      const visible = (p: Project) =>
+        a.kind === 'user' ? a.token.admin || !a.token.projects || a.token.projects.includes(p.id) : p.visibility === 'public';
+      const sort = q1(ctx.query, 'sort') ?? 'desc';
+      const projects = [...store.projects.values()].filter(visible).sort((x, y) => (sort === 'asc' ? x.id - y.id : y.id - x.id));
+      const keysetPage = q1(ctx.query, 'pagination') === 'keyset' && sort === 'desc' ? keyset(ctx, projects, settings.url) : undefined;
+      const page = keysetPage ?? paginate(ctx, projects, settings.url);
+      return json(
+        ctx,
+        200,
+        page.items.map((p) => withStatistics(ctx, a, p)),
         page.headers,
       );
     }
@@ -365,8 +431,8 @@ export function startGitlab(deps: Deps): Server {
 
     if (n === 2) {
       if (m !== 'GET') return unknown();
-      const p = project(ctx, rawId, auth(ctx, false));
-      return json(ctx, 200, projectEntity(store, p, settings.url));
+      const a = auth(ctx, false);
+      return json(ctx, 200, withStatistics(ctx, a, project(ctx, rawId, a)));
     }
 
     if (s[2] === 'artifacts' && n === 3) {
@@ -528,21 +594,7 @@ export function startGitlab(deps: Deps): Server {
       if (n === 5 && s[4] === 'bridges') {
         const p = project(ctx, rawId, auth(ctx, false));
         const pl = pipelineOf(p, rawPid);
-        const downstream = [...store.pipelines.values()]
-          .filter((d) => d.upstream?.pipelineId === pl.id && d.upstream.projectId === p.id)
-          .sort((x, y) => y.id - x.id);
-        const bridges = downstream.map((d) => ({
-          id: d.upstream?.bridgeJobId ?? 900_000 + d.id,
-          name: `trigger:${store.projects.get(d.projectId)?.name ?? d.projectId}`,
-          status: d.status === 'running' || d.status === 'pending' ? 'running' : d.status,
-          stage: 'deploy',
-          ref: pl.ref,
-          tag: pl.tag,
-          created_at: d.createdAt,
-          pipeline: pipelineBasic(store, pl, settings.url),
-          downstream_pipeline: pipelineBasic(store, d, settings.url),
-        }));
-        const page = paginate(ctx, bridges, settings.url);
+        const page = paginate(ctx, bridgesOf(pl), settings.url);
         return json(ctx, 200, page.items, page.headers);
       }
     }

@@ -4,11 +4,12 @@
 // cannot list pipelines or the job lives in a child pipeline.
 import { encodeArtifactPath, encodeProject, encodeRef } from '../api/urls.ts';
 import type { GitLabClient } from '../api/client.ts';
-import { httpStatus, RelayError } from '../errors.ts';
+import { httpStatus, NotFoundError, RelayError } from '../errors.ts';
 import { logger } from '../log.ts';
 import { sleep } from '../util/concurrency.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
 import { findTriggeringPipeline } from './bridges.ts';
+import { childPipelinesHint, findSiblingPipeline, resolveTreeJobs } from './tree.ts';
 import { ACTIVE_STATUSES, failStatus, pollSchedule, resolvePipelineJobs, waitForArchive } from './pipeline.ts';
 import type { GitLabJob, GitLabPipeline, ResolvedSource } from './types.ts';
 
@@ -140,6 +141,22 @@ async function resolveJobIds(client: GitLabClient, settings: FetchSettings): Pro
   return sources;
 }
 
+/** child_pipelines and sibling_project: the jobs of a pipeline tree, each with the pipeline it was found in. */
+async function resolveInTree(client: GitLabClient, settings: FetchSettings, pipelineId: number): Promise<ResolvedSource[]> {
+  const root = settings.siblingProject
+    ? await findSiblingPipeline(client, settings, { project: settings.project, pipelineId }, settings.siblingProject)
+    : { project: settings.project, pipelineId, via: [], depth: 0 };
+  const found = await resolveTreeJobs(client, settings, root);
+  return found.map(({ job, node }) => ({
+    ...sourceForJob(
+      node.project,
+      { id: job.id, name: job.name, pipelineId: node.pipelineId, projectId: job.pipeline?.project_id, ref: job.ref ?? job.pipeline?.ref },
+      settings.selector,
+    ),
+    via: node.via,
+  }));
+}
+
 export async function resolveSources(client: GitLabClient, settings: FetchSettings): Promise<ResolvedSource[]> {
   switch (settings.selector) {
     case 'job_id':
@@ -160,7 +177,16 @@ export async function resolveSources(client: GitLabClient, settings: FetchSettin
       if (settings.selector === 'upstream' && settings.upstream) {
         logger.info(`Upstream pipeline ${pipelineId} of ${settings.project}, from ${settings.upstream.variables}.`);
       }
-      const jobs = await resolvePipelineJobs(client, settings, settings.project, pipelineId);
+      if (settings.childPipelines || settings.siblingProject) return resolveInTree(client, settings, pipelineId);
+      let jobs: GitLabJob[];
+      try {
+        jobs = await resolvePipelineJobs(client, settings, settings.project, pipelineId);
+      } catch (err) {
+        if (!(err instanceof NotFoundError) || !err.message.startsWith('No job matches')) throw err;
+        const hint = await childPipelinesHint(client, settings.project, pipelineId);
+        if (!hint) throw err;
+        throw new NotFoundError(err.message, `${err.advice ?? ''} ${hint}`.trim(), err.details);
+      }
       return jobs.map((job) =>
         sourceForJob(
           settings.project,

@@ -15,6 +15,8 @@ export interface ResolvedSource {
   archiveQuery?: Record<string, string>;
   /** API path and query of one file inside the archive. */
   filePath(artifactPath: string): { path: string; query?: Record<string, string> };
+  /** Trigger jobs from the selected pipeline down to the (child or sibling) pipeline the job is in. */
+  via?: string[];
   /** Human description: `job 42 (build) in grp/proj`. */
   label: string;
 }
