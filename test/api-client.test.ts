@@ -11,6 +11,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGitLabClient, parseLinkHeader, type ClientSettings } from '../src/api/client.ts';
+import { downloadToFile } from '../src/util/file-sink.ts';
 import { HttpStatusError, parseErrorBody, toRelayError } from '../src/api/errors.ts';
 import { proxyForUrl, shouldBypassProxy } from '../src/api/proxy.ts';
 import { isRetryableNetworkError, isRetryableStatus, retryDelay } from '../src/api/retry.ts';
@@ -326,7 +327,7 @@ describe('client against a local server', () => {
     try {
       for (const tokenType of ['job', 'private', 'oauth'] as const) {
         const c = createGitLabClient(settings(gitlab, { tokenType }));
-        const r = await c.download('/projects/old%2Fpath/jobs/1/artifacts', undefined, join(tmp, 'redir.zip'));
+        const r = await downloadToFile(c, '/projects/old%2Fpath/jobs/1/artifacts', undefined, join(tmp, 'redir.zip'));
         assert.equal(r.sha256, sha(data));
         assert.equal(r.redirected, true);
         assert.equal(r.finalUrl, `${storage.origin}/bucket/artifacts.zip`);
@@ -388,7 +389,7 @@ describe('client against a local server', () => {
       assert.deepEqual((await c.getJson('/projects/1/jobs/1')).body, { id: 1 });
       assert.equal(srv.requests.length, 3);
       const before = srv.requests.length;
-      const e = await catchErr(c.download('/projects/1/jobs/9/artifacts/missing', undefined, join(tmp, 'missing')));
+      const e = await catchErr(downloadToFile(c, '/projects/1/jobs/9/artifacts/missing', undefined, join(tmp, 'missing')));
       assert.ok(e instanceof NotFoundError);
       assert.equal(e.details.status, 404);
       assert.equal(srv.requests.length - before, 1, '404 not retried');
@@ -434,7 +435,7 @@ describe('client against a local server', () => {
         const progress: number[] = [];
         const written: number[] = [];
         let restarts = 0;
-        const r = await createGitLabClient(settings(srv)).download('/projects/1/jobs/1/artifacts', undefined, file, {
+        const r = await downloadToFile(createGitLabClient(settings(srv)), '/projects/1/jobs/1/artifacts', undefined, file, {
           onProgress: (p) => progress.push(p.bytes),
           onWritten: (n) => written.push(n),
           onRestart: () => {
@@ -531,7 +532,12 @@ describe('client against a local server', () => {
     });
     try {
       const file = join(tmp, 'resume-storage.zip');
-      const r = await createGitLabClient(settings(gitlab, { tokenType: 'job' })).download('/projects/1/jobs/1/artifacts', undefined, file);
+      const r = await downloadToFile(
+        createGitLabClient(settings(gitlab, { tokenType: 'job' })),
+        '/projects/1/jobs/1/artifacts',
+        undefined,
+        file,
+      );
       assert.equal(sha(await readFile(file)), sha(data));
       assert.equal(r.sha256, sha(data));
       assert.equal(gitlab.requests.length, 1, 'resumed at the storage URL');
@@ -554,7 +560,8 @@ describe('client against a local server', () => {
     });
     try {
       const t0 = Date.now();
-      const r = await createGitLabClient(settings(srv, { timeoutMs: 500 })).download(
+      const r = await downloadToFile(
+        createGitLabClient(settings(srv, { timeoutMs: 500 })),
         '/projects/1/jobs/1/artifacts',
         undefined,
         join(tmp, 'stall.zip'),
@@ -583,7 +590,7 @@ describe('client against a local server', () => {
     });
     try {
       const e = await catchErr(
-        createGitLabClient(settings(srv)).download('/projects/1/jobs/1/artifacts', undefined, join(tmp, 'html.zip')),
+        downloadToFile(createGitLabClient(settings(srv)), '/projects/1/jobs/1/artifacts', undefined, join(tmp, 'html.zip')),
       );
       assert.match(e.message, /HTML page was served instead of the archive/);
       assert.equal(srv.requests.length, 1);
@@ -614,10 +621,10 @@ describe('client against a local server', () => {
       assert.equal((await catchErr(c.getJson('/a'))).details.status, 401);
       assert.match((await catchErr(c.getJson('/b'))).advice ?? '', /allowlist of g\/b/);
       assert.match((await catchErr(c.getJson('/c'))).advice ?? '', /GitLab\.com Free/);
-      const wh = await catchErr(c.download('/projects/1/jobs/2/artifacts/x.txt', undefined, join(tmp, 'x.txt')));
+      const wh = await catchErr(downloadToFile(c, '/projects/1/jobs/2/artifacts/x.txt', undefined, join(tmp, 'x.txt')));
       assert.ok(wh instanceof NotFoundError);
       assert.equal(wh.details.body, '404 page not found');
-      const bad = await catchErr(c.download('/projects/1/jobs/artifacts/main/download', { job: '' }, join(tmp, 'y.zip')));
+      const bad = await catchErr(downloadToFile(c, '/projects/1/jobs/artifacts/main/download', { job: '' }, join(tmp, 'y.zip')));
       assert.equal(bad.details.status, 400);
       const echo = await catchErr(c.getJson('/echo', { private_token: TOKEN }));
       assert.equal(echo.details.status, 500);
@@ -791,7 +798,12 @@ describe('client against a local server', () => {
     process.env.HTTP_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     process.env.NO_PROXY = `localhost,127.0.0.1:${storagePort}`;
     try {
-      const r = await createGitLabClient(settings(gitlab)).download('/projects/1/jobs/1/artifacts', undefined, join(tmp, 'proxied.zip'));
+      const r = await downloadToFile(
+        createGitLabClient(settings(gitlab)),
+        '/projects/1/jobs/1/artifacts',
+        undefined,
+        join(tmp, 'proxied.zip'),
+      );
       assert.equal(r.sha256, sha(data));
       assert.deepEqual(tunnels, [`127.0.0.1:${new URL(gitlab.origin).port}`], 'GitLab via the proxy, storage direct');
       assert.equal(storage.requests.length, 1);

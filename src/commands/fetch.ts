@@ -19,6 +19,7 @@ import { safeFolderName } from '../sources/match.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { mergeTree } from '../workspace/merge.ts';
 import { commitStaging, conflictError, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
+import { downloadToFile } from '../util/file-sink.ts';
 
 const LISTED_ENTRIES = 200;
 /** Progress lines on long downloads: often enough to show life, rare enough for a 4 MB job log. */
@@ -72,7 +73,7 @@ async function downloadArchive(
   opts: DownloadOptions = {},
 ) {
   const started = Date.now();
-  const result = await client.download(source.archivePath, source.archiveQuery, file, {
+  const result = await downloadToFile(client, source.archivePath, source.archiveQuery, file, {
     ...opts,
     onProgress: progressLogger('downloaded'),
   });
@@ -253,7 +254,7 @@ async function fetchFiles(
         await checkConflicts(settings, [rel], destSub);
         await mkdir(dirname(target), { recursive: true });
         const { path, query } = source.filePath(artifactPath);
-        const result = await client.download(path, query, target, { onProgress: progressLogger(rel) });
+        const result = await downloadToFile(client, path, query, target, { onProgress: progressLogger(rel) });
         if (summary.bytes + result.bytes > settings.maxBytes) {
           throw new RelayError(
             `The files fetched exceed max_bytes (${formatBytes(settings.maxBytes)}).`,

@@ -1,0 +1,62 @@
+// A file as the sink of a download (src/api knows no file system): writes at offsets, truncates on restart.
+import { type FileHandle, open } from 'node:fs/promises';
+import type { ByteSink, DownloadOptions, DownloadResult, GitLabClient, Query } from '../api/client.ts';
+import { RelayError } from '../errors.ts';
+
+export interface FileSink extends ByteSink {
+  close(): Promise<void>;
+}
+
+function writeError(file: string, err: unknown): RelayError {
+  return new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check free disk space and permissions of the destination.', {
+    code: (err as { code?: string }).code,
+  });
+}
+
+/** Opens (creates or empties) `file` as a download sink. */
+export async function openFileSink(file: string): Promise<FileSink> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, 'w');
+  } catch (err) {
+    throw new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check the destination path and its permissions.', {
+      code: (err as { code?: string }).code,
+    });
+  }
+  return {
+    async write(chunk, offset) {
+      try {
+        for (let off = 0; off < chunk.length; ) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, offset + off);
+          off += bytesWritten;
+        }
+      } catch (err) {
+        throw writeError(file, err);
+      }
+    },
+    async truncate(length) {
+      try {
+        await fh.truncate(length);
+      } catch (err) {
+        throw writeError(file, err);
+      }
+    },
+    close: () => fh.close(),
+  };
+}
+
+/** Downloads `path` into `file` (created or emptied first). */
+export async function downloadToFile(
+  client: GitLabClient,
+  path: string,
+  query: Query | undefined,
+  file: string,
+  opts: DownloadOptions = {},
+): Promise<DownloadResult> {
+  const sink = await openFileSink(file);
+  try {
+    return await client.download(path, query, sink, opts);
+  } finally {
+    await sink.close();
+  }
+}
