@@ -30,10 +30,16 @@ export function deadlineError(rules: BodyRules): RelayError {
 
 /** Feeds each chunk of `stream` to `onChunk` (awaited, so a slow sink slows the reading) under `rules`. */
 export async function pump(stream: Readable, rules: BodyRules, onChunk: (chunk: Buffer) => Promise<void> | void): Promise<void> {
+  /** The broken rule, thrown as is (the stream may wrap the error it is destroyed with). */
+  let broken: Error | undefined;
+  const stop = (err: Error) => {
+    broken ??= err;
+    stream.destroy(err);
+  };
   let idle: NodeJS.Timeout | undefined;
   const arm = () => {
     clearTimeout(idle);
-    idle = setTimeout(() => stream.destroy(networkError(`no data received for ${rules.idleMs} ms`, 'ETIMEDOUT')), rules.idleMs);
+    idle = setTimeout(() => stop(networkError(`no data received for ${rules.idleMs} ms`, 'ETIMEDOUT')), rules.idleMs);
   };
   let windowBytes = 0;
   let speed: NodeJS.Timeout | undefined;
@@ -42,7 +48,7 @@ export async function pump(stream: Readable, rules: BodyRules, onChunk: (chunk: 
     const need = (min.bytesPerSecond * min.windowMs) / 1000;
     speed = setInterval(() => {
       if (windowBytes < need) {
-        stream.destroy(
+        stop(
           networkError(
             `the body arrived slower than ${min.bytesPerSecond} B/s for ${min.windowMs / 1000} s (${windowBytes} B in the last window)`,
             'ERR_TOO_SLOW',
@@ -59,7 +65,7 @@ export async function pump(stream: Readable, rules: BodyRules, onChunk: (chunk: 
       stream.destroy();
       throw deadlineError(rules);
     }
-    deadline = setTimeout(() => stream.destroy(deadlineError(rules)), left);
+    deadline = setTimeout(() => stop(deadlineError(rules)), left);
   }
   arm();
   try {
@@ -69,11 +75,14 @@ export async function pump(stream: Readable, rules: BodyRules, onChunk: (chunk: 
       await onChunk(chunk as Buffer);
       arm();
     }
+  } catch (err) {
+    throw broken ?? err;
   } finally {
     clearTimeout(idle);
     clearInterval(speed);
     clearTimeout(deadline);
   }
+  if (broken) throw broken;
 }
 
 /**

@@ -8,7 +8,7 @@ import got, { type OptionsInit, type RequestError, type RetryObject } from 'got'
 import { RelayError } from '../errors.ts';
 import { logger, redact, registerSecret } from '../log.ts';
 import { readCaFile } from '../util/ca-file.ts';
-import { type BodyRules, readBody } from './body.ts';
+import { type BodyRules, deadlineError, readBody } from './body.ts';
 import {
   type ByteSink,
   type DownloadOptions,
@@ -20,6 +20,7 @@ import {
   readRange,
   type TailResult,
   type Transport,
+  type Validators,
 } from './download.ts';
 import { HttpStatusError, toRelayError, type TokenType } from './errors.ts';
 import { createAgentResolver, type Agents } from './proxy.ts';
@@ -27,7 +28,7 @@ import { isRetryableNetworkError, isRetryableStatus, retryDelay, sleep } from '.
 import { joinApi, redactUrl, type Query } from './urls.ts';
 
 export type { Query } from './urls.ts';
-export type { ByteSink, DownloadOptions, DownloadResult, Headers, TailResult } from './download.ts';
+export type { ByteSink, DownloadOptions, DownloadResult, Headers, TailResult, Validators } from './download.ts';
 
 export interface ClientSettings {
   apiUrl: string;
@@ -42,6 +43,15 @@ export interface ClientSettings {
   userAgent?: string;
   /** Project as given, for error advice. */
   project?: string;
+  /** Minimum speed of a body (bytes/s) averaged over speedTimeMs, else the attempt fails and is retried; 0: off. */
+  speedLimit?: number;
+  speedTimeMs?: number;
+  /** Longest time one transfer (a download, a ranged read, an API call; retries included) may take; 0: none. */
+  deadlineMs?: number;
+  /** Follow a redirect from https to plain http (refused by default). */
+  allowInsecureRedirect?: boolean;
+  /** Cap on a JSON answer's size (default 32 MiB). */
+  maxJsonBytes?: number;
 }
 
 export interface GitLabClient {
@@ -54,7 +64,7 @@ export interface GitLabClient {
    * Bytes [start, end) of a download (end undefined: the last `-start` bytes, a suffix range), with the same redirect,
    * credential and retry rules as download. Undefined when the server ignores Range (answers 200).
    */
-  readRange(path: string, query: Query | undefined, start: number, end?: number): Promise<TailResult | undefined>;
+  readRange(path: string, query: Query | undefined, start: number, end?: number, validators?: Validators): Promise<TailResult | undefined>;
   /** HEAD (for dry runs), following redirects safely. Errors (>= 400) are thrown like the other methods. */
   /** HEAD; with followRedirects false a redirect is the answer (storage may refuse HEAD on a URL signed for GET). */
   head(
@@ -70,6 +80,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
 const MAX_ERROR_BODY = 64 * 1024;
 const MAX_PAGES = 100_000;
+const MAX_JSON_BYTES = 32 * 1024 * 1024;
 
 /** Parses a Link header into rel → URL (multiple links, quoted or bare rel, several rel values). */
 export function parseLinkHeader(value: string | string[] | undefined): Record<string, string> {
@@ -134,8 +145,18 @@ class Client implements GitLabClient {
     return h;
   }
 
+  /** The rules for the bodies of one transfer starting now. */
   private bodyRules(): BodyRules {
-    return { idleMs: this.s.timeoutMs };
+    const rules: BodyRules = { idleMs: this.s.timeoutMs };
+    const limit = this.s.speedLimit ?? 0;
+    const window = this.s.speedTimeMs ?? 0;
+    if (limit > 0 && window > 0) rules.minSpeed = { bytesPerSecond: limit, windowMs: window };
+    const deadline = this.s.deadlineMs ?? 0;
+    if (deadline > 0) {
+      rules.deadlineAt = Date.now() + deadline;
+      rules.deadlineAdvice = `Each download or API call must finish within \`deadline\` (${deadline / 1000} s, retries included): raise it for very large archives on slow links.`;
+    }
+    return rules;
   }
 
   private baseOptions(url: URL): OptionsInit {
@@ -165,6 +186,13 @@ class Client implements GitLabClient {
         `${method} ${redactUrl(start)} was redirected to an unsupported URL scheme (${next.protocol}).`,
         undefined,
         details,
+      );
+    }
+    if (from.protocol === 'https:' && next.protocol === 'http:' && !this.s.allowInsecureRedirect) {
+      throw new RelayError(
+        `${method} ${redactUrl(start)} was redirected from https to plain http (${redact(redactUrl(next))}); refusing to follow it.`,
+        'An https server should never send you to plain http: check server_url and the object storage settings. Set allow_insecure_redirect: true only if this downgrade is intended.',
+        { ...details, code: 'ERR_INSECURE_REDIRECT' },
       );
     }
     return next;
@@ -245,7 +273,9 @@ class Client implements GitLabClient {
         const errUrl = err instanceof HttpStatusError ? err.url : ((err as { requestUrl?: string }).requestUrl ?? url.toString());
         if (!this.isRetryable(err, []) || attempt >= total)
           throw toRelayError(err, { action, tokenType: this.s.tokenType, project: this.s.project, url: errUrl, attempts: attempt });
-        await sleep(this.retryWait(action, err, attempt, total));
+        const wait = this.retryWait(action, err, attempt, total);
+        if (rules.deadlineAt !== undefined && Date.now() + wait >= rules.deadlineAt) throw deadlineError(rules);
+        await sleep(wait);
       }
     }
   }
@@ -283,6 +313,8 @@ class Client implements GitLabClient {
     const action = this.action(method, url);
     const total = this.attemptsAllowed();
     const extraRetryable = o.extraRetryable ?? [];
+    const rules = this.bodyRules();
+    const maxBytes = this.s.maxJsonBytes ?? MAX_JSON_BYTES;
     let hop = 0;
     const opts: OptionsInit = {
       ...this.baseOptions(url),
@@ -300,7 +332,9 @@ class Client implements GitLabClient {
           const err = this.unwrap(error);
           if (attemptCount >= total || !this.isRetryable(err, extraRetryable)) return 0;
           hop = 0;
-          return Math.max(1, this.retryWait(action, err, attemptCount, total));
+          const wait = Math.max(1, this.retryWait(action, err, attemptCount, total));
+          if (rules.deadlineAt !== undefined && Date.now() + wait >= rules.deadlineAt) throw deadlineError(rules);
+          return wait;
         },
       },
       hooks: {
@@ -315,10 +349,24 @@ class Client implements GitLabClient {
     };
     if (method === 'GET' || method === 'HEAD') delete opts.body;
     else opts.body ??= '';
+    if (rules.deadlineAt !== undefined) (opts.timeout as Record<string, number>).request = Math.max(1, rules.deadlineAt - Date.now());
+    let tooLarge = false;
     try {
-      const res = (await got(url, { ...opts, responseType: 'buffer', resolveBodyOnly: false } as OptionsInit & {
+      const pending = got(url, { ...opts, responseType: 'buffer', resolveBodyOnly: false } as OptionsInit & {
         responseType: 'buffer';
-      })) as unknown as { statusCode: number; headers: Headers; body: Buffer; url: string; redirectUrls: URL[] };
+        isStream?: false;
+      }) as unknown as Promise<unknown> & {
+        on(event: 'downloadProgress', fn: (p: { transferred: number }) => void): unknown;
+        cancel(): void;
+      };
+      // got buffers the body: stop it once it passes the cap (an endless answer would take all memory).
+      pending.on('downloadProgress', (p) => {
+        if (p.transferred > maxBytes && !tooLarge) {
+          tooLarge = true;
+          pending.cancel();
+        }
+      });
+      const res = (await pending) as unknown as { statusCode: number; headers: Headers; body: Buffer; url: string; redirectUrls: URL[] };
       return {
         status: res.statusCode,
         headers: res.headers,
@@ -327,6 +375,14 @@ class Client implements GitLabClient {
         redirected: res.redirectUrls.length > 0,
       };
     } catch (err) {
+      if (tooLarge) {
+        throw new RelayError(
+          `${action}: the answer is larger than ${Math.round(maxBytes / 1024 / 1024)} MiB; refusing the rest.`,
+          'GitLab API answers are small JSON documents: a proxy or server in between is sending something else. Check server_url and the proxy settings.',
+          { status: 0, code: 'ERR_BODY_TOO_LARGE', url: redact(redactUrl(url)) },
+        );
+      }
+      if ((err as { name?: string }).name === 'TimeoutError' && (err as { event?: string }).event === 'request') throw deadlineError(rules);
       const e = this.unwrap(err);
       const attempts = ((err as { request?: { retryCount?: number } }).request?.retryCount ?? 0) + 1;
       const errUrl = e instanceof HttpStatusError ? e.url : String((err as RequestError).options?.url ?? url);
@@ -428,8 +484,8 @@ class Client implements GitLabClient {
     return download(this.transport, this.url(path, query), sink, opts);
   }
 
-  readRange(path: string, query: Query | undefined, start: number, end?: number): Promise<TailResult | undefined> {
-    return readRange(this.transport, this.url(path, query), start, end);
+  readRange(path: string, query: Query | undefined, start: number, end?: number, validators?: Validators): Promise<TailResult | undefined> {
+    return readRange(this.transport, this.url(path, query), start, end, validators);
   }
 }
 

@@ -49,6 +49,12 @@ export interface DownloadResult {
 }
 
 export interface DownloadOptions {
+  /** A cap on the body's size: a bigger announced size or body fails at once, naming `maxBytesInput`. */
+  maxBytes?: number;
+  /** The input to name when maxBytes is passed (default max_archive_bytes). */
+  maxBytesInput?: string;
+  /** The size the body must have when its answer announces none (chunked): the size a tail request saw. */
+  expectedSize?: number;
   onProgress?: (p: { bytes: number; total?: number }) => void;
   /** Called once bytes [0, n) are written to the sink (each write resolved), so readers may use them. */
   onWritten?: (n: number) => void;
@@ -61,7 +67,15 @@ export interface TailResult {
   /** The resource's full size (from Content-Range). */
   total: number;
   buffer: Buffer;
+  /** Strong ETag, if any. */
   etag?: string;
+  lastModified?: string;
+}
+
+/** What identifies one version of an object: its strong ETag and its Last-Modified, as the server sent them. */
+export interface Validators {
+  etag?: string;
+  lastModified?: string;
 }
 
 export function header(headers: Headers, name: string): string | undefined {
@@ -88,18 +102,58 @@ export function strongEtag(etag: string | undefined): string | undefined {
   return etag && !/^W\//.test(etag) ? etag : undefined;
 }
 
+export function validatorsOf(headers: Headers): Validators {
+  return { etag: strongEtag(header(headers, 'etag')), lastModified: header(headers, 'last-modified') };
+}
+
 /**
- * How a download answered with `headers` may resume after a mid-body failure: the If-Range validator to send
- * (undefined: resume unconditionally), or undefined as a whole when it cannot resume (restart from zero).
+ * The conditional headers of a ranged request for the object `v` names: If-Range (a server that honours it
+ * answers 200 with the whole new object when it changed), and If-Match / If-Unmodified-Since (412 when it
+ * changed, from servers such as S3 that honour those but not If-Range). Empty when there is no validator.
  */
-export function resumeValidator(headers: Headers): { validator?: string } | undefined {
+export function conditionalHeaders(v: Validators | undefined): Record<string, string> {
+  if (v?.etag) return { 'if-range': v.etag, 'if-match': v.etag };
+  if (v?.lastModified) return { 'if-range': v.lastModified, 'if-unmodified-since': v.lastModified };
+  return {};
+}
+
+/** False when two answers are provably of different objects (a validator both carry differs). */
+export function sameObject(a: Validators, b: Validators): boolean {
+  if (a.etag && b.etag) return a.etag === b.etag;
+  if (a.lastModified && b.lastModified) return a.lastModified === b.lastModified;
+  return true;
+}
+
+/**
+ * How a download answered with `headers` may resume after a mid-body failure: the validators the resume must
+ * carry, or undefined when it cannot resume and must restart from zero. Without a validator (strong ETag, or
+ * Last-Modified with a Content-Length) a resume could splice two objects, so there is none.
+ */
+export function resumeValidator(headers: Headers): Validators | undefined {
   const acceptRanges = /\bbytes\b/i.test(header(headers, 'accept-ranges') ?? '');
   const lengthText = header(headers, 'content-length');
   const length = lengthText && /^\d+$/.test(lengthText) ? Number(lengthText) : undefined;
-  const etag = strongEtag(header(headers, 'etag'));
-  const lastModified = header(headers, 'last-modified');
-  if (!acceptRanges || (etag === undefined && length === undefined)) return undefined;
-  return { validator: etag ?? (lastModified && length !== undefined ? lastModified : undefined) };
+  const { etag, lastModified } = validatorsOf(headers);
+  if (!acceptRanges) return undefined;
+  if (etag) return { etag };
+  if (lastModified && length !== undefined) return { lastModified };
+  return undefined;
+}
+
+function tooLarge(what: string, max: number, input: string): RelayError {
+  return new RelayError(
+    `${what} is larger than ${input} (${max} bytes).`,
+    `Raise ${input} if archives this large are expected; otherwise the server is sending more than it should.`,
+    { status: 0, code: 'ERR_BODY_TOO_LARGE' },
+  );
+}
+
+function overrun(what: string, announced: number): RelayError {
+  return new RelayError(
+    `${what}: the server sent more than the ${announced} bytes it announced; refusing the rest.`,
+    'A proxy or storage in between is sending a broken or hostile answer: check server_url and the proxy settings.',
+    { status: 0, code: 'ERR_BODY_OVERRUN' },
+  );
 }
 
 /** When a signed storage URL says it has expired (AWS `X-Amz-Date`+`X-Amz-Expires`, GCS/CloudFront `Expires`). */
@@ -134,7 +188,7 @@ class Download {
   attempts = 0;
   private hash: Hash = createHash('sha256');
   /** How to resume after a mid-body failure (undefined: restart from zero). */
-  private resume: { url: URL; validator?: string } | undefined;
+  private resume: { url: URL; validators: Validators } | undefined;
   private source: Source | undefined;
 
   constructor(
@@ -161,7 +215,7 @@ class Download {
     const resume = this.resume;
     if (from > 0 && resume) {
       headers.range = `bytes=${from}-`;
-      if (resume.validator) headers['if-range'] = resume.validator;
+      Object.assign(headers, conditionalHeaders(resume.validators));
       if (resume.url.toString() !== this.apiUrl.toString() && !signedUrlExpired(resume.url)) {
         try {
           const opened = await this.t.get(resume.url, headers);
@@ -182,10 +236,11 @@ class Download {
     const from = this.written;
     const opened = await this.openFrom(from);
     const { status, headers } = opened;
-    if (status === 416 && from > 0) {
+    if ((status === 416 || status === 412) && from > 0) {
       opened.stream.destroy();
       this.resume = undefined; // start over on the next attempt
-      throw networkError('the server refused to resume (HTTP 416)', 'ERR_INCOMPLETE_BODY');
+      const why = status === 412 ? 'the object changed since the first answer (HTTP 412)' : 'the server refused to resume (HTTP 416)';
+      throw networkError(why, 'ERR_INCOMPLETE_BODY');
     }
     if (status !== 200 && status !== 206) return this.t.fail(opened);
 
@@ -194,22 +249,36 @@ class Download {
     const lengthText = header(headers, 'content-length');
     const length = lengthText && /^\d+$/.test(lengthText) ? Number(lengthText) : undefined;
     const append = status === 206;
+    /** Where this body must end: its announced size, else the size a tail request saw. */
+    let end: number | undefined;
     if (append) {
       const cr = parseContentRange(header(headers, 'content-range'));
-      if (!cr || cr.first !== from || from === 0) {
+      const changed =
+        (cr?.total !== undefined && this.total !== undefined && cr.total !== this.total) ||
+        !sameObject(this.resume?.validators ?? {}, validatorsOf(headers));
+      if (!cr || cr.first !== from || from === 0 || cr.last < cr.first || changed) {
         opened.stream.destroy();
         this.resume = undefined;
         throw networkError(
-          `unexpected partial content (Content-Range: ${header(headers, 'content-range') ?? 'none'})`,
+          changed
+            ? 'the object changed since the first answer (a different ETag, Last-Modified or size); starting over'
+            : `unexpected partial content (Content-Range: ${header(headers, 'content-range') ?? 'none'})`,
           'ERR_INCOMPLETE_BODY',
         );
       }
       if (cr.total !== undefined) this.total = cr.total;
+      end = cr.last + 1;
     } else {
       if (from > 0) await this.restart();
       this.total = length;
-      const how = resumeValidator(headers);
-      this.resume = how && { url: opened.url, validator: how.validator };
+      end = length ?? this.opts.expectedSize;
+      const validators = resumeValidator(headers);
+      this.resume = validators && { url: opened.url, validators };
+    }
+    const max = this.opts.maxBytes;
+    if (max !== undefined && this.total !== undefined && this.total > max) {
+      opened.stream.destroy();
+      throw tooLarge(`${this.action}: the archive (${this.total} bytes)`, max, this.opts.maxBytesInput ?? 'max_archive_bytes');
     }
     const etag = strongEtag(header(headers, 'etag'));
     this.source = {
@@ -219,15 +288,19 @@ class Download {
       acceptRanges: append ? (this.source?.acceptRanges ?? true) : acceptRanges,
       etag: append ? this.source?.etag : etag,
     };
-    await this.readBody(opened, rules, !append);
+    await this.readBody(opened, rules, !append, end);
     if (this.total !== undefined && this.written !== this.total) {
       throw networkError(`the body ended after ${this.written} of ${this.total} bytes`, 'ERR_INCOMPLETE_BODY');
     }
   }
 
-  private async readBody(opened: Opened, rules: BodyRules, fromStart: boolean): Promise<void> {
+  private async readBody(opened: Opened, rules: BodyRules, fromStart: boolean, end: number | undefined): Promise<void> {
     let first = fromStart;
+    const max = this.opts.maxBytes;
     await pump(opened.stream, rules, async (chunk) => {
+      const after = this.written + chunk.length;
+      if (end !== undefined && after > end) throw overrun(this.action, end);
+      if (max !== undefined && after > max) throw tooLarge(`${this.action}: the body`, max, this.opts.maxBytesInput ?? 'max_archive_bytes');
       if (first) {
         first = false;
         if (/text\/html/i.test(this.source?.contentType ?? '') && /^\s*</.test(chunk.subarray(0, 64).toString('utf8'))) {
@@ -275,31 +348,51 @@ export async function download(t: Transport, apiUrl: URL, sink: ByteSink, opts: 
 
 /**
  * Bytes [start, end) of `apiUrl` (end undefined: the last `-start` bytes, a suffix range). Undefined when the server
- * ignores Range (answers 200) or sends no usable Content-Range.
+ * ignores Range (answers 200), sends no usable Content-Range or a larger range than asked, or, with `validators`
+ * (of an earlier answer), when the object changed since. A body longer than its Content-Range is refused.
  */
-export async function readRange(t: Transport, apiUrl: URL, start: number, end?: number): Promise<TailResult | undefined> {
+export async function readRange(
+  t: Transport,
+  apiUrl: URL,
+  start: number,
+  end?: number,
+  validators?: Validators,
+): Promise<TailResult | undefined> {
   const range = end === undefined ? `bytes=${start}` : `bytes=${start}-${end - 1}`;
-  return t.withRetries(`Download ${redactUrl(apiUrl)} (${range})`, apiUrl, async (_attempt, rules) => {
-    const opened = await t.get(apiUrl, { range });
-    if (opened.status === 200) {
-      opened.stream.destroy(); // Range ignored: the whole body would follow; the caller falls back.
+  const action = `Download ${redactUrl(apiUrl)} (${range})`;
+  const asked = end === undefined ? -start : end - start;
+  return t.withRetries(action, apiUrl, async (_attempt, rules) => {
+    const opened = await t.get(apiUrl, { range, ...conditionalHeaders(validators) });
+    if (opened.status === 200 || (opened.status === 412 && validators)) {
+      opened.stream.destroy(); // Range ignored (the whole body would follow) or the object changed: the caller falls back.
       return undefined;
     }
     if (opened.status !== 206) return t.fail(opened);
     const cr = parseContentRange(header(opened.headers, 'content-range'));
-    if (!cr || cr.total === undefined) {
+    const answer = validatorsOf(opened.headers);
+    const length = cr ? cr.last - cr.first + 1 : 0;
+    if (!cr || cr.total === undefined || length <= 0 || length > asked || (validators && !sameObject(validators, answer))) {
+      if (cr && length > asked)
+        logger.debug(`${action}: answered ${cr.first}-${cr.last}, more than the ${asked} bytes asked; not using Range.`);
       opened.stream.destroy();
       return undefined;
     }
-    const buffer = await readBody(opened.stream, rules);
+    const buffer = await readBody(opened.stream, rules, length, {
+      fail: () =>
+        new RelayError(
+          `${action}: the server sent more bytes than its Content-Range (${length}); refusing the rest.`,
+          'A proxy or storage in between is sending a broken or hostile answer: check server_url and the proxy settings.',
+          { status: 0, code: 'ERR_BODY_OVERRUN' },
+        ),
+    });
     const { first, last, total } = cr;
     const wanted = end === undefined ? Math.max(0, total + start) : start;
-    if (first !== wanted || buffer.length !== last - first + 1 || (end !== undefined && last !== Math.min(end, total) - 1)) {
+    if (first !== wanted || buffer.length !== length || (end !== undefined && last !== Math.min(end, total) - 1)) {
       throw networkError(
         `unexpected partial content (Content-Range: ${header(opened.headers, 'content-range')}, ${buffer.length} bytes)`,
         'ERR_INCOMPLETE_BODY',
       );
     }
-    return { total, buffer, etag: strongEtag(header(opened.headers, 'etag')) };
+    return { total, buffer, ...answer };
   });
 }

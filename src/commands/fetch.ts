@@ -19,7 +19,7 @@ import { safeFolderName } from '../sources/match.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { mergeTree } from '../workspace/merge.ts';
 import { commitStaging, conflictError, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
-import { downloadToFile } from '../util/file-sink.ts';
+import { downloadToFile, fileEndsWith } from '../util/file-sink.ts';
 
 const LISTED_ENTRIES = 200;
 /** Progress lines on long downloads: often enough to show life, rare enough for a 4 MB job log. */
@@ -142,7 +142,7 @@ function sameEtag(a: string | undefined, b: string | undefined): boolean {
 async function directoryFromTail(
   client: GitLabClient,
   source: ResolvedSource,
-): Promise<{ directory: LeanRecord[]; total: number; etag?: string } | undefined> {
+): Promise<{ directory: LeanRecord[]; total: number; etag?: string; lastModified?: string; buffer: Buffer } | undefined> {
   const tail = await client.readRange(source.archivePath, source.archiveQuery, -TAIL_REQUEST).catch((err) => {
     if ((err as RelayError).details?.status === 416) return undefined; // e.g. an empty file: the download explains
     throw err;
@@ -151,7 +151,7 @@ async function directoryFromTail(
   let changed = false;
   const directory = await readDirectoryFromTail(tail.buffer, tail.total, async (start, end) => {
     const more =
-      end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end);
+      end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end, tail);
     if (!more || more.total !== tail.total || !sameEtag(more.etag, tail.etag)) {
       changed = true;
       throw new Error('the rest of the central directory could not be read by range');
@@ -161,7 +161,7 @@ async function directoryFromTail(
     if (changed) return undefined;
     throw err;
   });
-  return directory && { directory, total: tail.total, etag: tail.etag };
+  return directory && { directory, total: tail.total, etag: tail.etag, lastModified: tail.lastModified, buffer: tail.buffer };
 }
 
 /**
@@ -181,7 +181,11 @@ async function fetchArchive(
   const tail = forcedOff ? undefined : await directoryFromTail(client, source);
   if (!tail) {
     logger.info(`Download, then unpack (${forcedOff ? 'ARTIFACT_RELAY_OVERLAP=0' : 'no Range support'})`);
-    await section(`Download ${source.label}`, async () => logger.info((await downloadArchive(client, source, zip, summary)).report), false);
+    await section(
+      `Download ${source.label}`,
+      async () => logger.info((await downloadArchive(client, source, zip, summary, { maxBytes: settings.maxArchiveBytes })).report),
+      false,
+    );
     await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
     return;
   }
@@ -192,6 +196,8 @@ async function fetchArchive(
   let downloadReport = '';
   await writeFile(zip, ''); // the extraction opens the file while the download writes it
   const downloading = downloadArchive(client, source, zip, summary, {
+    maxBytes: settings.maxArchiveBytes,
+    expectedSize: tail.total,
     onWritten: (n) => {
       if (extractError && !abandoned) throw extractError; // a rejected archive stops the download at once
       mark.advance(n);
@@ -201,9 +207,11 @@ async function fetchArchive(
       mark.fail(new Abandoned('the download restarted from zero'));
     },
   }).then(
-    ({ result: r, report }) => {
+    async ({ result: r, report }) => {
       downloadReport = report;
-      if (r.bytes !== tail.total || !sameEtag(r.etag, tail.etag)) {
+      // The directory came from the tail request: the body must be that same object (its tail byte for byte,
+      // whatever validators the storage sends), else unpack what was downloaded, which the sha256 describes.
+      if (r.bytes !== tail.total || !sameEtag(r.etag, tail.etag) || !(await fileEndsWith(zip, tail.buffer))) {
         abandoned = true;
         mark.fail(new Abandoned('the archive changed while downloading'));
       } else mark.finish(r.bytes);
@@ -254,7 +262,10 @@ async function fetchFiles(
         await checkConflicts(settings, [rel], destSub);
         await mkdir(dirname(target), { recursive: true });
         const { path, query } = source.filePath(artifactPath);
-        const result = await downloadToFile(client, path, query, target, { onProgress: progressLogger(rel) });
+        const result = await downloadToFile(client, path, query, target, {
+          onProgress: progressLogger(rel),
+          maxBytes: settings.maxArchiveBytes,
+        });
         if (summary.bytes + result.bytes > settings.maxBytes) {
           throw new RelayError(
             `The files fetched exceed max_bytes (${formatBytes(settings.maxBytes)}).`,
@@ -363,7 +374,8 @@ export async function runFetch(
           await rm(zip, { force: true });
           return { target, zip: undefined };
         }
-        logger.info(`${source.label}: ${(await downloadArchive(client, source, zip, summaries[i])).report}`);
+        const { report } = await downloadArchive(client, source, zip, summaries[i], { maxBytes: settings.maxArchiveBytes });
+        logger.info(`${source.label}: ${report}`);
         return { target, zip };
       } catch (err) {
         if (!(err instanceof NotFoundError)) throw err;

@@ -60,3 +60,17 @@ export async function downloadToFile(
     await sink.close();
   }
 }
+
+/** True when the last bytes of `file` are `tail` (an archive's tail read earlier by Range is the file's own). */
+export async function fileEndsWith(file: string, tail: Buffer): Promise<boolean> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size < tail.length) return false;
+    const buf = Buffer.alloc(tail.length);
+    const { bytesRead } = await fh.read(buf, 0, tail.length, size - tail.length);
+    return bytesRead === tail.length && buf.equals(tail);
+  } finally {
+    await fh.close();
+  }
+}
