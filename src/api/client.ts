@@ -23,12 +23,14 @@ import {
   type Validators,
 } from './download.ts';
 import { HttpStatusError, toRelayError, type TokenType } from './errors.ts';
+import { type ParallelOptions, parallelDownload, type ReadableSink } from './parallel.ts';
 import { createAgentResolver, type Agents } from './proxy.ts';
 import { isRetryableNetworkError, isRetryableStatus, retryDelay, sleep } from './retry.ts';
 import { joinApi, redactUrl, type Query } from './urls.ts';
 
 export type { Query } from './urls.ts';
 export type { ByteSink, DownloadOptions, DownloadResult, Headers, TailResult, Validators } from './download.ts';
+export type { ParallelOptions, ReadableSink } from './parallel.ts';
 
 export interface ClientSettings {
   apiUrl: string;
@@ -60,6 +62,11 @@ export interface GitLabClient {
   paginate<T>(path: string, query?: Query): AsyncGenerator<T[]>;
   /** Downloads into `sink` (owned by the caller), byte-exact across resets; see download.ts. */
   download(path: string, query: Query | undefined, sink: ByteSink, opts?: DownloadOptions): Promise<DownloadResult>;
+  /**
+   * Downloads as disjoint ranges over `opts.connections` connections, each written at its offset and retried alone;
+   * throws RangeUnusable (parallel.ts) when the object changed or Range is not honoured: download sequentially then.
+   */
+  downloadParallel(path: string, query: Query | undefined, sink: ReadableSink, opts: ParallelOptions): Promise<DownloadResult>;
   /**
    * Bytes [start, end) of a download (end undefined: the last `-start` bytes, a suffix range), with the same redirect,
    * credential and retry rules as download. Undefined when the server ignores Range (answers 200).
@@ -482,6 +489,10 @@ class Client implements GitLabClient {
 
   download(path: string, query: Query | undefined, sink: ByteSink, opts: DownloadOptions = {}): Promise<DownloadResult> {
     return download(this.transport, this.url(path, query), sink, opts);
+  }
+
+  downloadParallel(path: string, query: Query | undefined, sink: ReadableSink, opts: ParallelOptions): Promise<DownloadResult> {
+    return parallelDownload(this.transport, this.url(path, query), sink, opts);
   }
 
   readRange(path: string, query: Query | undefined, start: number, end?: number, validators?: Validators): Promise<TailResult | undefined> {

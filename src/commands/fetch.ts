@@ -2,7 +2,7 @@
 // folder beside the destination, and move into place only when everything verified.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { createGitLabClient, type DownloadOptions, type GitLabClient } from '../api/client.ts';
+import { createGitLabClient, type DownloadOptions, type GitLabClient, type ParallelOptions } from '../api/client.ts';
 import { readDirectoryFromTail, type LeanRecord } from '../archive/central-directory.ts';
 import { extractArchive, type ExtractResult } from '../archive/extract.ts';
 import { Watermark } from '../archive/watermark.ts';
@@ -19,7 +19,7 @@ import { safeFolderName } from '../sources/match.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { mergeTree } from '../workspace/merge.ts';
 import { commitStaging, conflictError, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
-import { downloadToFile, fileEndsWith } from '../util/file-sink.ts';
+import { downloadToFile, downloadToFileParallel, fileEndsWith } from '../util/file-sink.ts';
 
 const LISTED_ENTRIES = 200;
 /** Progress lines on long downloads: often enough to show life, rare enough for a 4 MB job log. */
@@ -30,6 +30,8 @@ const DOWNLOAD_CONCURRENCY = 3;
 const TAIL_REQUEST = 64 * 1024;
 /** A directory larger than this is not buffered in memory from ranged requests: download, then unpack. */
 const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
+/** Archives from this size on are fetched as parallel ranges (input connections) where storage allows. */
+const PARALLEL_MIN_BYTES = 2 * 1024 * 1024;
 
 /** The overlapped download was restarted or changed under us: its extraction is discarded and redone from the file. */
 class Abandoned extends Error {}
@@ -71,12 +73,13 @@ async function downloadArchive(
   file: string,
   summary: SourceSummary,
   opts: DownloadOptions = {},
+  parallel: Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes'> | undefined = undefined,
 ) {
   const started = Date.now();
-  const result = await downloadToFile(client, source.archivePath, source.archiveQuery, file, {
-    ...opts,
-    onProgress: progressLogger('downloaded'),
-  });
+  const all = { ...opts, onProgress: progressLogger('downloaded') };
+  const result = parallel
+    ? await downloadToFileParallel(client, source.archivePath, source.archiveQuery, file, parallel, all)
+    : await downloadToFile(client, source.archivePath, source.archiveQuery, file, all);
   const seconds = (Date.now() - started) / 1000;
   summary.archive_bytes = result.bytes;
   summary.sha256 = result.sha256;
@@ -189,24 +192,38 @@ async function fetchArchive(
     await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
     return;
   }
-  logger.info(`Unpacking while downloading (${tail.directory.length} entries in the directory)`);
+  // Parallel ranges need a validator, so that every range is provably of the object the tail came from.
+  const parallel =
+    settings.connections > 1 && tail.total >= PARALLEL_MIN_BYTES && (tail.etag || tail.lastModified)
+      ? { total: tail.total, validators: { etag: tail.etag, lastModified: tail.lastModified }, connections: settings.connections }
+      : undefined;
+  logger.info(
+    `Unpacking while downloading (${tail.directory.length} entries in the directory${parallel ? `, ${parallel.connections} connections` : ''})`,
+  );
   const mark = new Watermark();
   let extractError: Error | undefined;
   let abandoned = false;
   let downloadReport = '';
   await writeFile(zip, ''); // the extraction opens the file while the download writes it
-  const downloading = downloadArchive(client, source, zip, summary, {
-    maxBytes: settings.maxArchiveBytes,
-    expectedSize: tail.total,
-    onWritten: (n) => {
-      if (extractError && !abandoned) throw extractError; // a rejected archive stops the download at once
-      mark.advance(n);
+  const downloading = downloadArchive(
+    client,
+    source,
+    zip,
+    summary,
+    {
+      maxBytes: settings.maxArchiveBytes,
+      expectedSize: tail.total,
+      onWritten: (n) => {
+        if (extractError && !abandoned) throw extractError; // a rejected archive stops the download at once
+        mark.advance(n);
+      },
+      onRestart: () => {
+        abandoned = true;
+        mark.fail(new Abandoned('the download restarted from zero'));
+      },
     },
-    onRestart: () => {
-      abandoned = true;
-      mark.fail(new Abandoned('the download restarted from zero'));
-    },
-  }).then(
+    parallel,
+  ).then(
     async ({ result: r, report }) => {
       downloadReport = report;
       // The directory came from the tail request: the body must be that same object (its tail byte for byte,

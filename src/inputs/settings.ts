@@ -58,6 +58,8 @@ export interface FetchSettings extends ConnectionSettings {
   maxBytes: number;
   /** Cap on a downloaded archive's (or single file's) size. */
   maxArchiveBytes: number;
+  /** Parallel ranged connections for one archive (1: one connection). */
+  connections: number;
   maxFiles: number;
   maxRatio: number;
   dotenv?: string;
@@ -287,6 +289,8 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
   const maxArchiveBytes = parseBytes(str(raw, 'max_archive_bytes'));
   if (maxArchiveBytes === undefined || maxArchiveBytes <= 0)
     throw new UsageError('Input max_archive_bytes must be a size above zero, such as 10GiB.', 'max_archive_bytes');
+  const connections = num(raw, 'connections');
+  if (!(connections >= 1)) throw new UsageError('Input connections must be at least 1.', 'connections');
   const maxFiles = num(raw, 'max_files');
   if (!(maxFiles >= 1)) throw new UsageError('Input max_files must be at least 1.', 'max_files');
 
@@ -320,6 +324,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     ifNotFound: str(raw, 'if_not_found') as IfNotFound,
     maxBytes,
     maxArchiveBytes,
+    connections: Math.floor(connections),
     maxFiles: Math.floor(maxFiles),
     maxRatio: num(raw, 'max_ratio'),
     dotenv: optionalPath('dotenv'),

@@ -9,8 +9,8 @@ export interface FaultSpec {
   origin?: Origin;
   path?: string | RegExp;
   method?: string;
-  /** Only requests with (true) or without (false) a Range header; default: both. */
-  range?: boolean;
+  /** Only requests with (true) or without (false) a Range header, or whose Range header matches; default: all. */
+  range?: boolean | RegExp;
   /**
    * status: an error answer; reset: the connection dies after `afterBytes`; slow: `bytesPerSecond` (1 = one byte a
    * second); stall: silence after `afterBytes`; endless: the body (chunked, no Content-Length) never ends, `fill`
@@ -46,10 +46,11 @@ export class Faults {
   }
 
   /** Finds the first matching armed fault and consumes one use of it. */
-  take(origin: Origin, method: string, path: string, hasRange = false): FaultSpec | undefined {
+  take(origin: Origin, method: string, path: string, range?: string): FaultSpec | undefined {
     const f = this.list.find((x) => {
       if (x.remaining <= 0 || (x.origin ?? 'gitlab') !== origin) return false;
-      if (x.range !== undefined && x.range !== hasRange) return false;
+      if (typeof x.range === 'boolean' && x.range !== (range !== undefined)) return false;
+      if (x.range instanceof RegExp && !x.range.test(range ?? '')) return false;
       if (x.method && x.method.toUpperCase() !== method.toUpperCase()) return false;
       if (x.path === undefined) return true;
       return typeof x.path === 'string' ? path.startsWith(x.path) : x.path.test(path);

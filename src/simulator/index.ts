@@ -59,6 +59,10 @@ export interface Simulator {
   addAccessToken(token: string, o?: AddAccessTokenOptions): void;
   /** Which validators (ETag, Last-Modified) the storage origin sends; default both. */
   storageValidators: StorageSettings['validators'];
+  /** Throughput limit of each storage connection in bytes/s (object storage limits per connection); undefined: none. */
+  storageConnectionLimit: number | undefined;
+  /** The most storage requests answered at the same time so far (set it to 0 to start counting again). */
+  storageMaxInFlight: number;
   /**
    * Replaces a job's archive in object storage, at the same key and URL, once `afterGets` more GETs of it were
    * answered (0: at once): a storage that changed the object between two requests. The new object gets a new ETag and
@@ -96,7 +100,7 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode } = {})
   const signer = new Signer();
   const requests: RequestRecord[] = [];
   const settings: ServerSettings = { url: '', storageUrl: '', downloadMode: opts.downloadMode ?? 'redirect', redirectExpiresSeconds: 900 };
-  const storageSettings: StorageSettings = { validators: 'both', swaps: new Map() };
+  const storageSettings: StorageSettings = { validators: 'both', swaps: new Map(), inFlight: 0, maxInFlight: 0 };
   const storage = startStorage(store, faults, signer, requests, storageSettings);
   const gitlab = startGitlab({ store, faults, signer, requests, settings });
   settings.storageUrl = await listen(storage);
@@ -138,6 +142,18 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode } = {})
     },
     set storageValidators(v: StorageSettings['validators']) {
       storageSettings.validators = v;
+    },
+    get storageMaxInFlight() {
+      return storageSettings.maxInFlight;
+    },
+    set storageMaxInFlight(n: number) {
+      storageSettings.maxInFlight = n;
+    },
+    get storageConnectionLimit() {
+      return storageSettings.connectionBytesPerSecond;
+    },
+    set storageConnectionLimit(n: number | undefined) {
+      storageSettings.connectionBytesPerSecond = n;
     },
     swapArchive: (jobId, o) => {
       const job = store.jobs.get(jobId);

@@ -61,6 +61,11 @@ export interface StorageSettings {
   validators: 'both' | 'etag' | 'last-modified' | 'none';
   /** Object replacements armed by swapArchive: after `after` more GETs of the key, the job's archive becomes `next`. */
   swaps: Map<string, { after: number; next: Archive }>;
+  /** Throughput limit of each connection (bytes/s), as object storage has; undefined: none. */
+  connectionBytesPerSecond?: number;
+  /** Requests being answered now, and the most at once (parallel downloads). */
+  inFlight: number;
+  maxInFlight: number;
 }
 
 /** True when the request's If-Range (an ETag or a date) names the object as it is now. */
@@ -115,16 +120,22 @@ export function sendArchive(ctx: Ctx, a: Archive, headers: Record<string, string
 export function startStorage(store: Store, faults: Faults, signer: Signer, requests: RequestRecord[], settings: StorageSettings): Server {
   return createServer((req, res) => {
     const ctx = makeCtx('storage', req, res);
+    settings.inFlight += 1;
+    settings.maxInFlight = Math.max(settings.maxInFlight, settings.inFlight);
+    res.on('close', () => {
+      settings.inFlight -= 1;
+    });
     requests.push(ctx.record);
     ctx.baseHeaders = { Server: 'SimS3', 'x-amz-request-id': randomBytes(8).toString('hex').toUpperCase() };
     const xml = (status: number, code: string, msg: string) =>
       send(ctx, status, { 'Content-Type': 'application/xml' }, ctx.method === 'HEAD' ? '' : s3Error(code, msg));
-    const fault = faults.take('storage', ctx.method, ctx.rawPath, req.headers.range !== undefined);
+    const fault = faults.take('storage', ctx.method, ctx.rawPath, req.headers.range);
     if (fault?.kind === 'status') {
       sendStatusFault(res, 'storage', fault, (s) => (ctx.record.status = s));
       return;
     }
-    ctx.fault = fault;
+    ctx.fault =
+      fault ?? (settings.connectionBytesPerSecond ? { kind: 'slow', bytesPerSecond: settings.connectionBytesPerSecond } : undefined);
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD')
       return xml(405, 'MethodNotAllowed', 'The specified method is not allowed against this resource.');
     const key = decodeURIComponent(ctx.rawPath);

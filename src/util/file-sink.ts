@@ -1,9 +1,11 @@
 // A file as the sink of a download (src/api knows no file system): writes at offsets, truncates on restart.
 import { type FileHandle, open } from 'node:fs/promises';
-import type { ByteSink, DownloadOptions, DownloadResult, GitLabClient, Query } from '../api/client.ts';
+import type { DownloadOptions, DownloadResult, GitLabClient, ParallelOptions, Query, ReadableSink } from '../api/client.ts';
+import { RangeUnusable } from '../api/parallel.ts';
+import { logger } from '../log.ts';
 import { RelayError } from '../errors.ts';
 
-export interface FileSink extends ByteSink {
+export interface FileSink extends ReadableSink {
   close(): Promise<void>;
 }
 
@@ -17,7 +19,7 @@ function writeError(file: string, err: unknown): RelayError {
 export async function openFileSink(file: string): Promise<FileSink> {
   let fh: FileHandle;
   try {
-    fh = await open(file, 'w');
+    fh = await open(file, 'w+');
   } catch (err) {
     throw new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check the destination path and its permissions.', {
       code: (err as { code?: string }).code,
@@ -40,6 +42,16 @@ export async function openFileSink(file: string): Promise<FileSink> {
       } catch (err) {
         throw writeError(file, err);
       }
+    },
+    async read(offset, length) {
+      const buf = Buffer.alloc(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return buf.subarray(0, got);
     },
     close: () => fh.close(),
   };
@@ -72,5 +84,42 @@ export async function fileEndsWith(file: string, tail: Buffer): Promise<boolean>
     return bytesRead === tail.length && buf.equals(tail);
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * Downloads `path` into `file` as parallel ranges (parallel.ts) when the server allows; when the object changed or
+ * a range is not answered as asked, starts over (onRestart) and downloads it sequentially.
+ */
+export async function downloadToFileParallel(
+  client: GitLabClient,
+  path: string,
+  query: Query | undefined,
+  file: string,
+  parallel: Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes'>,
+  opts: DownloadOptions = {},
+): Promise<DownloadResult> {
+  const sink = await openFileSink(file);
+  try {
+    let wrote = false;
+    try {
+      return await client.downloadParallel(path, query, sink, {
+        ...parallel,
+        maxBytes: opts.maxBytes,
+        onWritten: (n) => {
+          wrote = true;
+          opts.onWritten?.(n);
+        },
+        onProgress: opts.onProgress,
+      });
+    } catch (err) {
+      if (!(err instanceof RangeUnusable)) throw err;
+      logger.info(`Downloading over one connection instead: ${err.message}`);
+      if (wrote) opts.onRestart?.();
+      await sink.truncate(0);
+      return await client.download(path, query, sink, opts);
+    }
+  } finally {
+    await sink.close();
   }
 }
