@@ -157,8 +157,13 @@ export async function deliverBody(
   const write = async (b: Buffer) => {
     if (!res.write(b))
       await new Promise<void>((r) => {
-        res.once('drain', r);
-        res.once('close', r);
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          r();
+        };
+        res.on('drain', done);
+        res.on('close', done);
       });
     sent += b.length;
     counter.bytesSent = (counter.bytesSent ?? 0) + b.length;
