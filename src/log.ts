@@ -5,15 +5,60 @@ import { formatWithOptions } from 'node:util';
 
 const secrets = new Set<string>();
 
-/** Registers a secret: it and its URL-encoded and base64 forms are masked in all later output. */
+/**
+ * The base64 text of `value` as it appears inside a longer base64 string, at each of the three alignments
+ * (0, 1 or 2 bytes before it, as in `user:token` Basic credentials), without the characters that depend on the
+ * neighbouring bytes or on padding. Each is a substring of any base64 encoding that holds the value.
+ */
+function base64Cores(value: Buffer, alphabet: 'base64' | 'base64url'): string[] {
+  const cores: string[] = [];
+  for (let shift = 0; shift < 3; shift++) {
+    const text = Buffer.concat([Buffer.alloc(shift), value])
+      .toString(alphabet)
+      .replace(/=+$/, '');
+    // Characters fully determined by the value: from the first sextet after the shift bytes, to the last whole one.
+    const first = Math.ceil((shift * 8) / 6);
+    const last = Math.floor(((shift + value.length) * 8) / 6);
+    const core = text.slice(first, last);
+    if (core.length >= 8) cores.push(core);
+  }
+  return cores;
+}
+
+/**
+ * Every form of a secret that a server or proxy could plausibly echo back: raw, URL-encoded (upper- and
+ * lower-case hex, form encoding), JSON-escaped (also with `\/`), hex (lower and upper), and base64 and base64url
+ * with or without padding at any alignment, which covers base64 of `user:token` (HTTP Basic credentials).
+ */
+export function secretForms(value: string): string[] {
+  const bytes = Buffer.from(value);
+  const url = encodeURIComponent(value);
+  const json = JSON.stringify(value).slice(1, -1);
+  const forms = [
+    value,
+    url,
+    url.replace(/%[0-9A-F]{2}/g, (m) => m.toLowerCase()),
+    url.replace(/%20/g, '+'),
+    json,
+    json.replace(/\//g, '\\/'),
+    bytes.toString('hex'),
+    bytes.toString('hex').toUpperCase(),
+    ...base64Cores(bytes, 'base64'),
+    ...base64Cores(bytes, 'base64url'),
+  ];
+  return [...new Set(forms)].filter((f) => f.length >= 4);
+}
+
+/** Registers a secret: it and every form secretForms lists are masked in all later output. */
 export function registerSecret(value: string | undefined): void {
   if (!value || value.length < 4) return;
-  for (const form of [value, encodeURIComponent(value), Buffer.from(value).toString('base64')]) secrets.add(form);
+  for (const form of secretForms(value)) secrets.add(form);
 }
 
 export function redact(text: string): string {
   let out = text;
-  for (const s of secrets) if (out.includes(s)) out = out.split(s).join('[MASKED]');
+  // Longest first, so a form that contains another is masked whole.
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) if (out.includes(s)) out = out.split(s).join('[MASKED]');
   return out;
 }
 

@@ -7,10 +7,12 @@ import { execFileSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { connect, type AddressInfo, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGitLabClient, parseLinkHeader, type ClientSettings } from '../src/api/client.ts';
+import { downloadToFile } from '../src/util/file-sink.ts';
 import { HttpStatusError, parseErrorBody, toRelayError } from '../src/api/errors.ts';
 import { proxyForUrl, shouldBypassProxy } from '../src/api/proxy.ts';
 import { isRetryableNetworkError, isRetryableStatus, retryDelay } from '../src/api/retry.ts';
@@ -68,6 +70,34 @@ before(async () => {
 after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
+
+/** A self-signed certificate for 127.0.0.1 (openssl): the key and certificate PEM, and the certificate's file. */
+function makeCert(): { key: Buffer; cert: Buffer & { path: string } } {
+  const key = join(tmp, `key-${randomBytes(4).toString('hex')}.pem`);
+  const cert = join(tmp, `cert-${randomBytes(4).toString('hex')}.pem`);
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      key,
+      '-out',
+      cert,
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { stdio: 'ignore' },
+  );
+  return { key: readFileSync(key), cert: Object.assign(readFileSync(cert), { path: cert }) };
+}
 
 function assertNoToken(err: unknown) {
   const e = err as RelayError;
@@ -326,7 +356,7 @@ describe('client against a local server', () => {
     try {
       for (const tokenType of ['job', 'private', 'oauth'] as const) {
         const c = createGitLabClient(settings(gitlab, { tokenType }));
-        const r = await c.download('/projects/old%2Fpath/jobs/1/artifacts', undefined, join(tmp, 'redir.zip'));
+        const r = await downloadToFile(c, '/projects/old%2Fpath/jobs/1/artifacts', undefined, join(tmp, 'redir.zip'));
         assert.equal(r.sha256, sha(data));
         assert.equal(r.redirected, true);
         assert.equal(r.finalUrl, `${storage.origin}/bucket/artifacts.zip`);
@@ -388,7 +418,7 @@ describe('client against a local server', () => {
       assert.deepEqual((await c.getJson('/projects/1/jobs/1')).body, { id: 1 });
       assert.equal(srv.requests.length, 3);
       const before = srv.requests.length;
-      const e = await catchErr(c.download('/projects/1/jobs/9/artifacts/missing', undefined, join(tmp, 'missing')));
+      const e = await catchErr(downloadToFile(c, '/projects/1/jobs/9/artifacts/missing', undefined, join(tmp, 'missing')));
       assert.ok(e instanceof NotFoundError);
       assert.equal(e.details.status, 404);
       assert.equal(srv.requests.length - before, 1, '404 not retried');
@@ -434,7 +464,7 @@ describe('client against a local server', () => {
         const progress: number[] = [];
         const written: number[] = [];
         let restarts = 0;
-        const r = await createGitLabClient(settings(srv)).download('/projects/1/jobs/1/artifacts', undefined, file, {
+        const r = await downloadToFile(createGitLabClient(settings(srv)), '/projects/1/jobs/1/artifacts', undefined, file, {
           onProgress: (p) => progress.push(p.bytes),
           onWritten: (n) => written.push(n),
           onRestart: () => {
@@ -516,10 +546,11 @@ describe('client against a local server', () => {
           'content-length': String(data.length - start),
           'content-range': `bytes ${start}-${data.length - 1}/${data.length}`,
           'accept-ranges': 'bytes',
+          etag: '"v1"',
         });
         return res.end(data.subarray(start));
       }
-      res.writeHead(200, { 'content-length': String(data.length), 'accept-ranges': 'bytes' });
+      res.writeHead(200, { 'content-length': String(data.length), 'accept-ranges': 'bytes', etag: '"v1"' });
       if (first) {
         first = false;
         res.write(data.subarray(0, 40_000), () => setTimeout(() => res.socket?.destroy(), 20));
@@ -531,11 +562,18 @@ describe('client against a local server', () => {
     });
     try {
       const file = join(tmp, 'resume-storage.zip');
-      const r = await createGitLabClient(settings(gitlab, { tokenType: 'job' })).download('/projects/1/jobs/1/artifacts', undefined, file);
+      const r = await downloadToFile(
+        createGitLabClient(settings(gitlab, { tokenType: 'job' })),
+        '/projects/1/jobs/1/artifacts',
+        undefined,
+        file,
+      );
       assert.equal(sha(await readFile(file)), sha(data));
       assert.equal(r.sha256, sha(data));
       assert.equal(gitlab.requests.length, 1, 'resumed at the storage URL');
       assert.equal(storage.requests[1]!.headers.range, 'bytes=40000-');
+      assert.equal(storage.requests[1]!.headers['if-range'], '"v1"');
+      assert.equal(storage.requests[1]!.headers['if-match'], '"v1"');
       for (const q of storage.requests) assert.equal(q.headers['job-token'], undefined);
     } finally {
       await gitlab.close();
@@ -554,7 +592,8 @@ describe('client against a local server', () => {
     });
     try {
       const t0 = Date.now();
-      const r = await createGitLabClient(settings(srv, { timeoutMs: 500 })).download(
+      const r = await downloadToFile(
+        createGitLabClient(settings(srv, { timeoutMs: 500 })),
         '/projects/1/jobs/1/artifacts',
         undefined,
         join(tmp, 'stall.zip'),
@@ -576,6 +615,196 @@ describe('client against a local server', () => {
     }
   });
 
+  it('a reset mid-body from a server without validators restarts from zero: two objects are never spliced', async () => {
+    const a = randomBytes(120_000);
+    const b = randomBytes(120_000);
+    let n = 0;
+    // Accept-Ranges and Content-Length but no ETag or Last-Modified; the object changes after the first answer, and
+    // the server answers any Range from the new object.
+    const srv = await startServer((req, res) => {
+      const data = n++ === 0 ? a : b;
+      const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      if (range) {
+        const start = Number(range[1]);
+        res.writeHead(206, {
+          'content-length': String(data.length - start),
+          'content-range': `bytes ${start}-${data.length - 1}/${data.length}`,
+          'accept-ranges': 'bytes',
+        });
+        return res.end(data.subarray(start));
+      }
+      res.writeHead(200, { 'content-length': String(data.length), 'accept-ranges': 'bytes' });
+      if (data === a) res.write(a.subarray(0, 40_000), () => setTimeout(() => res.socket?.destroy(), 20));
+      else res.end(data);
+    });
+    try {
+      const file = join(tmp, 'no-validator.zip');
+      const r = await downloadToFile(createGitLabClient(settings(srv)), '/projects/1/jobs/1/artifacts', undefined, file);
+      assert.equal(srv.requests[1]!.headers.range, undefined, 'no unconditional resume');
+      assert.equal(r.sha256, sha(b));
+      assert.equal(sha(await readFile(file)), sha(b));
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a resume answered from a changed object (another ETag) starts over', async () => {
+    const a = randomBytes(120_000);
+    const b = randomBytes(120_000);
+    let n = 0;
+    // A storage that ignores If-Range and If-Match: the 206 carries the new ETag, which the client must notice.
+    const srv = await startServer((req, res) => {
+      const [data, etag] = n++ === 0 ? [a, '"a"'] : [b, '"b"'];
+      const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+      const common = { 'accept-ranges': 'bytes', etag };
+      if (range) {
+        const start = Number(range[1]);
+        res.writeHead(206, {
+          ...common,
+          'content-length': String(data.length - start),
+          'content-range': `bytes ${start}-${data.length - 1}/${data.length}`,
+        });
+        return res.end(data.subarray(start));
+      }
+      res.writeHead(200, { ...common, 'content-length': String(data.length) });
+      if (data === a) res.write(a.subarray(0, 40_000), () => setTimeout(() => res.socket?.destroy(), 20));
+      else res.end(data);
+    });
+    try {
+      const file = join(tmp, 'changed.zip');
+      const r = await downloadToFile(createGitLabClient(settings(srv)), '/projects/1/jobs/1/artifacts', undefined, file);
+      assert.equal(srv.requests[1]!.headers['if-range'], '"a"');
+      assert.equal(srv.requests[2]!.headers.range, undefined, 'started over');
+      assert.equal(r.sha256, sha(b));
+      assert.equal(r.etag, '"b"');
+      assert.equal(sha(await readFile(file)), sha(b));
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a body dripping below speed_limit over speed_time is dropped and retried, then fails naming the inputs', {
+    timeout: 60_000,
+  }, async () => {
+    const srv = await startServer((_q, res) => {
+      res.writeHead(200, { 'content-length': '100000' });
+      const timer = setInterval(() => res.write('x'), 100); // 10 B/s: far below the limit, never idle for `timeout`
+      res.on('close', () => clearInterval(timer));
+    });
+    try {
+      const c = createGitLabClient(settings(srv, { retries: 1, speedLimit: 100, speedTimeMs: 300 }));
+      const e = await catchErr(downloadToFile(c, '/projects/1/jobs/1/artifacts', undefined, join(tmp, 'drip.zip')));
+      assert.equal(e.details.code, 'ERR_TOO_SLOW');
+      assert.match(e.message, /slower than 100 B\/s for 0\.3 s/);
+      assert.match(e.advice ?? '', /speed_limit/);
+      assert.equal(srv.requests.length, 2, 'retried once, like other transient errors');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('the deadline ends a transfer that is fast enough but too long, and is not retried', { timeout: 60_000 }, async () => {
+    const srv = await startServer((_q, res) => {
+      res.writeHead(200, { 'content-length': String(100 * 1024 * 1024) });
+      const timer = setInterval(() => res.write(Buffer.alloc(1000)), 20);
+      res.on('close', () => clearInterval(timer));
+    });
+    try {
+      const c = createGitLabClient(settings(srv, { retries: 3, speedLimit: 1, speedTimeMs: 1000, deadlineMs: 400 }));
+      const e = await catchErr(downloadToFile(c, '/projects/1/jobs/1/artifacts', undefined, join(tmp, 'deadline.zip')));
+      assert.equal(e.details.code, 'ERR_DEADLINE');
+      assert.match(e.advice ?? '', /`deadline`/);
+      assert.equal(srv.requests.length, 1);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('a JSON answer larger than the cap fails with a clear error, having read no more than the cap', async () => {
+    let sent = 0;
+    const srv = await startServer((_q, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('[');
+      const chunk = Buffer.from('1,'.repeat(32 * 1024));
+      const more = () => {
+        while (!res.destroyed && sent < 512 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return res.once('drain', more);
+        }
+      };
+      more();
+    });
+    try {
+      const c = createGitLabClient(settings(srv, { maxJsonBytes: 1024 * 1024 }));
+      const e = await catchErr(c.getJson('/projects/1/jobs'));
+      assert.match(e.message, /larger than 1 MiB/);
+      assert.equal(e.details.code, 'ERR_BODY_TOO_LARGE');
+      assert.ok(sent < 1024 * 1024 + 16 * 1024 * 1024, `server sent ${sent} bytes`);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('download: a body beyond its Content-Range or beyond maxBytes is refused; readRange refuses a larger range than asked', async () => {
+    const data = randomBytes(50_000);
+    const srv = await startServer((req, res) => {
+      if (req.url?.includes('/oversize')) {
+        // Asked for the last 1000 bytes, answers with all of them.
+        res.writeHead(206, { 'content-range': `bytes 0-${data.length - 1}/${data.length}`, 'content-length': String(data.length) });
+        return res.end(data);
+      }
+      if (req.url?.includes('/endless206')) {
+        res.writeHead(206, { 'content-range': `bytes ${data.length - 1000}-${data.length - 1}/${data.length}` }); // chunked
+      } else res.writeHead(200, { 'accept-ranges': 'bytes' }); // chunked, no announced size
+      const timer = setInterval(() => res.write(data), 1);
+      res.on('close', () => clearInterval(timer));
+    });
+    try {
+      const c = createGitLabClient(settings(srv));
+      assert.equal(await c.readRange('/oversize', undefined, -1000), undefined);
+      const e206 = await catchErr(c.readRange('/endless206', undefined, -1000));
+      assert.match(e206.message, /more bytes than its Content-Range/);
+      const cap = await catchErr(downloadToFile(c, '/endless', undefined, join(tmp, 'endless.zip'), { maxBytes: 200_000 }));
+      assert.match(cap.message, /larger than max_archive_bytes \(200000 bytes\)/);
+      const tail = await catchErr(downloadToFile(c, '/endless', undefined, join(tmp, 'endless2.zip'), { expectedSize: 120_000 }));
+      assert.match(tail.message, /more than the 120000 bytes it announced/);
+      assert.ok((await readFile(join(tmp, 'endless2.zip'))).length <= 120_000);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('an https server redirecting to plain http is refused, naming allow_insecure_redirect; with it the redirect is followed', async () => {
+    const { key, cert } = makeCert();
+    const storage = await startServer((_q, res) => json(res, 200, { ok: 1 }));
+    const server = createHttpsServer({ key, cert }, (_q, res) => {
+      res.writeHead(302, { location: `${storage.origin}/o?sig=1` });
+      res.end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const apiUrl = `https://127.0.0.1:${(server.address() as AddressInfo).port}/api/v4`;
+    try {
+      const base = { apiUrl, token: TOKEN, tokenType: 'private' as const, retries: 2, timeoutMs: 2000, retryBaseMs: 5, caFile: cert.path };
+      const c = createGitLabClient(base);
+      for (const call of [
+        () => downloadToFile(c, '/projects/1/jobs/1/artifacts', undefined, join(tmp, 'downgrade.zip')),
+        () => c.getJson('/projects/1'),
+      ]) {
+        const e = await catchErr(call());
+        assert.match(e.message, /redirected from https to plain http/);
+        assert.match(e.advice ?? '', /allow_insecure_redirect/);
+      }
+      assert.equal(storage.requests.length, 0, 'never followed');
+      const ok = createGitLabClient({ ...base, allowInsecureRedirect: true });
+      assert.deepEqual((await ok.getJson('/projects/1')).body, { ok: 1 });
+      assert.equal(storage.requests.at(-1)!.headers['private-token'], undefined);
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await storage.close();
+    }
+  });
+
   it('an HTML page instead of the archive is an error, not retried', async () => {
     const srv = await startServer((_q, res) => {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
@@ -583,7 +812,7 @@ describe('client against a local server', () => {
     });
     try {
       const e = await catchErr(
-        createGitLabClient(settings(srv)).download('/projects/1/jobs/1/artifacts', undefined, join(tmp, 'html.zip')),
+        downloadToFile(createGitLabClient(settings(srv)), '/projects/1/jobs/1/artifacts', undefined, join(tmp, 'html.zip')),
       );
       assert.match(e.message, /HTML page was served instead of the archive/);
       assert.equal(srv.requests.length, 1);
@@ -614,10 +843,10 @@ describe('client against a local server', () => {
       assert.equal((await catchErr(c.getJson('/a'))).details.status, 401);
       assert.match((await catchErr(c.getJson('/b'))).advice ?? '', /allowlist of g\/b/);
       assert.match((await catchErr(c.getJson('/c'))).advice ?? '', /GitLab\.com Free/);
-      const wh = await catchErr(c.download('/projects/1/jobs/2/artifacts/x.txt', undefined, join(tmp, 'x.txt')));
+      const wh = await catchErr(downloadToFile(c, '/projects/1/jobs/2/artifacts/x.txt', undefined, join(tmp, 'x.txt')));
       assert.ok(wh instanceof NotFoundError);
       assert.equal(wh.details.body, '404 page not found');
-      const bad = await catchErr(c.download('/projects/1/jobs/artifacts/main/download', { job: '' }, join(tmp, 'y.zip')));
+      const bad = await catchErr(downloadToFile(c, '/projects/1/jobs/artifacts/main/download', { job: '' }, join(tmp, 'y.zip')));
       assert.equal(bad.details.status, 400);
       const echo = await catchErr(c.getJson('/echo', { private_token: TOKEN }));
       assert.equal(echo.details.status, 500);
@@ -791,7 +1020,12 @@ describe('client against a local server', () => {
     process.env.HTTP_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     process.env.NO_PROXY = `localhost,127.0.0.1:${storagePort}`;
     try {
-      const r = await createGitLabClient(settings(gitlab)).download('/projects/1/jobs/1/artifacts', undefined, join(tmp, 'proxied.zip'));
+      const r = await downloadToFile(
+        createGitLabClient(settings(gitlab)),
+        '/projects/1/jobs/1/artifacts',
+        undefined,
+        join(tmp, 'proxied.zip'),
+      );
       assert.equal(r.sha256, sha(data));
       assert.deepEqual(tunnels, [`127.0.0.1:${new URL(gitlab.origin).port}`], 'GitLab via the proxy, storage direct');
       assert.equal(storage.requests.length, 1);

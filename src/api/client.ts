@@ -1,22 +1,36 @@
-// The GitLab API client: got with our own redirect handling (no credentials to other origins),
-// timeouts including a body idle timeout, retries with backoff, and byte-exact resumable downloads.
-// See gitlab-api.md §0, §1.1 and §5, and machine-notes.md "got 14" for why got's own redirects/retries are off.
-import { createHash, type Hash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+// The GitLab API client. JSON, HEAD and DELETE calls use got's own retry (with our policy: Retry-After,
+// RateLimit-Reset, jittered backoff) and follow redirects through a beforeRedirect hook that keeps credentials
+// on GitLab's origin. Downloads and ranged reads run their own resumable loop (download.ts) over `get`, which
+// follows redirects itself so that a resume can go straight back to the storage URL.
+// See machine-notes.md "got 14" for why got's defaults are not enough.
 import { rootCertificates } from 'node:tls';
-import got, { type OptionsInit } from 'got';
+import got, { type OptionsInit, type RequestError, type RetryObject } from 'got';
 import { RelayError } from '../errors.ts';
 import { logger, redact, registerSecret } from '../log.ts';
+import { readCaFile } from '../util/ca-file.ts';
+import { type BodyRules, deadlineError, readBody } from './body.ts';
+import {
+  type ByteSink,
+  type DownloadOptions,
+  type DownloadResult,
+  download,
+  header,
+  type Headers,
+  type Opened,
+  readRange,
+  type TailResult,
+  type Transport,
+  type Validators,
+} from './download.ts';
 import { HttpStatusError, toRelayError, type TokenType } from './errors.ts';
+import { type ParallelOptions, parallelDownload, type ReadableSink } from './parallel.ts';
 import { createAgentResolver, type Agents } from './proxy.ts';
 import { isRetryableNetworkError, isRetryableStatus, retryDelay, sleep } from './retry.ts';
 import { joinApi, redactUrl, type Query } from './urls.ts';
 
 export type { Query } from './urls.ts';
-
-export type Headers = Record<string, string | string[] | undefined>;
+export type { ByteSink, DownloadOptions, DownloadResult, Headers, TailResult, Validators } from './download.ts';
+export type { ParallelOptions, ReadableSink } from './parallel.ts';
 
 export interface ClientSettings {
   apiUrl: string;
@@ -33,47 +47,33 @@ export interface ClientSettings {
   project?: string;
   /** Told of every retry before its wait (cleanup's adaptive pace counts the 429s). */
   onRetry?: (retry: { status?: number; attempt: number; waitMs: number }) => void;
-}
-
-export interface DownloadResult {
-  bytes: number;
-  sha256: string;
-  redirected: boolean;
-  /** The URL the bytes finally came from, without query (signed URLs) or credentials. */
-  finalUrl: string;
-  attempts: number;
-  contentType?: string;
-  acceptRanges: boolean;
-  /** The strong ETag of the bytes finally written, if the server sent one. */
-  etag?: string;
-}
-
-export interface DownloadOptions {
-  onProgress?: (p: { bytes: number; total?: number }) => void;
-  /** Called once bytes [0, n) are written to the file (each write resolved), so readers may use them. */
-  onWritten?: (n: number) => void;
-  /** Called before the file is truncated to start over (the bytes given to onWritten are gone). */
-  onRestart?: () => void;
-}
-
-/** The last bytes of a resource, from a suffix Range request. */
-export interface TailResult {
-  /** The resource's full size (from Content-Range). */
-  total: number;
-  buffer: Buffer;
-  etag?: string;
+  /** Minimum speed of a body (bytes/s) averaged over speedTimeMs, else the attempt fails and is retried; 0: off. */
+  speedLimit?: number;
+  speedTimeMs?: number;
+  /** Longest time one transfer (a download, a ranged read, an API call; retries included) may take; 0: none. */
+  deadlineMs?: number;
+  /** Follow a redirect from https to plain http (refused by default). */
+  allowInsecureRedirect?: boolean;
+  /** Cap on a JSON answer's size (default 32 MiB). */
+  maxJsonBytes?: number;
 }
 
 export interface GitLabClient {
   getJson<T>(path: string, query?: Query): Promise<{ body: T; headers: Headers; status: number }>;
   /** Pages of a list endpoint: follows Link rel="next" (same origin only), else X-Next-Page. Keyset pagination works too. */
   paginate<T>(path: string, query?: Query): AsyncGenerator<T[]>;
-  download(path: string, query: Query | undefined, file: string, opts?: DownloadOptions): Promise<DownloadResult>;
+  /** Downloads into `sink` (owned by the caller), byte-exact across resets; see download.ts. */
+  download(path: string, query: Query | undefined, sink: ByteSink, opts?: DownloadOptions): Promise<DownloadResult>;
+  /**
+   * Downloads as disjoint ranges over `opts.connections` connections, each written at its offset and retried alone;
+   * throws RangeUnusable (parallel.ts) when the object changed or Range is not honoured: download sequentially then.
+   */
+  downloadParallel(path: string, query: Query | undefined, sink: ReadableSink, opts: ParallelOptions): Promise<DownloadResult>;
   /**
    * Bytes [start, end) of a download (end undefined: the last `-start` bytes, a suffix range), with the same redirect,
    * credential and retry rules as download. Undefined when the server ignores Range (answers 200).
    */
-  readRange(path: string, query: Query | undefined, start: number, end?: number): Promise<TailResult | undefined>;
+  readRange(path: string, query: Query | undefined, start: number, end?: number, validators?: Validators): Promise<TailResult | undefined>;
   /** HEAD (for dry runs), following redirects safely. Errors (>= 400) are thrown like the other methods. */
   /** HEAD; with followRedirects false a redirect is the answer (storage may refuse HEAD on a URL signed for GET). */
   head(
@@ -89,16 +89,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
 const MAX_ERROR_BODY = 64 * 1024;
 const MAX_PAGES = 100_000;
-
-function header(headers: Headers, name: string): string | undefined {
-  const v = headers[name.toLowerCase()];
-  return Array.isArray(v) ? v[0] : v;
-}
-
-/** An error that means "the body stopped arriving": retried like a reset. */
-function networkError(message: string, code: string): Error {
-  return Object.assign(new Error(message), { code });
-}
+const MAX_JSON_BYTES = 32 * 1024 * 1024;
 
 /** Parses a Link header into rel → URL (multiple links, quoted or bare rel, several rel values). */
 export function parseLinkHeader(value: string | string[] | undefined): Record<string, string> {
@@ -116,58 +107,8 @@ export function parseLinkHeader(value: string | string[] | undefined): Record<st
   return out;
 }
 
-/** Reads at most `limit` bytes of a stream (the rest is discarded), with an idle timeout. */
-async function pump(stream: Readable, idleMs: number, onChunk: (chunk: Buffer) => Promise<void> | void): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const arm = () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => stream.destroy(networkError(`no data received for ${idleMs} ms`, 'ETIMEDOUT')), idleMs);
-  };
-  arm();
-  try {
-    for await (const chunk of stream) {
-      clearTimeout(timer);
-      await onChunk(chunk as Buffer);
-      arm();
-    }
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-async function readBody(stream: Readable, idleMs: number, limit = Number.POSITIVE_INFINITY): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  await pump(stream, idleMs, (chunk) => {
-    if (size < limit) chunks.push(chunk);
-    size += chunk.length;
-  });
-  return Buffer.concat(chunks);
-}
-
-interface Opened {
-  status: number;
-  headers: Headers;
-  stream: Readable & { destroy(err?: Error): void };
-  url: URL;
-  redirected: boolean;
-}
-
-/** When a signed storage URL says it has expired (AWS `X-Amz-Date`+`X-Amz-Expires`, GCS/CloudFront `Expires`). */
-function signedUrlExpired(url: URL, now = Date.now()): boolean {
-  const q = url.searchParams;
-  const amzDate = q.get('X-Amz-Date');
-  const amzExpires = q.get('X-Amz-Expires');
-  if (amzDate && amzExpires) {
-    const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(amzDate);
-    if (m) {
-      const start = Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!);
-      return start + Number(amzExpires) * 1000 < now + 5000;
-    }
-  }
-  const expires = q.get('Expires') ?? q.get('X-Goog-Expires');
-  if (expires && /^\d{9,}$/.test(expires)) return Number(expires) * 1000 < now + 5000;
-  return false;
+function errorWithUrl(err: Error, url: URL): Error {
+  return Object.assign(err, { requestUrl: url.toString() });
 }
 
 class Client implements GitLabClient {
@@ -176,6 +117,7 @@ class Client implements GitLabClient {
   private readonly ca?: string[];
   private readonly agentFor: (url: URL) => Agents | undefined;
   private readonly baseMs: number;
+  private readonly transport: Transport;
 
   constructor(private readonly s: ClientSettings) {
     registerSecret(s.token);
@@ -190,30 +132,15 @@ class Client implements GitLabClient {
     if (s.token && s.tokenType === 'job') this.auth['JOB-TOKEN'] = s.token;
     else if (s.token && s.tokenType === 'private') this.auth['PRIVATE-TOKEN'] = s.token;
     else if (s.token && s.tokenType === 'oauth') this.auth.Authorization = `Bearer ${s.token}`;
-    if (s.caFile) {
-      let pem: string;
-      try {
-        pem = readFileSync(s.caFile, 'utf8');
-      } catch (err) {
-        throw new RelayError(
-          `Cannot read ca_file ${s.caFile}: ${(err as Error).message}`,
-          'Point ca_file at a readable PEM file of CA certificates, or leave it empty.',
-          {
-            code: (err as { code?: string }).code,
-          },
-        );
-      }
-      if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
-        throw new RelayError(
-          `ca_file ${s.caFile} holds no PEM certificate (no "-----BEGIN CERTIFICATE-----" line).`,
-          'Point ca_file at a PEM file of CA certificates.',
-        );
-      }
-      this.ca = [...rootCertificates, pem];
-    }
+    if (s.caFile) this.ca = [...rootCertificates, readCaFile(s.caFile)];
     this.agentFor = createAgentResolver(process.env, this.ca);
     const envBase = Number(process.env.ARTIFACT_RELAY_RETRY_BASE_MS);
     this.baseMs = s.retryBaseMs ?? (Number.isFinite(envBase) && envBase >= 0 && process.env.ARTIFACT_RELAY_RETRY_BASE_MS ? envBase : 1000);
+    this.transport = {
+      get: (url, headers) => this.openStream('GET', url, headers),
+      fail: (opened) => this.failFrom(opened),
+      withRetries: (action, url, fn) => this.withRetries(action, url, fn),
+    };
   }
 
   private url(path: string, query?: Query): URL {
@@ -227,72 +154,81 @@ class Client implements GitLabClient {
     return h;
   }
 
-  private options(url: URL, method: string, headers: Record<string, string>, body?: string): OptionsInit {
+  /** The rules for the bodies of one transfer starting now. */
+  private bodyRules(): BodyRules {
+    const rules: BodyRules = { idleMs: this.s.timeoutMs };
+    const limit = this.s.speedLimit ?? 0;
+    const window = this.s.speedTimeMs ?? 0;
+    if (limit > 0 && window > 0) rules.minSpeed = { bytesPerSecond: limit, windowMs: window };
+    const deadline = this.s.deadlineMs ?? 0;
+    if (deadline > 0) {
+      rules.deadlineAt = Date.now() + deadline;
+      rules.deadlineAdvice = `Each download or API call must finish within \`deadline\` (${deadline / 1000} s, retries included): raise it for very large archives on slow links.`;
+    }
+    return rules;
+  }
+
+  private baseOptions(url: URL): OptionsInit {
     const t = this.s.timeoutMs;
-    const opts: OptionsInit = {
-      method: method as OptionsInit['method'],
-      headers,
-      followRedirect: false,
+    return {
       throwHttpErrors: false,
-      retry: { limit: 0 },
       decompress: true,
       timeout: { lookup: t, connect: t, secureConnect: t, send: t, response: t, socket: t },
       https: this.ca ? { certificateAuthority: this.ca } : undefined,
       agent: this.agentFor(url) ?? {},
     };
-    if (body !== undefined) opts.body = body;
-    return opts;
   }
 
-  /** One request, following up to 5 redirects ourselves; credentials go to the API origin only. */
-  private async open(
-    method: string,
-    start: URL,
-    extra: Record<string, string> = {},
-    body?: string,
-    decompress = true,
-    follow = true,
-  ): Promise<Opened> {
+  /** Checks a redirect from `from` to `location`: the error to throw, or the next URL. */
+  private redirectTarget(method: string, start: URL, from: URL, location: string, hop: number, status: number): URL {
+    const next = new URL(location, from);
+    const details = { status, url: redact(redactUrl(from)), body: '' };
+    if (hop >= MAX_REDIRECTS) {
+      throw new RelayError(
+        `${method} ${redactUrl(start)}: more than ${MAX_REDIRECTS} redirects (last to ${redact(redactUrl(next))}).`,
+        'Check server_url and any proxy in between.',
+        details,
+      );
+    }
+    if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+      throw new RelayError(
+        `${method} ${redactUrl(start)} was redirected to an unsupported URL scheme (${next.protocol}).`,
+        undefined,
+        details,
+      );
+    }
+    if (from.protocol === 'https:' && next.protocol === 'http:' && !this.s.allowInsecureRedirect) {
+      throw new RelayError(
+        `${method} ${redactUrl(start)} was redirected from https to plain http (${redact(redactUrl(next))}); refusing to follow it.`,
+        'An https server should never send you to plain http: check server_url and the object storage settings. Set allow_insecure_redirect: true only if this downgrade is intended.',
+        { ...details, code: 'ERR_INSECURE_REDIRECT' },
+      );
+    }
+    return next;
+  }
+
+  /**
+   * A streamed request (downloads, ranged reads), following up to 5 redirects here; credentials go to the API
+   * origin only. With `follow` false a redirect is the answer.
+   */
+  private async openStream(method: string, start: URL, extra: Record<string, string> = {}, follow = true): Promise<Opened> {
     let url = start;
     let redirected = false;
-    let m = method;
-    let b = body;
     for (let hop = 0; ; hop++) {
-      const opts = this.options(url, m, this.headersFor(url, extra), b ?? (m === 'GET' || m === 'HEAD' ? undefined : ''));
-      opts.decompress = decompress;
+      const opts: OptionsInit = { ...this.baseOptions(url), method: method as OptionsInit['method'], headers: this.headersFor(url, extra) };
+      opts.followRedirect = false;
+      opts.retry = { limit: 0 };
+      opts.decompress = false;
       const stream = got.stream(url, opts as Parameters<typeof got.stream>[0] & object);
       stream.on('error', () => {}); // errors surface through the reads below
       const res = await new Promise<{ statusCode: number; headers: Headers }>((resolve, reject) => {
         stream.once('response', resolve);
-        stream.once('error', (err: Error) => reject(Object.assign(err, { requestUrl: url.toString() })));
+        stream.once('error', (err: Error) => reject(errorWithUrl(err, url)));
       });
       const location = header(res.headers, 'location');
       if (REDIRECTS.has(res.statusCode) && location && follow) {
         stream.destroy();
-        if (hop >= MAX_REDIRECTS) {
-          throw new RelayError(
-            `${m} ${redactUrl(start)}: more than ${MAX_REDIRECTS} redirects (last to ${redact(redactUrl(new URL(location, url)))}).`,
-            'Check server_url and any proxy in between.',
-            {
-              status: res.statusCode,
-              url: redact(redactUrl(url)),
-              body: '',
-            },
-          );
-        }
-        const next = new URL(location, url);
-        if (next.protocol !== 'https:' && next.protocol !== 'http:') {
-          throw new RelayError(`${m} ${redactUrl(start)} was redirected to an unsupported URL scheme (${next.protocol}).`, undefined, {
-            status: res.statusCode,
-            url: redact(redactUrl(url)),
-            body: '',
-          });
-        }
-        if (res.statusCode === 303 && m !== 'HEAD') {
-          m = 'GET';
-          b = undefined;
-        }
-        url = next;
+        url = this.redirectTarget(method, start, url, location, hop, res.statusCode);
         redirected = true;
         continue;
       }
@@ -303,38 +239,52 @@ class Client implements GitLabClient {
   private async failFrom(opened: Opened): Promise<never> {
     let body: Buffer = Buffer.alloc(0);
     try {
-      body = await readBody(opened.stream, this.s.timeoutMs, MAX_ERROR_BODY);
+      body = await readBody(opened.stream, this.bodyRules(), MAX_ERROR_BODY);
     } catch {
       /* the status says enough */
     }
     throw new HttpStatusError(opened.status, body.toString('utf8'), opened.headers, opened.url.toString());
   }
 
-  /** Runs `fn` up to retries+1 times; retryable statuses and network errors are retried with backoff. */
-  private async withRetries<T>(action: string, url: URL, fn: (attempt: number) => Promise<T>, extraRetryable: number[] = []): Promise<T> {
-    const total = Math.max(0, Math.floor(this.s.retries)) + 1;
+  private isRetryable(err: unknown, extraRetryable: number[]): boolean {
+    const status = err instanceof HttpStatusError ? err.status : undefined;
+    if (status !== undefined) return isRetryableStatus(status) || extraRetryable.includes(status);
+    return !(err instanceof RelayError) && isRetryableNetworkError(err);
+  }
+
+  /** The wait before retry number `attempt` after `err`, logged as a warning. */
+  private retryWait(action: string, err: unknown, attempt: number, total: number): number {
+    const status = err instanceof HttpStatusError ? err.status : undefined;
+    const headers = err instanceof HttpStatusError ? err.headers : {};
+    const wait = retryDelay(attempt, this.baseMs, {
+      retryAfter: header(headers, 'retry-after'),
+      rateLimitReset: status === 429 ? header(headers, 'ratelimit-reset') : undefined,
+      now: Date.now(),
+    });
+    const why =
+      status !== undefined ? `HTTP ${status}` : `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`;
+    logger.warn(`${action}: ${why}; retrying (attempt ${attempt + 1}/${total}) in ${(wait / 1000).toFixed(1)} s`);
+    this.s.onRetry?.({ status, attempt, waitMs: wait });
+    return wait;
+  }
+
+  private attemptsAllowed(): number {
+    return Math.max(0, Math.floor(this.s.retries)) + 1;
+  }
+
+  /** The retry loop of downloads: runs `fn` up to retries+1 times; retryable statuses and network errors back off. */
+  private async withRetries<T>(action: string, url: URL, fn: (attempt: number, rules: BodyRules) => Promise<T>): Promise<T> {
+    const total = this.attemptsAllowed();
+    const rules = this.bodyRules();
     for (let attempt = 1; ; attempt++) {
       try {
-        return await fn(attempt);
+        return await fn(attempt, rules);
       } catch (err) {
-        const status = err instanceof HttpStatusError ? err.status : undefined;
-        const retryable =
-          status !== undefined
-            ? isRetryableStatus(status) || extraRetryable.includes(status)
-            : !(err instanceof RelayError) && isRetryableNetworkError(err);
         const errUrl = err instanceof HttpStatusError ? err.url : ((err as { requestUrl?: string }).requestUrl ?? url.toString());
-        if (!retryable || attempt >= total)
+        if (!this.isRetryable(err, []) || attempt >= total)
           throw toRelayError(err, { action, tokenType: this.s.tokenType, project: this.s.project, url: errUrl, attempts: attempt });
-        const headers = err instanceof HttpStatusError ? err.headers : {};
-        const wait = retryDelay(attempt, this.baseMs, {
-          retryAfter: header(headers, 'retry-after'),
-          rateLimitReset: status === 429 ? header(headers, 'ratelimit-reset') : undefined,
-          now: Date.now(),
-        });
-        const why =
-          status !== undefined ? `HTTP ${status}` : `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`;
-        logger.warn(`${action}: ${why}; retrying (attempt ${attempt + 1}/${total}) in ${(wait / 1000).toFixed(1)} s`);
-        this.s.onRetry?.({ status, attempt, waitMs: wait });
+        const wait = this.retryWait(action, err, attempt, total);
+        if (rules.deadlineAt !== undefined && Date.now() + wait >= rules.deadlineAt) throw deadlineError(rules);
         await sleep(wait);
       }
     }
@@ -342,6 +292,112 @@ class Client implements GitLabClient {
 
   private action(method: string, url: URL): string {
     return `${method} ${redactUrl(url)}`;
+  }
+
+  /** got's error as ours: an HTTP answer becomes HttpStatusError, a RelayError thrown in a hook comes back out. */
+  private unwrap(err: unknown): unknown {
+    const e = err as RequestError & { response?: { statusCode: number; rawBody?: Buffer; headers: Headers; url: string } };
+    if (e?.name === 'HTTPError' && e.response) {
+      const raw = e.response.rawBody ?? Buffer.alloc(0);
+      return new HttpStatusError(
+        e.response.statusCode,
+        raw.subarray(0, MAX_ERROR_BODY).toString('utf8'),
+        e.response.headers,
+        e.response.url,
+      );
+    }
+    if (e?.cause instanceof RelayError) return e.cause;
+    return err;
+  }
+
+  /**
+   * One call through got's promise API: got retries (our policy decides, in calculateDelay) and follows redirects
+   * (beforeRedirect moves the credentials, or refuses the hop).
+   */
+  private async call(
+    method: string,
+    url: URL,
+    extra: Record<string, string>,
+    o: { body?: string; follow?: boolean; extraRetryable?: number[] } = {},
+  ): Promise<{ status: number; headers: Headers; body: Buffer; url: URL; redirected: boolean }> {
+    const action = this.action(method, url);
+    const total = this.attemptsAllowed();
+    const extraRetryable = o.extraRetryable ?? [];
+    const rules = this.bodyRules();
+    const maxBytes = this.s.maxJsonBytes ?? MAX_JSON_BYTES;
+    let hop = 0;
+    const opts: OptionsInit = {
+      ...this.baseOptions(url),
+      method: method as OptionsInit['method'],
+      headers: this.headersFor(url, extra),
+      body: o.body,
+      throwHttpErrors: true,
+      responseType: 'buffer',
+      followRedirect: o.follow ?? true,
+      maxRedirects: MAX_REDIRECTS + 1,
+      methodRewriting: false,
+      retry: {
+        limit: total - 1,
+        calculateDelay: ({ attemptCount, error }: RetryObject) => {
+          const err = this.unwrap(error);
+          if (attemptCount >= total || !this.isRetryable(err, extraRetryable)) return 0;
+          hop = 0;
+          const wait = Math.max(1, this.retryWait(action, err, attemptCount, total));
+          if (rules.deadlineAt !== undefined && Date.now() + wait >= rules.deadlineAt) throw deadlineError(rules);
+          return wait;
+        },
+      },
+      hooks: {
+        beforeRedirect: [
+          (next, response) => {
+            const to = this.redirectTarget(method, url, new URL(response.url), String(next.url), hop++, response.statusCode);
+            next.headers = this.headersFor(to, extra);
+            next.agent = this.agentFor(to) ?? {};
+          },
+        ],
+      },
+    };
+    if (method === 'GET' || method === 'HEAD') delete opts.body;
+    else opts.body ??= '';
+    if (rules.deadlineAt !== undefined) (opts.timeout as Record<string, number>).request = Math.max(1, rules.deadlineAt - Date.now());
+    let tooLarge = false;
+    try {
+      const pending = got(url, { ...opts, responseType: 'buffer', resolveBodyOnly: false } as OptionsInit & {
+        responseType: 'buffer';
+        isStream?: false;
+      }) as unknown as Promise<unknown> & {
+        on(event: 'downloadProgress', fn: (p: { transferred: number }) => void): unknown;
+        cancel(): void;
+      };
+      // got buffers the body: stop it once it passes the cap (an endless answer would take all memory).
+      pending.on('downloadProgress', (p) => {
+        if (p.transferred > maxBytes && !tooLarge) {
+          tooLarge = true;
+          pending.cancel();
+        }
+      });
+      const res = (await pending) as unknown as { statusCode: number; headers: Headers; body: Buffer; url: string; redirectUrls: URL[] };
+      return {
+        status: res.statusCode,
+        headers: res.headers,
+        body: res.body,
+        url: new URL(res.url),
+        redirected: res.redirectUrls.length > 0,
+      };
+    } catch (err) {
+      if (tooLarge) {
+        throw new RelayError(
+          `${action}: the answer is larger than ${Math.round(maxBytes / 1024 / 1024)} MiB; refusing the rest.`,
+          'GitLab API answers are small JSON documents: a proxy or server in between is sending something else. Check server_url and the proxy settings.',
+          { status: 0, code: 'ERR_BODY_TOO_LARGE', url: redact(redactUrl(url)) },
+        );
+      }
+      if ((err as { name?: string }).name === 'TimeoutError' && (err as { event?: string }).event === 'request') throw deadlineError(rules);
+      const e = this.unwrap(err);
+      const attempts = ((err as { request?: { retryCount?: number } }).request?.retryCount ?? 0) + 1;
+      const errUrl = e instanceof HttpStatusError ? e.url : String((err as RequestError).options?.url ?? url);
+      throw toRelayError(e, { action, tokenType: this.s.tokenType, project: this.s.project, url: errUrl, attempts });
+    }
   }
 
   private async requestJson<T>(
@@ -354,31 +410,22 @@ class Client implements GitLabClient {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const extra: Record<string, string> = { accept: 'application/json' };
     if (payload !== undefined) extra['content-type'] = 'application/json';
-    return this.withRetries(
-      action,
-      url,
-      async () => {
-        const opened = await this.open(method, url, extra, payload);
-        if (opened.status < 200 || opened.status >= 300) return this.failFrom(opened);
-        const buf = await readBody(opened.stream, this.s.timeoutMs);
-        const text = buf.toString('utf8');
-        let parsed: unknown;
-        if (text.trim()) {
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            const html = /^\s*</.test(text);
-            throw new RelayError(
-              `${action} answered HTTP ${opened.status} with ${html ? 'an HTML page (proxy or login page?)' : 'a body that is not JSON'} instead of JSON.`,
-              'Check server_url: it should be the GitLab instance (API at <server_url>/api/v4), not a proxy or login page.',
-              { status: opened.status, body: redact(text.slice(0, 200)), url: redact(redactUrl(opened.url)) },
-            );
-          }
-        }
-        return { body: parsed as T, headers: opened.headers, status: opened.status, url: opened.url };
-      },
-      extraRetryable,
-    );
+    const res = await this.call(method, url, extra, { body: payload, extraRetryable });
+    const text = res.body.toString('utf8');
+    let parsed: unknown;
+    if (text.trim()) {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        const html = /^\s*</.test(text);
+        throw new RelayError(
+          `${action} answered HTTP ${res.status} with ${html ? 'an HTML page (proxy or login page?)' : 'a body that is not JSON'} instead of JSON.`,
+          'Check server_url: it should be the GitLab instance (API at <server_url>/api/v4), not a proxy or login page.',
+          { status: res.status, body: redact(text.slice(0, 200)), url: redact(redactUrl(res.url)) },
+        );
+      }
+    }
+    return { body: parsed as T, headers: res.headers, status: res.status, url: res.url };
   }
 
   async getJson<T>(path: string, query?: Query): Promise<{ body: T; headers: Headers; status: number }> {
@@ -428,13 +475,8 @@ class Client implements GitLabClient {
     query?: Query,
     opts: { followRedirects?: boolean } = {},
   ): Promise<{ status: number; headers: Headers; redirected: boolean }> {
-    const url = this.url(path, query);
-    return this.withRetries(this.action('HEAD', url), url, async () => {
-      const opened = await this.open('HEAD', url, {}, undefined, true, opts.followRedirects ?? true);
-      opened.stream.destroy();
-      if (opened.status >= 400) throw new HttpStatusError(opened.status, '', opened.headers, opened.url.toString());
-      return { status: opened.status, headers: opened.headers, redirected: opened.redirected };
-    });
+    const res = await this.call('HEAD', this.url(path, query), {}, { follow: opts.followRedirects ?? true });
+    return { status: res.status, headers: res.headers, redirected: res.redirected };
   }
 
   async delete(path: string, query?: Query): Promise<{ status: number; body: unknown; headers: Headers }> {
@@ -448,185 +490,16 @@ class Client implements GitLabClient {
     return { status: res.status, body: res.body };
   }
 
-  async download(path: string, query: Query | undefined, file: string, opts: DownloadOptions = {}): Promise<DownloadResult> {
-    const apiUrl = this.url(path, query);
-    const action = `Download ${redactUrl(apiUrl)}`;
-    let fh: FileHandle;
-    try {
-      fh = await open(file, 'w');
-    } catch (err) {
-      throw new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check the destination path and its permissions.', {
-        code: (err as { code?: string }).code,
-      });
-    }
-    let written = 0;
-    let hash: Hash = createHash('sha256');
-    let total: number | undefined;
-    /** How to resume after a mid-body failure (undefined: restart from zero). */
-    let resume: { url: URL; validator?: string } | undefined;
-    let last: { url: URL; redirected: boolean; contentType?: string; acceptRanges: boolean; etag?: string } | undefined;
-    let attempts = 0;
-
-    const restart = async () => {
-      if (written > 0) {
-        opts.onRestart?.();
-        await fh.truncate(0);
-      }
-      written = 0;
-      hash = createHash('sha256');
-      total = undefined;
-    };
-
-    try {
-      await this.withRetries(action, apiUrl, async (attempt) => {
-        attempts = attempt;
-        if (written > 0 && !resume) await restart();
-        const from = written;
-        const rangeHeaders: Record<string, string> = {};
-        if (from > 0 && resume) {
-          rangeHeaders.range = `bytes=${from}-`;
-          if (resume.validator) rangeHeaders['if-range'] = resume.validator;
-        }
-        let opened: Opened | undefined;
-        if (from > 0 && resume && resume.url.toString() !== apiUrl.toString() && !signedUrlExpired(resume.url)) {
-          // Resume against the storage URL we were redirected to, while it is still valid.
-          try {
-            opened = await this.open('GET', resume.url, rangeHeaders, undefined, false);
-            if (opened.status !== 200 && opened.status !== 206) {
-              logger.debug(`Resuming from ${redactUrl(resume.url)} answered HTTP ${opened.status}; asking GitLab again.`);
-              opened.stream.destroy();
-              opened = undefined;
-            }
-          } catch (err) {
-            if (!isRetryableNetworkError(err)) throw err;
-            opened = undefined;
-          }
-        }
-        opened ??= await this.open('GET', apiUrl, rangeHeaders, undefined, false);
-        const { status, headers } = opened;
-        if (status === 416 && from > 0) {
-          opened.stream.destroy();
-          resume = undefined; // start over on the next attempt
-          throw networkError('the server refused to resume (HTTP 416)', 'ERR_INCOMPLETE_BODY');
-        }
-        if (status !== 200 && status !== 206) return this.failFrom(opened);
-
-        const contentType = header(headers, 'content-type');
-        const acceptRanges = /\bbytes\b/i.test(header(headers, 'accept-ranges') ?? '');
-        const lengthText = header(headers, 'content-length');
-        const length = lengthText && /^\d+$/.test(lengthText) ? Number(lengthText) : undefined;
-        let append = false;
-        if (status === 206) {
-          const cr = /^bytes\s+(\d+)-(\d+)\/(\d+|\*)$/i.exec(header(headers, 'content-range')?.trim() ?? '');
-          if (!cr || Number(cr[1]) !== from || from === 0) {
-            opened.stream.destroy();
-            resume = undefined;
-            throw networkError(
-              `unexpected partial content (Content-Range: ${header(headers, 'content-range') ?? 'none'})`,
-              'ERR_INCOMPLETE_BODY',
-            );
-          }
-          append = true;
-          if (cr[3] !== '*') total = Number(cr[3]);
-        } else {
-          if (from > 0) await restart();
-          total = length;
-        }
-        const etag = header(headers, 'etag');
-        if (!append) {
-          const strongEtag = etag && !/^W\//.test(etag) ? etag : undefined;
-          const lastModified = header(headers, 'last-modified');
-          const canResume = acceptRanges && (strongEtag !== undefined || length !== undefined);
-          resume = canResume
-            ? { url: opened.url, validator: strongEtag ?? (lastModified && length !== undefined ? lastModified : undefined) }
-            : undefined;
-        }
-        last = {
-          url: opened.url,
-          redirected: opened.redirected,
-          contentType,
-          acceptRanges: append ? (last?.acceptRanges ?? true) : acceptRanges,
-          etag: append ? last?.etag : etag && !/^W\//.test(etag) ? etag : undefined,
-        };
-
-        let first = !append;
-        await pump(opened.stream, this.s.timeoutMs, async (chunk) => {
-          if (first) {
-            first = false;
-            if (/text\/html/i.test(contentType ?? '') && /^\s*</.test(chunk.subarray(0, 64).toString('utf8'))) {
-              throw new RelayError(
-                `${action}: an HTML page was served instead of the archive (HTTP ${status} from ${opened.url.host}).`,
-                'A proxy, SSO or login page answered instead of GitLab or its object storage: check server_url, the proxy settings and the token.',
-                { status, url: redact(redactUrl(opened.url)), body: 'an HTML page (proxy or login page?)' },
-              );
-            }
-          }
-          let off = 0;
-          try {
-            while (off < chunk.length) {
-              const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, written + off);
-              off += bytesWritten;
-            }
-          } catch (err) {
-            throw new RelayError(
-              `Cannot write ${file}: ${(err as Error).message}`,
-              'Check free disk space and permissions of the destination.',
-              {
-                code: (err as { code?: string }).code,
-              },
-            );
-          }
-          hash.update(chunk);
-          written += chunk.length;
-          opts.onWritten?.(written);
-          opts.onProgress?.({ bytes: written, total });
-        });
-        if (total !== undefined && written !== total) {
-          throw networkError(`the body ended after ${written} of ${total} bytes`, 'ERR_INCOMPLETE_BODY');
-        }
-        return undefined;
-      });
-      await fh.truncate(written);
-    } finally {
-      await fh.close();
-    }
-    const final = last as { url: URL; redirected: boolean; contentType?: string; acceptRanges: boolean; etag?: string } | undefined;
-    return {
-      bytes: written,
-      sha256: hash.digest('hex'),
-      redirected: final?.redirected ?? false,
-      finalUrl: redact(redactUrl(final?.url ?? apiUrl)),
-      attempts,
-      contentType: final?.contentType,
-      acceptRanges: final?.acceptRanges ?? false,
-      etag: final?.etag,
-    };
+  download(path: string, query: Query | undefined, sink: ByteSink, opts: DownloadOptions = {}): Promise<DownloadResult> {
+    return download(this.transport, this.url(path, query), sink, opts);
   }
 
-  async readRange(path: string, query: Query | undefined, start: number, end?: number): Promise<TailResult | undefined> {
-    const apiUrl = this.url(path, query);
-    const range = end === undefined ? `bytes=${start}` : `bytes=${start}-${end - 1}`;
-    return this.withRetries(`Download ${redactUrl(apiUrl)} (${range})`, apiUrl, async () => {
-      const opened = await this.open('GET', apiUrl, { range }, undefined, false);
-      if (opened.status === 200) {
-        opened.stream.destroy(); // Range ignored: the whole body would follow; the caller falls back.
-        return undefined;
-      }
-      if (opened.status !== 206) return this.failFrom(opened);
-      const cr = /^bytes\s+(\d+)-(\d+)\/(\d+)$/i.exec(header(opened.headers, 'content-range')?.trim() ?? '');
-      if (!cr) {
-        opened.stream.destroy();
-        return undefined;
-      }
-      const buffer = await readBody(opened.stream, this.s.timeoutMs);
-      const [first, last, total] = [Number(cr[1]), Number(cr[2]), Number(cr[3])];
-      const wanted = end === undefined ? Math.max(0, total + start) : start;
-      if (first !== wanted || buffer.length !== last - first + 1 || (end !== undefined && last !== Math.min(end, total) - 1)) {
-        throw networkError(`unexpected partial content (Content-Range: ${cr[0]}, ${buffer.length} bytes)`, 'ERR_INCOMPLETE_BODY');
-      }
-      const etag = header(opened.headers, 'etag');
-      return { total, buffer, etag: etag && !/^W\//.test(etag) ? etag : undefined };
-    });
+  downloadParallel(path: string, query: Query | undefined, sink: ReadableSink, opts: ParallelOptions): Promise<DownloadResult> {
+    return parallelDownload(this.transport, this.url(path, query), sink, opts);
+  }
+
+  readRange(path: string, query: Query | undefined, start: number, end?: number, validators?: Validators): Promise<TailResult | undefined> {
+    return readRange(this.transport, this.url(path, query), start, end, validators);
   }
 }
 

@@ -256,6 +256,13 @@ export function toRelayError(err: unknown, ctx: ErrorContext): RelayError {
       details,
     );
   }
+  if (code === 'ERR_TOO_SLOW') {
+    return new RelayError(
+      redact(`${action} from ${host} failed${tries}: ${rawMessage}`),
+      'The body kept arriving too slowly (speed_limit bytes/s over speed_time seconds): check the network and proxy, or lower speed_limit (0 turns the rule off).',
+      details,
+    );
+  }
   const timedOut = (err as { name?: string })?.name === 'TimeoutError' || code === 'ETIMEDOUT';
   const what = timedOut ? `timed out (${code ?? 'ETIMEDOUT'})` : `failed (${code ?? 'network error'}: ${rawMessage})`;
   return new RelayError(

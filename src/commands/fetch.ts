@@ -2,7 +2,7 @@
 // folder beside the destination, and move into place only when everything verified.
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { createGitLabClient, type DownloadOptions, type GitLabClient } from '../api/client.ts';
+import { createGitLabClient, type DownloadOptions, type GitLabClient, type ParallelOptions } from '../api/client.ts';
 import { readDirectoryFromTail, type LeanRecord } from '../archive/central-directory.ts';
 import { extractArchive, type ExtractResult } from '../archive/extract.ts';
 import { Watermark } from '../archive/watermark.ts';
@@ -20,6 +20,7 @@ import { safeFolderName } from '../sources/match.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { mergeTree } from '../workspace/merge.ts';
 import { commitStaging, conflictError, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
+import { downloadToFile, downloadToFileParallel, fileEndsWith } from '../util/file-sink.ts';
 
 const LISTED_ENTRIES = 200;
 /** Progress lines on long downloads: often enough to show life, rare enough for a 4 MB job log. */
@@ -30,6 +31,8 @@ const DOWNLOAD_CONCURRENCY = 3;
 const TAIL_REQUEST = 64 * 1024;
 /** A directory larger than this is not buffered in memory from ranged requests: download, then unpack. */
 const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
+/** Archives from this size on are fetched as parallel ranges (input connections) where storage allows. */
+const PARALLEL_MIN_BYTES = 2 * 1024 * 1024;
 
 /** The overlapped download was restarted or changed under us: its extraction is discarded and redone from the file. */
 class Abandoned extends Error {}
@@ -72,12 +75,13 @@ async function downloadArchive(
   file: string,
   summary: SourceSummary,
   opts: DownloadOptions = {},
+  parallel: Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes'> | undefined = undefined,
 ) {
   const started = Date.now();
-  const result = await client.download(source.archivePath, source.archiveQuery, file, {
-    ...opts,
-    onProgress: progressLogger('downloaded'),
-  });
+  const all = { ...opts, onProgress: progressLogger('downloaded') };
+  const result = parallel
+    ? await downloadToFileParallel(client, source.archivePath, source.archiveQuery, file, parallel, all)
+    : await downloadToFile(client, source.archivePath, source.archiveQuery, file, all);
   const seconds = (Date.now() - started) / 1000;
   summary.archive_bytes = result.bytes;
   summary.sha256 = result.sha256;
@@ -143,7 +147,7 @@ function sameEtag(a: string | undefined, b: string | undefined): boolean {
 async function directoryFromTail(
   client: GitLabClient,
   source: ResolvedSource,
-): Promise<{ directory: LeanRecord[]; total: number; etag?: string } | undefined> {
+): Promise<{ directory: LeanRecord[]; total: number; etag?: string; lastModified?: string; buffer: Buffer } | undefined> {
   const tail = await client.readRange(source.archivePath, source.archiveQuery, -TAIL_REQUEST).catch((err) => {
     if ((err as RelayError).details?.status === 416) return undefined; // e.g. an empty file: the download explains
     throw err;
@@ -152,7 +156,7 @@ async function directoryFromTail(
   let changed = false;
   const directory = await readDirectoryFromTail(tail.buffer, tail.total, async (start, end) => {
     const more =
-      end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end);
+      end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end, tail);
     if (!more || more.total !== tail.total || !sameEtag(more.etag, tail.etag)) {
       changed = true;
       throw new Error('the rest of the central directory could not be read by range');
@@ -162,7 +166,7 @@ async function directoryFromTail(
     if (changed) return undefined;
     throw err;
   });
-  return directory && { directory, total: tail.total, etag: tail.etag };
+  return directory && { directory, total: tail.total, etag: tail.etag, lastModified: tail.lastModified, buffer: tail.buffer };
 }
 
 /**
@@ -182,29 +186,51 @@ async function fetchArchive(
   const tail = forcedOff ? undefined : await directoryFromTail(client, source);
   if (!tail) {
     logger.info(`Download, then unpack (${forcedOff ? 'ARTIFACT_RELAY_OVERLAP=0' : 'no Range support'})`);
-    await section(`Download ${source.label}`, async () => logger.info((await downloadArchive(client, source, zip, summary)).report), false);
+    await section(
+      `Download ${source.label}`,
+      async () => logger.info((await downloadArchive(client, source, zip, summary, { maxBytes: settings.maxArchiveBytes })).report),
+      false,
+    );
     await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
     return;
   }
-  logger.info(`Unpacking while downloading (${tail.directory.length} entries in the directory)`);
+  // Parallel ranges need a validator, so that every range is provably of the object the tail came from.
+  const parallel =
+    settings.connections > 1 && tail.total >= PARALLEL_MIN_BYTES && (tail.etag || tail.lastModified)
+      ? { total: tail.total, validators: { etag: tail.etag, lastModified: tail.lastModified }, connections: settings.connections }
+      : undefined;
+  logger.info(
+    `Unpacking while downloading (${tail.directory.length} entries in the directory${parallel ? `, ${parallel.connections} connections` : ''})`,
+  );
   const mark = new Watermark();
   let extractError: Error | undefined;
   let abandoned = false;
   let downloadReport = '';
   await writeFile(zip, ''); // the extraction opens the file while the download writes it
-  const downloading = downloadArchive(client, source, zip, summary, {
-    onWritten: (n) => {
-      if (extractError && !abandoned) throw extractError; // a rejected archive stops the download at once
-      mark.advance(n);
+  const downloading = downloadArchive(
+    client,
+    source,
+    zip,
+    summary,
+    {
+      maxBytes: settings.maxArchiveBytes,
+      expectedSize: tail.total,
+      onWritten: (n) => {
+        if (extractError && !abandoned) throw extractError; // a rejected archive stops the download at once
+        mark.advance(n);
+      },
+      onRestart: () => {
+        abandoned = true;
+        mark.fail(new Abandoned('the download restarted from zero'));
+      },
     },
-    onRestart: () => {
-      abandoned = true;
-      mark.fail(new Abandoned('the download restarted from zero'));
-    },
-  }).then(
-    ({ result: r, report }) => {
+    parallel,
+  ).then(
+    async ({ result: r, report }) => {
       downloadReport = report;
-      if (r.bytes !== tail.total || !sameEtag(r.etag, tail.etag)) {
+      // The directory came from the tail request: the body must be that same object (its tail byte for byte,
+      // whatever validators the storage sends), else unpack what was downloaded, which the sha256 describes.
+      if (r.bytes !== tail.total || !sameEtag(r.etag, tail.etag) || !(await fileEndsWith(zip, tail.buffer))) {
         abandoned = true;
         mark.fail(new Abandoned('the archive changed while downloading'));
       } else mark.finish(r.bytes);
@@ -255,7 +281,10 @@ async function fetchFiles(
         await checkConflicts(settings, [rel], destSub);
         await mkdir(dirname(target), { recursive: true });
         const { path, query } = source.filePath(artifactPath);
-        const result = await client.download(path, query, target, { onProgress: progressLogger(rel) });
+        const result = await downloadToFile(client, path, query, target, {
+          onProgress: progressLogger(rel),
+          maxBytes: settings.maxArchiveBytes,
+        });
         if (summary.bytes + result.bytes > settings.maxBytes) {
           throw new RelayError(
             `The files fetched exceed max_bytes (${formatBytes(settings.maxBytes)}).`,
@@ -365,7 +394,8 @@ export async function runFetch(
           await rm(zip, { force: true });
           return { target, zip: undefined };
         }
-        logger.info(`${source.label}: ${(await downloadArchive(client, source, zip, summaries[i])).report}`);
+        const { report } = await downloadArchive(client, source, zip, summaries[i], { maxBytes: settings.maxArchiveBytes });
+        logger.info(`${source.label}: ${report}`);
         return { target, zip };
       } catch (err) {
         if (!(err instanceof NotFoundError)) throw err;

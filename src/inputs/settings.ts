@@ -13,7 +13,19 @@ export type { TokenType };
 export type IfNotFound = 'fail' | 'warn' | 'ignore';
 
 /** What every command needs to talk to GitLab: the API client's settings, read from the shared inputs. */
-export type ConnectionSettings = Pick<ClientSettings, 'apiUrl' | 'token' | 'tokenType' | 'retries' | 'timeoutMs' | 'caFile'>;
+export type ConnectionSettings = Pick<
+  ClientSettings,
+  | 'apiUrl'
+  | 'token'
+  | 'tokenType'
+  | 'retries'
+  | 'timeoutMs'
+  | 'caFile'
+  | 'speedLimit'
+  | 'speedTimeMs'
+  | 'deadlineMs'
+  | 'allowInsecureRedirect'
+>;
 
 export type Selector = 'job_id' | 'ref' | 'pipeline' | 'upstream' | 'bridge';
 export type Layout = 'merge' | 'per-job';
@@ -49,6 +61,10 @@ export interface FetchSettings extends ConnectionSettings {
   overwrite: boolean;
   ifNotFound: IfNotFound;
   maxBytes: number;
+  /** Cap on a downloaded archive's (or single file's) size. */
+  maxArchiveBytes: number;
+  /** Parallel ranged connections for one archive (1: one connection). */
+  connections: number;
   maxFiles: number;
   maxRatio: number;
   dotenv?: string;
@@ -118,6 +134,10 @@ export function readConnectionSettings(raw: RawInputs, env: NodeJS.ProcessEnv, b
     retries: Math.floor(num(raw, 'retries')),
     timeoutMs: Math.round(timeout * 1000),
     caFile: caFile ? resolve(baseDir, caFile) : undefined,
+    speedLimit: num(raw, 'speed_limit'),
+    speedTimeMs: Math.round(num(raw, 'speed_time') * 1000),
+    deadlineMs: Math.round(num(raw, 'deadline') * 1000),
+    allowInsecureRedirect: bool(raw, 'allow_insecure_redirect'),
   };
 }
 
@@ -294,6 +314,11 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
   const maxBytes = parseBytes(str(raw, 'max_bytes'));
   if (maxBytes === undefined || maxBytes <= 0)
     throw new UsageError('Input max_bytes must be a size above zero, such as 10GiB.', 'max_bytes');
+  const maxArchiveBytes = parseBytes(str(raw, 'max_archive_bytes'));
+  if (maxArchiveBytes === undefined || maxArchiveBytes <= 0)
+    throw new UsageError('Input max_archive_bytes must be a size above zero, such as 10GiB.', 'max_archive_bytes');
+  const connections = num(raw, 'connections');
+  if (!(connections >= 1)) throw new UsageError('Input connections must be at least 1.', 'connections');
   const maxFiles = num(raw, 'max_files');
   if (!(maxFiles >= 1)) throw new UsageError('Input max_files must be at least 1.', 'max_files');
 
@@ -329,6 +354,8 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     overwrite: bool(raw, 'overwrite'),
     ifNotFound: str(raw, 'if_not_found') as IfNotFound,
     maxBytes,
+    maxArchiveBytes,
+    connections: Math.floor(connections),
     maxFiles: Math.floor(maxFiles),
     maxRatio: num(raw, 'max_ratio'),
     dotenv: optionalPath('dotenv'),

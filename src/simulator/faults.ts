@@ -9,13 +9,24 @@ export interface FaultSpec {
   origin?: Origin;
   path?: string | RegExp;
   method?: string;
-  kind: 'status' | 'reset' | 'slow' | 'stall';
+  /** Only requests with (true) or without (false) a Range header, or whose Range header matches; default: all. */
+  range?: boolean | RegExp;
+  /**
+   * status: an error answer; reset: the connection dies after `afterBytes`; slow: `bytesPerSecond` (1 = one byte a
+   * second); stall: silence after `afterBytes`; endless: the body (chunked, no Content-Length) never ends, `fill`
+   * repeated after it; oversize-range: a Range request is answered with a Content-Range larger than asked.
+   */
+  kind: 'status' | 'reset' | 'slow' | 'stall' | 'endless' | 'oversize-range';
   status?: number;
   body?: string;
   headers?: Record<string, string>;
   retryAfter?: number;
   afterBytes?: number;
   bytesPerSecond?: number;
+  /** endless: the bytes repeated after the body (default 64 KiB of spaces, so a JSON answer stays parseable). */
+  fill?: string;
+  /** endless: stop after this many bytes in all, a safety net (default 1 GiB). */
+  maxBytes?: number;
   times?: number;
 }
 
@@ -35,9 +46,11 @@ export class Faults {
   }
 
   /** Finds the first matching armed fault and consumes one use of it. */
-  take(origin: Origin, method: string, path: string): FaultSpec | undefined {
+  take(origin: Origin, method: string, path: string, range?: string): FaultSpec | undefined {
     const f = this.list.find((x) => {
       if (x.remaining <= 0 || (x.origin ?? 'gitlab') !== origin) return false;
+      if (typeof x.range === 'boolean' && x.range !== (range !== undefined)) return false;
+      if (x.range instanceof RegExp && !x.range.test(range ?? '')) return false;
       if (x.method && x.method.toUpperCase() !== method.toUpperCase()) return false;
       if (x.path === undefined) return true;
       return typeof x.path === 'string' ? path.startsWith(x.path) : x.path.test(path);
@@ -113,9 +126,15 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  * reset destroys the socket after `afterBytes`, stall stops sending after `afterBytes` and never ends,
  * slow throttles to `bytesPerSecond`.
  */
-export async function deliverBody(res: ServerResponse, body: Buffer | Readable, fault: FaultSpec | undefined): Promise<void> {
+export async function deliverBody(
+  res: ServerResponse,
+  body: Buffer | Readable,
+  fault: FaultSpec | undefined,
+  counter: { bytesSent?: number } = {},
+): Promise<void> {
   const kind = fault?.kind;
-  if (!kind || kind === 'status') {
+  if (kind === 'endless') return deliverEndless(res, body, fault!, counter);
+  if (!kind || kind === 'status' || kind === 'oversize-range') {
     if (Buffer.isBuffer(body)) {
       res.end(body);
       return;
@@ -128,6 +147,7 @@ export async function deliverBody(res: ServerResponse, body: Buffer | Readable, 
   const limit = fault.afterBytes ?? 0;
   const bps = Math.max(1, fault.bytesPerSecond ?? 16 * 1024);
   const slice = Math.max(1, Math.floor(bps / 20));
+  const pause = (slice * 1000) / bps;
   let sent = 0;
   let aborted = false;
   res.on('close', () => {
@@ -137,10 +157,16 @@ export async function deliverBody(res: ServerResponse, body: Buffer | Readable, 
   const write = async (b: Buffer) => {
     if (!res.write(b))
       await new Promise<void>((r) => {
-        res.once('drain', r);
-        res.once('close', r);
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          r();
+        };
+        res.on('drain', done);
+        res.on('close', done);
       });
     sent += b.length;
+    counter.bytesSent = (counter.bytesSent ?? 0) + b.length;
   };
   try {
     for await (const chunk of chunks) {
@@ -148,7 +174,7 @@ export async function deliverBody(res: ServerResponse, body: Buffer | Readable, 
       if (kind === 'slow') {
         for (let i = 0; i < chunk.length && !aborted; i += slice) {
           await write(chunk.subarray(i, i + slice));
-          await sleep(50);
+          await sleep(pause);
         }
         continue;
       }
@@ -170,4 +196,44 @@ export async function deliverBody(res: ServerResponse, body: Buffer | Readable, 
     res.destroy();
   }
   // stall: never end; the connection stays open until the client or close() ends it.
+}
+
+/** The body, then `fill` again and again (with backpressure) until the client goes away or maxBytes is reached. */
+async function deliverEndless(
+  res: ServerResponse,
+  body: Buffer | Readable,
+  fault: FaultSpec,
+  counter: { bytesSent?: number },
+): Promise<void> {
+  let aborted = false;
+  res.on('close', () => {
+    aborted = true;
+  });
+  const fill = Buffer.from(fault.fill ?? ' '.repeat(64 * 1024));
+  const max = fault.maxBytes ?? 1024 ** 3;
+  const write = async (b: Buffer) => {
+    counter.bytesSent = (counter.bytesSent ?? 0) + b.length;
+    if (!res.write(b))
+      await new Promise<void>((r) => {
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          r();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+  };
+  try {
+    const chunks: AsyncIterable<Buffer> | Iterable<Buffer> = Buffer.isBuffer(body) ? [body] : (body as AsyncIterable<Buffer>);
+    for await (const chunk of chunks) {
+      if (aborted) break;
+      await write(chunk);
+    }
+    while (!aborted && (counter.bytesSent ?? 0) < max) await write(fill);
+  } catch {
+    res.destroy();
+    return;
+  }
+  if (!aborted) res.end();
 }

@@ -13,6 +13,8 @@ export interface RequestRecord {
   query: Query;
   headers: Record<string, string | string[] | undefined>;
   status: number;
+  /** Body bytes written to the socket (counted for faulted bodies). */
+  bytesSent?: number;
 }
 
 export interface Ctx {
@@ -73,6 +75,7 @@ export function send(ctx: Ctx, status: number, headers: Record<string, string>, 
   const all: Record<string, string> = { ...ctx.baseHeaders, ...headers };
   const buf = typeof body === 'string' ? Buffer.from(body) : body;
   if (Buffer.isBuffer(buf) && all['Content-Length'] === undefined) all['Content-Length'] = String(buf.length);
+  if (ctx.fault?.kind === 'endless') delete all['Content-Length']; // chunked: the body has no announced end
   ctx.record.status = status;
   ctx.res.writeHead(status, all);
   if (buf === null || ctx.method === 'HEAD') {
@@ -80,7 +83,7 @@ export function send(ctx: Ctx, status: number, headers: Record<string, string>, 
     ctx.res.end();
     return;
   }
-  void deliverBody(ctx.res, buf, ctx.fault);
+  void deliverBody(ctx.res, buf, ctx.fault, ctx.record);
 }
 
 export function json(ctx: Ctx, status: number, value: unknown, headers: Record<string, string> = {}): void {

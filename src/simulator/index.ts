@@ -1,7 +1,7 @@
 // An embedded GitLab simulator: a GitLab API origin plus a separate object-storage origin, both on 127.0.0.1.
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Store } from './model.ts';
+import { loadArchive, Store } from './model.ts';
 import type {
   AddAccessTokenOptions,
   AddBridgeOptions,
@@ -21,7 +21,7 @@ import { Hooks } from './hooks.ts';
 import type { RequestHook } from './hooks.ts';
 import type { FaultSpec } from './faults.ts';
 import type { RequestRecord } from './http.ts';
-import { Signer, startStorage } from './storage.ts';
+import { Signer, startStorage, type StorageSettings } from './storage.ts';
 import { startGitlab } from './server.ts';
 import type { ServerSettings } from './server.ts';
 
@@ -71,6 +71,18 @@ export interface Simulator {
   onRequest(h: RequestHook): void;
   addJobToken(token: string, jobId: number): void;
   addAccessToken(token: string, o?: AddAccessTokenOptions): void;
+  /** Which validators (ETag, Last-Modified) the storage origin sends; default both. */
+  storageValidators: StorageSettings['validators'];
+  /** Throughput limit of each storage connection in bytes/s (object storage limits per connection); undefined: none. */
+  storageConnectionLimit: number | undefined;
+  /** The most storage requests answered at the same time so far (set it to 0 to start counting again). */
+  storageMaxInFlight: number;
+  /**
+   * Replaces a job's archive in object storage, at the same key and URL, once `afterGets` more GETs of it were
+   * answered (0: at once): a storage that changed the object between two requests. The new object gets a new ETag and
+   * a Last-Modified one hour later.
+   */
+  swapArchive(jobId: number, o: { archive?: string; archiveBuffer?: Buffer; afterGets: number }): void;
   injectFault(f: FaultSpec): void;
   clearFaults(): void;
   readonly requests: RequestRecord[];
@@ -103,7 +115,8 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode } = {})
   const signer = new Signer();
   const requests: RequestRecord[] = [];
   const settings: ServerSettings = { url: '', storageUrl: '', downloadMode: opts.downloadMode ?? 'redirect', redirectExpiresSeconds: 900 };
-  const storage = startStorage(store, faults, signer, requests);
+  const storageSettings: StorageSettings = { validators: 'both', swaps: new Map(), inFlight: 0, maxInFlight: 0 };
+  const storage = startStorage(store, faults, signer, requests, storageSettings);
   const gitlab = startGitlab({ store, faults, signer, requests, settings, hooks });
   settings.storageUrl = await listen(storage);
   settings.url = await listen(gitlab);
@@ -154,6 +167,33 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode } = {})
     onRequest: (h) => hooks.add(h),
     addJobToken: (token, jobId) => store.addJobToken(token, jobId),
     addAccessToken: (token, o) => store.addAccessToken(token, o),
+    get storageValidators() {
+      return storageSettings.validators;
+    },
+    set storageValidators(v: StorageSettings['validators']) {
+      storageSettings.validators = v;
+    },
+    get storageMaxInFlight() {
+      return storageSettings.maxInFlight;
+    },
+    set storageMaxInFlight(n: number) {
+      storageSettings.maxInFlight = n;
+    },
+    get storageConnectionLimit() {
+      return storageSettings.connectionBytesPerSecond;
+    },
+    set storageConnectionLimit(n: number | undefined) {
+      storageSettings.connectionBytesPerSecond = n;
+    },
+    swapArchive: (jobId, o) => {
+      const job = store.jobs.get(jobId);
+      const next = loadArchive(o.archive, o.archiveBuffer);
+      if (!job?.archive || !next) throw new Error(`job ${jobId} has no archive to swap, or no new archive was given`);
+      const later = new Date(Date.parse(job.finishedAt ?? job.createdAt) + 3_600_000).toUTCString();
+      next.lastModified = later;
+      if (o.afterGets <= 0) job.archive = { ...next, key: job.archive.key };
+      else storageSettings.swaps.set(job.archive.key, { after: o.afterGets, next });
+    },
     injectFault: (f) => faults.add(f),
     clearFaults: () => faults.clear(),
     requests,

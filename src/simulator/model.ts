@@ -16,6 +16,8 @@ export interface Archive {
   buffer?: Buffer;
   path?: string;
   etag: string;
+  /** Last-Modified the storage sends (default: the job's finish time). */
+  lastModified?: string;
   /** Object key on the storage origin, e.g. /bucket/<random>/artifacts.zip */
   key: string;
 }

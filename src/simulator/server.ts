@@ -151,7 +151,7 @@ export function startGitlab(deps: Deps): Server {
       'RateLimit-Observed': String(observed),
       'RateLimit-Remaining': String(Math.max(0, 2000 - observed)),
     };
-    const fault = faults.take('gitlab', ctx.method, ctx.rawPath);
+    const fault = faults.take('gitlab', ctx.method, ctx.rawPath, req.headers.range);
     if (fault?.kind === 'status') {
       sendStatusFault(res, 'gitlab', fault, (s) => (ctx.record.status = s));
       return;

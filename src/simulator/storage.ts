@@ -55,16 +55,56 @@ export function archiveBody(a: Archive, start: number, end: number): Buffer | Re
   return createReadStream(a.path ?? '', { start, end });
 }
 
+/** What the storage origin does beyond serving bytes (tests change it through the Simulator). */
+export interface StorageSettings {
+  /** Which validators the storage sends: both (default, as S3), etag, last-modified, or none (as some CDNs). */
+  validators: 'both' | 'etag' | 'last-modified' | 'none';
+  /** Object replacements armed by swapArchive: after `after` more GETs of the key, the job's archive becomes `next`. */
+  swaps: Map<string, { after: number; next: Archive }>;
+  /** Throughput limit of each connection (bytes/s), as object storage has; undefined: none. */
+  connectionBytesPerSecond?: number;
+  /** Requests being answered now, and the most at once (parallel downloads). */
+  inFlight: number;
+  maxInFlight: number;
+}
+
+/** True when the request's If-Range (an ETag or a date) names the object as it is now. */
+function ifRangeHolds(value: string, etag: string | undefined, lastModified: string | undefined): boolean {
+  if (value.startsWith('"') || value.startsWith('W/')) return etag !== undefined && value === etag;
+  return lastModified !== undefined && value === lastModified;
+}
+
 /**
- * Sends an archive honouring Range (206 + Content-Range, 416 when unsatisfiable).
- * `headers` are added to every answer.
+ * Sends an archive honouring Range (206 + Content-Range, 416 when unsatisfiable) and the conditionals a storage
+ * honours with it: If-Match and If-Unmodified-Since (412 on a mismatch), If-Range (the whole object, 200, on a
+ * mismatch). `headers` are added to every answer. The fault `oversize-range` answers with more than was asked.
  */
 export function sendArchive(ctx: Ctx, a: Archive, headers: Record<string, string>, unsatisfiable: () => void): void {
-  const range = parseRange(typeof ctx.req.headers.range === 'string' ? ctx.req.headers.range : undefined, a.size);
+  const h = (name: string) => (typeof ctx.req.headers[name] === 'string' ? (ctx.req.headers[name] as string) : undefined);
+  const etag = headers.ETag;
+  const lastModified = headers['Last-Modified'];
+  const ifMatch = h('if-match');
+  const ifUnmodified = h('if-unmodified-since');
+  if (
+    (ifMatch && ifMatch !== '*' && ifMatch !== etag) ||
+    (ifUnmodified && lastModified && Date.parse(lastModified) > Date.parse(ifUnmodified))
+  ) {
+    send(
+      ctx,
+      412,
+      { 'Content-Type': 'application/xml' },
+      ctx.method === 'HEAD' ? '' : s3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold'),
+    );
+    return;
+  }
+  const ifRange = h('if-range');
+  const rangeHeader = ifRange && !ifRangeHolds(ifRange, etag, lastModified) ? undefined : h('range');
+  let range = parseRange(rangeHeader, a.size);
   if (range === 'unsatisfiable') {
     unsatisfiable();
     return;
   }
+  if (range && ctx.fault?.kind === 'oversize-range') range = { start: 0, end: a.size - 1 };
   if (!range) {
     send(ctx, 200, { ...headers, 'Content-Length': String(a.size) }, archiveBody(a, 0, a.size - 1));
     return;
@@ -77,19 +117,25 @@ export function sendArchive(ctx: Ctx, a: Archive, headers: Record<string, string
   );
 }
 
-export function startStorage(store: Store, faults: Faults, signer: Signer, requests: RequestRecord[]): Server {
+export function startStorage(store: Store, faults: Faults, signer: Signer, requests: RequestRecord[], settings: StorageSettings): Server {
   return createServer((req, res) => {
     const ctx = makeCtx('storage', req, res);
+    settings.inFlight += 1;
+    settings.maxInFlight = Math.max(settings.maxInFlight, settings.inFlight);
+    res.on('close', () => {
+      settings.inFlight -= 1;
+    });
     requests.push(ctx.record);
     ctx.baseHeaders = { Server: 'SimS3', 'x-amz-request-id': randomBytes(8).toString('hex').toUpperCase() };
     const xml = (status: number, code: string, msg: string) =>
       send(ctx, status, { 'Content-Type': 'application/xml' }, ctx.method === 'HEAD' ? '' : s3Error(code, msg));
-    const fault = faults.take('storage', ctx.method, ctx.rawPath);
+    const fault = faults.take('storage', ctx.method, ctx.rawPath, req.headers.range);
     if (fault?.kind === 'status') {
       sendStatusFault(res, 'storage', fault, (s) => (ctx.record.status = s));
       return;
     }
-    ctx.fault = fault;
+    ctx.fault =
+      fault ?? (settings.connectionBytesPerSecond ? { kind: 'slow', bytesPerSecond: settings.connectionBytesPerSecond } : undefined);
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD')
       return xml(405, 'MethodNotAllowed', 'The specified method is not allowed against this resource.');
     const key = decodeURIComponent(ctx.rawPath);
@@ -100,12 +146,17 @@ export function startStorage(store: Store, faults: Faults, signer: Signer, reque
     const job = store.findJobByKey(key);
     const a = job?.archive;
     if (!a) return xml(404, 'NoSuchKey', 'The specified key does not exist.');
-    const headers = {
-      'Content-Type': 'application/zip',
-      ETag: a.etag,
-      'Accept-Ranges': 'bytes',
-      'Last-Modified': new Date(Date.parse(job.finishedAt ?? job.createdAt)).toUTCString(),
-    };
+    const headers: Record<string, string> = { 'Content-Type': 'application/zip', 'Accept-Ranges': 'bytes' };
+    const v = settings.validators;
+    if (v === 'both' || v === 'etag') headers.ETag = a.etag;
+    if (v === 'both' || v === 'last-modified')
+      headers['Last-Modified'] = a.lastModified ?? new Date(Date.parse(job.finishedAt ?? job.createdAt)).toUTCString();
+    const swap = ctx.method === 'GET' ? settings.swaps.get(key) : undefined;
+    if (swap && --swap.after <= 0) {
+      // This answer still serves the old object; every later one the new (same key, same URL).
+      settings.swaps.delete(key);
+      job.archive = { ...swap.next, key };
+    }
     sendArchive(ctx, a, headers, () =>
       send(
         ctx,

@@ -1,0 +1,181 @@
+// Parallel ranged download: disjoint byte ranges of one object over several connections (object storage limits
+// throughput per connection), each written at its offset in the sink and retried alone when it fails. Every range
+// carries the object's validators (If-Range/If-Match), so all the bytes are of one object. The SHA-256 of the
+// whole archive is computed in order, reading each part back from the sink once the parts before it are done.
+import { createHash } from 'node:crypto';
+import { RelayError } from '../errors.ts';
+import { redact } from '../log.ts';
+import { networkError, pump } from './body.ts';
+import {
+  type ByteSink,
+  conditionalHeaders,
+  type DownloadResult,
+  header,
+  parseContentRange,
+  sameObject,
+  signedUrlExpired,
+  strongEtag,
+  type Transport,
+  type Validators,
+  validatorsOf,
+} from './download.ts';
+import { redactUrl } from './urls.ts';
+
+/** A sink the parallel download can read back (to hash the parts in order). */
+export interface ReadableSink extends ByteSink {
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+export interface ParallelOptions {
+  /** The object's size and validators, from an earlier ranged answer (the tail request). */
+  total: number;
+  validators: Validators;
+  /** Connections (ranges in flight) at most. */
+  connections: number;
+  /** Bytes per range; default: total / (4 × connections), between 1 and 32 MiB. */
+  partBytes?: number;
+  maxBytes?: number;
+  /** Called once bytes [0, n) are all written (the parts before n are complete). */
+  onWritten?: (n: number) => void;
+  onProgress?: (p: { bytes: number; total?: number }) => void;
+}
+
+/** The object changed or the server stopped honouring Range: the caller downloads sequentially instead. */
+export class RangeUnusable extends Error {}
+
+const MIN_PART = 1024 * 1024;
+const MAX_PART = 32 * 1024 * 1024;
+/** Bytes read back from the sink at a time for the hash (memory stays flat whatever the part size). */
+const HASH_SLICE = 1024 * 1024;
+
+/** The ranges [start, end) one object of `total` bytes is fetched in. */
+export function planParts(total: number, connections: number, partBytes?: number): { start: number; end: number }[] {
+  const auto = Math.min(MAX_PART, Math.max(MIN_PART, Math.ceil(total / (4 * Math.max(1, connections)))));
+  const size = Math.max(1, partBytes ?? auto);
+  const parts: { start: number; end: number }[] = [];
+  for (let start = 0; start < total; start += size) parts.push({ start, end: Math.min(total, start + size) });
+  return parts;
+}
+
+/**
+ * Downloads `apiUrl` as parallel ranges into `sink`. Throws RangeUnusable (before or after writing some parts) when
+ * the object changed or a range was not answered as asked; other failures are the client's errors.
+ */
+export async function parallelDownload(t: Transport, apiUrl: URL, sink: ReadableSink, o: ParallelOptions): Promise<DownloadResult> {
+  if (o.maxBytes !== undefined && o.total > o.maxBytes) {
+    throw new RelayError(
+      `Download ${redactUrl(apiUrl)}: the archive (${o.total} bytes) is larger than max_archive_bytes (${o.maxBytes} bytes).`,
+      'Raise max_archive_bytes if archives this large are expected.',
+      { status: 0, code: 'ERR_BODY_TOO_LARGE' },
+    );
+  }
+  const parts = planParts(o.total, o.connections, o.partBytes);
+  const done = new Array<boolean>(parts.length).fill(false);
+  const hash = createHash('sha256');
+  let prefix = 0; // parts [0, prefix) are hashed
+  let received = 0;
+  let attempts = 1;
+  /** Where the parts are fetched from: the storage URL the first answer came from, while its signature is valid. */
+  let source: { url: URL; redirected: boolean } | undefined;
+  let failed: unknown;
+  let hashing = Promise.resolve();
+
+  const advance = async () => {
+    while (prefix < parts.length && done[prefix]) {
+      const p = parts[prefix]!;
+      for (let at = p.start; at < p.end; at += HASH_SLICE) {
+        const want = Math.min(HASH_SLICE, p.end - at);
+        const bytes = await sink.read(at, want);
+        if (bytes.length !== want) throw new Error(`the sink returned ${bytes.length} of ${want} bytes at ${at}`);
+        hash.update(bytes);
+      }
+      prefix++;
+      o.onWritten?.(p.end);
+    }
+  };
+
+  const fetchPart = async (index: number) => {
+    const part = parts[index]!;
+    const range = `bytes=${part.start}-${part.end - 1}`;
+    let unusable: RangeUnusable | undefined;
+    let partReceived = 0;
+    await t.withRetries(`Download ${redactUrl(apiUrl)} (${range})`, apiUrl, async (attempt, rules) => {
+      attempts = Math.max(attempts, attempt);
+      received -= partReceived; // a retry fetches the part again whole, overwriting its bytes in place
+      partReceived = 0;
+      const url = source && !signedUrlExpired(source.url) ? source.url : apiUrl;
+      const opened = await t.get(url, { range, ...conditionalHeaders(o.validators) });
+      if (opened.status === 200 || opened.status === 412) {
+        opened.stream.destroy();
+        unusable = new RangeUnusable(`${range} answered HTTP ${opened.status}: the object changed or Range is not honoured`);
+        return;
+      }
+      if (opened.status !== 206) return t.fail(opened);
+      const cr = parseContentRange(header(opened.headers, 'content-range'));
+      if (
+        !cr ||
+        cr.first !== part.start ||
+        cr.last !== part.end - 1 ||
+        cr.total !== o.total ||
+        !sameObject(o.validators, validatorsOf(opened.headers))
+      ) {
+        opened.stream.destroy();
+        unusable = new RangeUnusable(
+          `${range} was answered with ${header(opened.headers, 'content-range') ?? 'no Content-Range'} or another object`,
+        );
+        return;
+      }
+      if (!source || source.url.toString() !== opened.url.toString())
+        source = { url: opened.url, redirected: opened.redirected || source?.redirected === true };
+      let at = part.start;
+      await pump(opened.stream, rules, async (chunk) => {
+        if (at + chunk.length > part.end) {
+          throw new RelayError(
+            `Download ${redactUrl(apiUrl)} (${range}): the server sent more bytes than its Content-Range; refusing the rest.`,
+            undefined,
+            {
+              status: 0,
+              code: 'ERR_BODY_OVERRUN',
+            },
+          );
+        }
+        await sink.write(chunk, at);
+        at += chunk.length;
+        received += chunk.length;
+        partReceived += chunk.length;
+        o.onProgress?.({ bytes: received, total: o.total });
+      });
+      if (at !== part.end)
+        throw networkError(`${range} ended after ${at - part.start} of ${part.end - part.start} bytes`, 'ERR_INCOMPLETE_BODY');
+    });
+    if (unusable) throw unusable;
+    done[index] = true;
+    hashing = hashing.then(advance);
+    await hashing;
+  };
+
+  let next = 0;
+  const worker = async () => {
+    while (failed === undefined && next < parts.length) {
+      const index = next++;
+      try {
+        await fetchPart(index);
+      } catch (err) {
+        failed ??= err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(o.connections, parts.length)) }, worker));
+  if (failed !== undefined) throw failed;
+  await hashing;
+  await sink.truncate(o.total);
+  return {
+    bytes: o.total,
+    sha256: hash.digest('hex'),
+    redirected: source?.redirected ?? false,
+    finalUrl: redact(redactUrl(source?.url ?? apiUrl)),
+    attempts,
+    acceptRanges: true,
+    etag: strongEtag(o.validators.etag),
+  };
+}

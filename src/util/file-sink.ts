@@ -1,0 +1,125 @@
+// A file as the sink of a download (src/api knows no file system): writes at offsets, truncates on restart.
+import { type FileHandle, open } from 'node:fs/promises';
+import type { DownloadOptions, DownloadResult, GitLabClient, ParallelOptions, Query, ReadableSink } from '../api/client.ts';
+import { RangeUnusable } from '../api/parallel.ts';
+import { logger } from '../log.ts';
+import { RelayError } from '../errors.ts';
+
+export interface FileSink extends ReadableSink {
+  close(): Promise<void>;
+}
+
+function writeError(file: string, err: unknown): RelayError {
+  return new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check free disk space and permissions of the destination.', {
+    code: (err as { code?: string }).code,
+  });
+}
+
+/** Opens (creates or empties) `file` as a download sink. */
+export async function openFileSink(file: string): Promise<FileSink> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, 'w+');
+  } catch (err) {
+    throw new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check the destination path and its permissions.', {
+      code: (err as { code?: string }).code,
+    });
+  }
+  return {
+    async write(chunk, offset) {
+      try {
+        for (let off = 0; off < chunk.length; ) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, offset + off);
+          off += bytesWritten;
+        }
+      } catch (err) {
+        throw writeError(file, err);
+      }
+    },
+    async truncate(length) {
+      try {
+        await fh.truncate(length);
+      } catch (err) {
+        throw writeError(file, err);
+      }
+    },
+    async read(offset, length) {
+      const buf = Buffer.alloc(length);
+      let got = 0;
+      while (got < length) {
+        const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return buf.subarray(0, got);
+    },
+    close: () => fh.close(),
+  };
+}
+
+/** Downloads `path` into `file` (created or emptied first). */
+export async function downloadToFile(
+  client: GitLabClient,
+  path: string,
+  query: Query | undefined,
+  file: string,
+  opts: DownloadOptions = {},
+): Promise<DownloadResult> {
+  const sink = await openFileSink(file);
+  try {
+    return await client.download(path, query, sink, opts);
+  } finally {
+    await sink.close();
+  }
+}
+
+/** True when the last bytes of `file` are `tail` (an archive's tail read earlier by Range is the file's own). */
+export async function fileEndsWith(file: string, tail: Buffer): Promise<boolean> {
+  const fh = await open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size < tail.length) return false;
+    const buf = Buffer.alloc(tail.length);
+    const { bytesRead } = await fh.read(buf, 0, tail.length, size - tail.length);
+    return bytesRead === tail.length && buf.equals(tail);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Downloads `path` into `file` as parallel ranges (parallel.ts) when the server allows; when the object changed or
+ * a range is not answered as asked, starts over (onRestart) and downloads it sequentially.
+ */
+export async function downloadToFileParallel(
+  client: GitLabClient,
+  path: string,
+  query: Query | undefined,
+  file: string,
+  parallel: Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes'>,
+  opts: DownloadOptions = {},
+): Promise<DownloadResult> {
+  const sink = await openFileSink(file);
+  try {
+    let wrote = false;
+    try {
+      return await client.downloadParallel(path, query, sink, {
+        ...parallel,
+        maxBytes: opts.maxBytes,
+        onWritten: (n) => {
+          wrote = true;
+          opts.onWritten?.(n);
+        },
+        onProgress: opts.onProgress,
+      });
+    } catch (err) {
+      if (!(err instanceof RangeUnusable)) throw err;
+      logger.info(`Downloading over one connection instead: ${err.message}`);
+      if (wrote) opts.onRestart?.();
+      await sink.truncate(0);
+      return await client.download(path, query, sink, opts);
+    }
+  } finally {
+    await sink.close();
+  }
+}
