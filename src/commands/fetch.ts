@@ -21,8 +21,6 @@ import { mergeTree } from '../workspace/merge.ts';
 import { commitStaging, conflictError, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
 
 const LISTED_ENTRIES = 200;
-/** Progress lines on long downloads: often enough to show life, rare enough for a 4 MB job log. */
-const PROGRESS_INTERVAL_MS = Number(process.env.ARTIFACT_RELAY_PROGRESS_MS) || 5000;
 /** Downloads of several jobs run concurrently, a few at a time: polite to the API, and the disk is shared anyway. */
 const DOWNLOAD_CONCURRENCY = 3;
 /** First request of an overlapped fetch: the archive's last bytes, where the end record and usually the whole directory are. */
@@ -33,12 +31,13 @@ const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
 /** The overlapped download was restarted or changed under us: its extraction is discarded and redone from the file. */
 class Abandoned extends Error {}
 
-function progressLogger(label: string) {
+/** Progress lines on long downloads every `intervalMs` (settings.progressMs): often enough to show life, rare enough for a 4 MB job log. */
+function progressLogger(label: string, intervalMs: number) {
   const started = Date.now();
   let lastLog = started;
   return (p: { bytes: number; total?: number }) => {
     const now = Date.now();
-    if (now - lastLog < PROGRESS_INTERVAL_MS) return;
+    if (now - lastLog < intervalMs) return;
     lastLog = now;
     const rate = p.bytes / Math.max((now - started) / 1000, 0.001);
     const of = p.total ? ` of ${formatBytes(p.total)} (${Math.floor((p.bytes / p.total) * 100)}%)` : '';
@@ -69,12 +68,13 @@ async function downloadArchive(
   source: ResolvedSource,
   file: string,
   summary: SourceSummary,
+  progressMs: number,
   opts: DownloadOptions = {},
 ) {
   const started = Date.now();
   const result = await client.download(source.archivePath, source.archiveQuery, file, {
     ...opts,
-    onProgress: progressLogger('downloaded'),
+    onProgress: progressLogger('downloaded', progressMs),
   });
   const seconds = (Date.now() - started) / 1000;
   summary.archive_bytes = result.bytes;
@@ -176,11 +176,15 @@ async function fetchArchive(
   destSub: string,
   summary: SourceSummary,
 ): Promise<void> {
-  const forcedOff = process.env.ARTIFACT_RELAY_OVERLAP === '0';
+  const forcedOff = !settings.overlap;
   const tail = forcedOff ? undefined : await directoryFromTail(client, source);
   if (!tail) {
     logger.info(`Download, then unpack (${forcedOff ? 'ARTIFACT_RELAY_OVERLAP=0' : 'no Range support'})`);
-    await section(`Download ${source.label}`, async () => logger.info((await downloadArchive(client, source, zip, summary)).report), false);
+    await section(
+      `Download ${source.label}`,
+      async () => logger.info((await downloadArchive(client, source, zip, summary, settings.progressMs)).report),
+      false,
+    );
     await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
     return;
   }
@@ -190,7 +194,7 @@ async function fetchArchive(
   let abandoned = false;
   let downloadReport = '';
   await writeFile(zip, ''); // the extraction opens the file while the download writes it
-  const downloading = downloadArchive(client, source, zip, summary, {
+  const downloading = downloadArchive(client, source, zip, summary, settings.progressMs, {
     onWritten: (n) => {
       if (extractError && !abandoned) throw extractError; // a rejected archive stops the download at once
       mark.advance(n);
@@ -253,7 +257,7 @@ async function fetchFiles(
         await checkConflicts(settings, [rel], destSub);
         await mkdir(dirname(target), { recursive: true });
         const { path, query } = source.filePath(artifactPath);
-        const result = await client.download(path, query, target, { onProgress: progressLogger(rel) });
+        const result = await client.download(path, query, target, { onProgress: progressLogger(rel, settings.progressMs) });
         if (summary.bytes + result.bytes > settings.maxBytes) {
           throw new RelayError(
             `The files fetched exceed max_bytes (${formatBytes(settings.maxBytes)}).`,
@@ -362,7 +366,7 @@ export async function runFetch(
           await rm(zip, { force: true });
           return { target, zip: undefined };
         }
-        logger.info(`${source.label}: ${(await downloadArchive(client, source, zip, summaries[i])).report}`);
+        logger.info(`${source.label}: ${(await downloadArchive(client, source, zip, summaries[i], settings.progressMs)).report}`);
         return { target, zip };
       } catch (err) {
         if (!(err instanceof NotFoundError)) throw err;

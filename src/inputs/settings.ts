@@ -12,7 +12,21 @@ export type { TokenType };
 export type IfNotFound = 'fail' | 'warn' | 'ignore';
 
 /** What every command needs to talk to GitLab: the API client's settings, read from the shared inputs. */
-export type ConnectionSettings = Pick<ClientSettings, 'apiUrl' | 'token' | 'tokenType' | 'retries' | 'timeoutMs' | 'caFile'>;
+export type ConnectionSettings = Pick<
+  ClientSettings,
+  'apiUrl' | 'token' | 'tokenType' | 'retries' | 'timeoutMs' | 'caFile' | 'retryBaseMs' | 'retryMaxWaitMs'
+>;
+
+/**
+ * A non-negative number of milliseconds from an ARTIFACT_RELAY_* variable, or undefined when unset or not a number.
+ * These knobs exist for the tests (they shrink waits) and are read here only, once (README: Development).
+ */
+function envMs(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const text = env[name]?.trim();
+  if (!text) return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
 
 export type Selector = 'job_id' | 'ref' | 'pipeline' | 'upstream' | 'bridge';
 export type Layout = 'merge' | 'per-job';
@@ -49,6 +63,12 @@ export interface FetchSettings extends ConnectionSettings {
   dotenv?: string;
   summary?: string;
   dryRun: boolean;
+  /** First poll interval while waiting (ARTIFACT_RELAY_POLL_MS, default 3000); it grows to ten times that. */
+  pollMs: number;
+  /** Interval of download progress lines (ARTIFACT_RELAY_PROGRESS_MS, default 5000). */
+  progressMs: number;
+  /** Unpack while downloading when the server supports Range (ARTIFACT_RELAY_OVERLAP=0 turns it off). */
+  overlap: boolean;
 }
 
 /** API base URL: server_url when given, else $CI_API_V4_URL, else the server_url default + /api/v4. */
@@ -110,6 +130,8 @@ export function readConnectionSettings(raw: RawInputs, env: NodeJS.ProcessEnv, b
     retries: Math.floor(num(raw, 'retries')),
     timeoutMs: Math.round(timeout * 1000),
     caFile: caFile ? resolve(baseDir, caFile) : undefined,
+    retryBaseMs: envMs(env, 'ARTIFACT_RELAY_RETRY_BASE_MS'),
+    retryMaxWaitMs: envMs(env, 'ARTIFACT_RELAY_RETRY_MAX_WAIT_MS'),
   };
 }
 
@@ -303,5 +325,8 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     dotenv: optionalPath('dotenv'),
     summary: optionalPath('summary'),
     dryRun: bool(raw, 'dry_run'),
+    pollMs: envMs(env, 'ARTIFACT_RELAY_POLL_MS') || 3000,
+    progressMs: envMs(env, 'ARTIFACT_RELAY_PROGRESS_MS') || 5000,
+    overlap: env.ARTIFACT_RELAY_OVERLAP?.trim() !== '0',
   };
 }

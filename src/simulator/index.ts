@@ -14,8 +14,8 @@ import type {
   Pipeline,
   Project,
 } from './model.ts';
-import { Faults } from './faults.ts';
-import type { FaultSpec } from './faults.ts';
+import { Faults, Hooks } from './faults.ts';
+import type { FaultSpec, RequestMatch, RequestSeen } from './faults.ts';
 import type { RequestRecord } from './http.ts';
 import { Signer, startStorage } from './storage.ts';
 import { startGitlab } from './server.ts';
@@ -28,6 +28,8 @@ export type {
   Job,
   DownloadMode,
   FaultSpec,
+  RequestMatch,
+  RequestSeen,
   RequestRecord,
   AddProjectOptions,
   AddPipelineOptions,
@@ -58,7 +60,21 @@ export interface Simulator {
   addJobToken(token: string, jobId: number): void;
   addAccessToken(token: string, o?: AddAccessTokenOptions): void;
   injectFault(f: FaultSpec): void;
+  /** Removes armed faults and pending hooks. */
   clearFaults(): void;
+  /**
+   * Runs `fn` right after the `n`th request matching `match` has been answered, before the next request is read: a
+   * state change tied to counted requests, never to time.
+   */
+  afterRequests(match: RequestMatch, n: number, fn: () => void): void;
+  /**
+   * Sets job `jobId` to `status` (with `patch`, e.g. its archive) right after its `n`th poll, so polls 1..n see the old
+   * status and poll n+1 the new one. A poll is any request that shows the job's state: GET of its pipeline's job list
+   * (each page counts), GET /projects/:id/jobs/:job_id, or HEAD of its artifacts.
+   */
+  setJobStatusAfterPolls(jobId: number, n: number, status: string, patch?: Partial<JobPatch>): void;
+  /** How many polls (as above) job `jobId` has had. */
+  pollsOf(jobId: number): number;
   readonly requests: RequestRecord[];
   jobs(): Job[];
   readonly deletedArtifacts: number[];
@@ -82,14 +98,30 @@ function shut(server: Server): Promise<void> {
   });
 }
 
+/** The requests that show job `jobId`'s state to a client that waits for it (see setJobStatusAfterPolls). */
+function pollMatcher(store: Store): (jobId: number) => (r: RequestSeen) => boolean {
+  return (jobId) => {
+    const job = store.jobs.get(jobId);
+    if (!job) throw new Error(`no job ${jobId}`);
+    const list = new RegExp(`^/api/v4/projects/[^/]+/pipelines/${job.pipelineId}/jobs$`);
+    const one = new RegExp(`^/api/v4/projects/[^/]+/jobs/${jobId}$`);
+    const archive = new RegExp(`^/api/v4/projects/[^/]+/jobs/${jobId}/artifacts$`);
+    return (r) =>
+      r.origin === 'gitlab' &&
+      ((r.method === 'GET' && (list.test(r.path) || one.test(r.path))) || (r.method === 'HEAD' && archive.test(r.path)));
+  };
+}
+
 export async function startSimulator(opts: { downloadMode?: DownloadMode } = {}): Promise<Simulator> {
   const store = new Store();
   const faults = new Faults();
+  const hooks = new Hooks();
   const signer = new Signer();
   const requests: RequestRecord[] = [];
+  const pollOf = pollMatcher(store);
   const settings: ServerSettings = { url: '', storageUrl: '', downloadMode: opts.downloadMode ?? 'redirect', redirectExpiresSeconds: 900 };
-  const storage = startStorage(store, faults, signer, requests);
-  const gitlab = startGitlab({ store, faults, signer, requests, settings });
+  const storage = startStorage(store, faults, hooks, signer, requests);
+  const gitlab = startGitlab({ store, faults, hooks, signer, requests, settings });
   settings.storageUrl = await listen(storage);
   settings.url = await listen(gitlab);
 
@@ -125,7 +157,19 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode } = {})
     addJobToken: (token, jobId) => store.addJobToken(token, jobId),
     addAccessToken: (token, o) => store.addAccessToken(token, o),
     injectFault: (f) => faults.add(f),
-    clearFaults: () => faults.clear(),
+    clearFaults: () => {
+      faults.clear();
+      hooks.clear();
+    },
+    afterRequests: (match, n, fn) => hooks.add(match, n, fn),
+    setJobStatusAfterPolls: (jobId, n, status, patch) => {
+      const poll = pollOf(jobId);
+      hooks.add(poll, n, () => store.setJobStatus(jobId, status, patch));
+    },
+    pollsOf: (jobId) => {
+      const poll = pollOf(jobId);
+      return requests.filter((r) => poll(r)).length;
+    },
     requests,
     jobs: () => [...store.jobs.values()].sort((a, b) => a.id - b.id),
     deletedArtifacts: store.deletedArtifacts,
