@@ -1,21 +1,18 @@
 // End to end: the built bundle runs as a child process against the GitLab simulator, as a CI job would.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { hostile } from './helpers/archives.ts';
+import { hostile, unzipSnapshot } from './helpers/archives.ts';
 import { runBundle } from './helpers/run.ts';
 import { snapshotTree } from './helpers/tree.ts';
 import { JOB_TOKEN, OAUTH_TOKEN, PRIVATE_TOKEN, tokenHeadersSeen, useWorld, type World } from './helpers/world.ts';
 
 function unzipReference(world: World, archive: string): ReturnType<typeof snapshotTree> {
-  const out = mkdtempSync(join(world.dir, 'ref-'));
-  execFileSync('unzip', ['-q', archive, '-d', out]);
-  return snapshotTree(out);
+  return unzipSnapshot(archive, world.dir);
 }
 
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
