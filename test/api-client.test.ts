@@ -62,6 +62,15 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
+/**
+ * Kills the response's connection once the client has written `cut` bytes (counted through its onWritten), not after a
+ * timer: a client that had not read them all yet would lose the rest of its buffer, and resume from a random offset.
+ */
+async function resetOnceClientHas(res: ServerResponse, clientHas: () => number, cut: number): Promise<void> {
+  while (clientHas() < cut && !res.socket?.destroyed) await new Promise((resolve) => setImmediate(resolve));
+  res.socket?.destroy();
+}
+
 let tmp: string;
 before(async () => {
   tmp = await mkdtemp(join(tmpdir(), 'api-client-test-'));
@@ -414,6 +423,7 @@ describe('client against a local server', () => {
       const data = randomBytes(300_000);
       const etag = `"${sha(data)}"`;
       let full = 0;
+      let have = 0;
       const srv = await startServer((req, res) => {
         const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
         if (ranges && range && req.headers['if-range'] === etag) {
@@ -426,15 +436,18 @@ describe('client against a local server', () => {
           });
           const part = data.subarray(start);
           if (full++ < 2) {
-            res.write(part.subarray(0, 50_000), () => setTimeout(() => res.socket?.destroy(), 20));
+            res.write(part.subarray(0, 50_000));
+            void resetOnceClientHas(res, () => have, start + 50_000);
           } else res.end(part);
           return;
         }
         const headers: Record<string, string> = { 'content-type': 'application/zip', 'content-length': String(data.length) };
         if (ranges) Object.assign(headers, { etag, 'accept-ranges': 'bytes' });
         res.writeHead(200, headers);
-        if (full++ < 2) res.write(data.subarray(0, 100_000), () => setTimeout(() => res.socket?.destroy(), 20));
-        else res.end(data);
+        if (full++ < 2) {
+          res.write(data.subarray(0, 100_000));
+          void resetOnceClientHas(res, () => have, 100_000);
+        } else res.end(data);
       });
       try {
         const file = join(tmp, `reset-${ranges}.zip`);
@@ -443,9 +456,13 @@ describe('client against a local server', () => {
         let restarts = 0;
         const r = await createGitLabClient(settings(srv)).download('/projects/1/jobs/1/artifacts', undefined, file, {
           onProgress: (p) => progress.push(p.bytes),
-          onWritten: (n) => written.push(n),
+          onWritten: (n) => {
+            have = n;
+            written.push(n);
+          },
           onRestart: () => {
             restarts += 1;
+            have = 0;
             written.push(0);
           },
         });
@@ -515,6 +532,7 @@ describe('client against a local server', () => {
   it('resumes against the storage URL after a redirect, with no credentials there', async () => {
     const data = randomBytes(120_000);
     let first = true;
+    let have = 0;
     const storage = await startServer((req, res) => {
       const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
       if (range) {
@@ -529,7 +547,8 @@ describe('client against a local server', () => {
       res.writeHead(200, { 'content-length': String(data.length), 'accept-ranges': 'bytes' });
       if (first) {
         first = false;
-        res.write(data.subarray(0, 40_000), () => setTimeout(() => res.socket?.destroy(), 20));
+        res.write(data.subarray(0, 40_000));
+        void resetOnceClientHas(res, () => have, 40_000);
       } else res.end(data);
     });
     const gitlab = await startServer((_q, res) => {
@@ -538,7 +557,11 @@ describe('client against a local server', () => {
     });
     try {
       const file = join(tmp, 'resume-storage.zip');
-      const r = await createGitLabClient(settings(gitlab, { tokenType: 'job' })).download('/projects/1/jobs/1/artifacts', undefined, file);
+      const r = await createGitLabClient(settings(gitlab, { tokenType: 'job' })).download('/projects/1/jobs/1/artifacts', undefined, file, {
+        onWritten: (n) => {
+          have = n;
+        },
+      });
       assert.equal(sha(await readFile(file)), sha(data));
       assert.equal(r.sha256, sha(data));
       assert.equal(gitlab.requests.length, 1, 'resumed at the storage URL');
