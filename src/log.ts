@@ -86,9 +86,10 @@ const reporter: ConsolaReporter = {
   },
 };
 
+/** Level 3 (info); main.ts raises it to 4 (debug) under ARTIFACT_RELAY_DEBUG. */
 export const logger = createConsola({
   reporters: [reporter],
-  level: process.env.ARTIFACT_RELAY_DEBUG ? 4 : 3,
+  level: 3,
 });
 
 const ESC = '\u001b[0K';

@@ -13,6 +13,10 @@ import { readFetchSettings } from './inputs/settings.ts';
 import { componentSpec, version } from './inputs/spec.ts';
 import { logger, redact, registerSecret } from './log.ts';
 
+/** ARTIFACT_RELAY_DEBUG: debug log lines and stack traces on errors. Read once, here. */
+const DEBUG = Boolean(process.env.ARTIFACT_RELAY_DEBUG);
+if (DEBUG) logger.level = 4;
+
 type Command = (flags: Map<string, string | true>, env: NodeJS.ProcessEnv) => Promise<unknown>;
 
 const commands: Record<string, Command> = {
@@ -59,13 +63,13 @@ function report(err: unknown): number {
   if (err instanceof UsageError || err instanceof RelayError) {
     logger.error(err.message);
     if (err.advice) logger.error(err.advice);
-    if (process.env.ARTIFACT_RELAY_DEBUG && err.stack) process.stderr.write(`${redact(err.stack)}\n`);
+    if (DEBUG && err.stack) process.stderr.write(`${redact(err.stack)}\n`);
     return err.exitCode;
   }
   const e = err as Error;
   logger.error(`Unexpected failure: ${e?.message ?? String(err)}`);
   logger.error('This is a bug in artifact-relay or an unusual environment; rerun with ARTIFACT_RELAY_DEBUG=1 for details and report it.');
-  if (process.env.ARTIFACT_RELAY_DEBUG && e?.stack) process.stderr.write(`${redact(e.stack)}\n`);
+  if (DEBUG && e?.stack) process.stderr.write(`${redact(e.stack)}\n`);
   return 1;
 }
 

@@ -151,9 +151,9 @@ describe('cleanup storage report and pace', () => {
   test('429s halve the deletions in flight; an interrupted run started again finishes the job exactly', async () => {
     const more = buildFleet(world, 'pace', 3);
     world.sim.injectFault({ origin: 'gitlab', method: 'DELETE', kind: 'status', status: 429, retryAfter: 0, times: 3 });
-    // The run is killed when the simulator sees its 8th DELETE (3 of them answered 429): counted requests, not time.
+    // The run is killed once the simulator has answered its 7th DELETE (3 of them answered 429): counted requests, not time.
     let child: ReturnType<typeof spawn> | undefined;
-    world.sim.onRequest({ method: 'DELETE', path: '/api/v4/projects/', onCount: 8, run: () => child?.kill('SIGKILL') });
+    world.sim.afterRequests({ method: 'DELETE', path: '/api/v4/projects/' }, 7, () => child?.kill('SIGKILL'));
     const before = world.sim.deletedArtifacts.length;
     const env = world.env({ INPUT_TOKEN: PRIVATE_TOKEN, INPUT_RETRIES: '5', INPUT_CONCURRENCY: '4' });
     const first = await new Promise<{ status: number | null; output: string }>((resolve) => {

@@ -12,7 +12,7 @@ import { compileGlobs, selectEntry } from '../src/archive/glob.ts';
 import { entryMode, entryType } from '../src/archive/modes.ts';
 import { validateEntryPath } from '../src/archive/validate.ts';
 import { ArchiveError } from '../src/errors.ts';
-import { buildTree, goAvailable, goZip, hostile, infoZip, pythonZip, type SpecEntry } from './helpers/archives.ts';
+import { buildTree, goZip, hostile, infoZip, pythonZip, type SpecEntry, unzipSnapshot } from './helpers/archives.ts';
 import { listing, snapshotTree } from './helpers/tree.ts';
 
 const OPTS: ExtractOptions = { maxBytes: 1024 ** 3, maxFiles: 1_000_000, maxRatio: 100 };
@@ -37,7 +37,7 @@ type Extract = typeof extractArchive;
 
 /**
  * The overlapped path as fetch drives it: the directory comes from the archive's last 64 KiB (more by "range" when
- * needed), and the archive is copied into a new file in small chunks with pauses while the extraction reads it.
+ * needed), and the archive is copied into a new file in small chunks, yielding to the extraction between them.
  * Like fetch, an archive whose tail has no end record goes the sequential way.
  */
 const extractOverlapped: Extract = async (zip, dest, opts) => {
@@ -56,7 +56,7 @@ const extractOverlapped: Extract = async (zip, dest, opts) => {
       const end = Math.min(off + chunk, data.length);
       await fh.write(data, off, end - off, off);
       mark.advance(end);
-      await new Promise((resolve) => setTimeout(resolve, 1));
+      await new Promise((resolve) => setImmediate(resolve)); // let the extraction read between writes
     }
     mark.finish(data.length);
   })();
@@ -76,10 +76,8 @@ const PATHS: [string, Extract][] = [
 /** Extracts with our code and with Info-ZIP unzip, and compares the trees. */
 async function assertLikeUnzip(zip: string, opts: Partial<ExtractOptions> = {}, extract: Extract = extractArchive) {
   const ours = fresh('ours');
-  const theirs = fresh('unzip');
   const result = await extract(zip, ours, { ...OPTS, ...opts });
-  execFileSync('unzip', ['-q', '-o', zip, '-d', theirs]);
-  assert.deepEqual(snapshotTree(ours), snapshotTree(theirs));
+  assert.deepEqual(snapshotTree(ours), unzipSnapshot(zip, work));
   return { result, ours };
 }
 
@@ -180,12 +178,12 @@ for (const [label, extract] of PATHS) {
       assert.equal(mode('locked'), 0o555);
       assert.equal(snap.find((e) => e.path === 'link-to-run')?.target, 'bin/run.sh');
     });
-    test('Go archive/zip (data descriptors), deflated and stored', { skip: !goAvailable() && 'go is not installed' }, async () => {
+    test('Go archive/zip (data descriptors), deflated and stored', async () => {
       const dir = fresh('z');
       await assertLikeUnzip(goZip(join(dir, 'go.zip'), { entries: MIXED }), {}, extract);
       await assertLikeUnzip(goZip(join(dir, 'go-store.zip'), { entries: MIXED, method: 'store' }), {}, extract);
     });
-    test('Go zip64 with 70,000 entries', { skip: !goAvailable() && 'go is not installed' }, async () => {
+    test('Go zip64 with 70,000 entries', async () => {
       const zip = goZip(join(fresh('z'), 'go64.zip'), { entries: [{ name: 'top.txt', data: 'top\n' }], many: 70_000 });
       const { result } = await assertLikeUnzip(zip, {}, extract);
       assert.equal(result.files, 70_001);
@@ -211,7 +209,7 @@ for (const [label, extract] of PATHS) {
       ['truncated', /damaged zip archive/],
       ['html', /not a zip archive \(starts with '<!DOCTYPE html/],
       ['encrypted', /encrypted entries are not supported/],
-      ['lyingSize', /size mismatch|max_bytes/],
+      ['lyingSize', /size mismatch \(entry inflates to more than its declared size\)/],
     ];
     for (const [name, message] of cases) {
       test(name, async () => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { UsageError } from '../src/errors.ts';
 import { expandVariables, parseBytes, readInputs, splitArgv, splitList } from '../src/inputs/parse.ts';
+import { readCleanupSettings } from '../src/inputs/cleanup-settings.ts';
 import { readFetchSettings, resolveTokenType } from '../src/inputs/settings.ts';
 import { componentSpec } from '../src/inputs/spec.ts';
 import { jobNameMatcher, safeFolderName } from '../src/sources/match.ts';
@@ -140,5 +141,85 @@ describe('job names', () => {
     assert.equal(safeFolderName('build: [linux, amd64]'), 'build_linux_amd64');
     assert.equal(safeFolderName('..'), 'job');
     assert.equal(safeFolderName('../../etc'), 'etc');
+  });
+});
+
+describe('cleanup refusals: exit 2 before any request (the settings are read before a client exists)', () => {
+  const cleanupFor = (argv: string[], env: NodeJS.ProcessEnv) => {
+    const { flags } = splitArgv(argv, ['cleanup']);
+    return readCleanupSettings(readInputs(componentSpec.commands.cleanup, flags, env), env, '/work');
+  };
+  const PAT = 'glpat-cleanupTokenValue0123456789';
+  const JOB = CI.CI_JOB_TOKEN;
+  const cases: [string, string[], NodeJS.ProcessEnv, string, RegExp][] = [
+    [
+      'no older_than and no expire_all',
+      ['--project', 'grp/x'],
+      { INPUT_TOKEN: PAT },
+      'older_than',
+      /older_than is empty and expire_all is false: refusing/,
+    ],
+    [
+      'a job token by its prefix',
+      ['--project', 'grp/x', '--older-than', '30d'],
+      { INPUT_TOKEN: 'glcbt-abc' },
+      'token',
+      /is a CI\/CD job token/,
+    ],
+    ['$CI_JOB_TOKEN passed as token', ['--project', 'grp/x', '--older-than', '30d', '--token', JOB], {}, 'token', /is a CI\/CD job token/],
+    ['no token at all', ['--project', 'grp/x', '--older-than', '30d'], {}, 'token', /^Input token is empty\. Cleanup deletes artifacts/],
+    [
+      'expire_all with a policy input',
+      ['--project', 'grp/x', '--expire-all', 'true', '--older-than', '30d'],
+      { INPUT_TOKEN: PAT },
+      'expire_all',
+      /cannot be combined with the policy inputs \(older_than\)/,
+    ],
+    [
+      'a malformed age',
+      ['--project', 'grp/x', '--older-than', '30 days'],
+      { INPUT_TOKEN: PAT },
+      'older_than',
+      /"30 days" does not have the expected shape/,
+    ],
+    [
+      'concurrency out of range',
+      ['--project', 'grp/x', '--older-than', '30d', '--concurrency', '17'],
+      { INPUT_TOKEN: PAT },
+      'concurrency',
+      /between 1 and 16/,
+    ],
+  ];
+  for (const [label, argv, env, input, message] of cases) {
+    test(label, () => {
+      assert.throws(
+        () => cleanupFor(argv, { ...CI, ...env }),
+        (err: unknown) => err instanceof UsageError && err.exitCode === 2 && err.input === input && message.test(err.message),
+      );
+    });
+  }
+  test('a valid policy passes', () => {
+    const s = cleanupFor(['--project', 'grp/x', '--older-than', '30d'], { ...CI, INPUT_TOKEN: PAT });
+    assert.equal(s.tokenType, 'private');
+    assert.deepEqual(s.projects, ['grp/x']);
+  });
+});
+
+describe('ARTIFACT_RELAY_* knobs are read into the settings', () => {
+  test('defaults', () => {
+    const s = settingsFor(['--job-id', '5'], CI);
+    assert.deepEqual([s.pollMs, s.progressMs, s.overlap, s.retryBaseMs, s.retryMaxWaitMs], [3000, 5000, true, undefined, undefined]);
+  });
+  test('set', () => {
+    const s = settingsFor(['--job-id', '5'], {
+      ...CI,
+      ARTIFACT_RELAY_POLL_MS: '100',
+      ARTIFACT_RELAY_PROGRESS_MS: '300',
+      ARTIFACT_RELAY_OVERLAP: '0',
+      ARTIFACT_RELAY_RETRY_BASE_MS: '20',
+      ARTIFACT_RELAY_RETRY_MAX_WAIT_MS: '200',
+    });
+    assert.deepEqual([s.pollMs, s.progressMs, s.overlap, s.retryBaseMs, s.retryMaxWaitMs], [100, 300, false, 20, 200]);
+    assert.equal(settingsFor(['--job-id', '5'], { ...CI, ARTIFACT_RELAY_RETRY_BASE_MS: 'fast' }).retryBaseMs, undefined);
   });
 });

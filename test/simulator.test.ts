@@ -104,10 +104,10 @@ test('redirect mode: 302 to signed storage URL, byte-exact download, bad signatu
     assert.equal(head.status, 200);
     assert.equal(head.headers.get('content-length'), String(ZIP_BYTES.length));
 
-    sim.redirectExpiresSeconds = 0;
+    // Signed already expired (no sleep until a 0 s lifetime runs out).
+    sim.redirectExpiresSeconds = -1;
     const r2 = await get(`${sim.apiUrl}/projects/${project.id}/jobs/${job.id}/artifacts`, { 'PRIVATE-TOKEN': 'pat' });
     const loc2 = r2.headers.get('location') ?? '';
-    await new Promise((res) => setTimeout(res, 1100));
     const expired = await get(loc2);
     assert.equal(expired.status, 403);
     assert.match(await expired.text(), /expired/);
@@ -459,12 +459,15 @@ test('faults: 429 plain text with Retry-After, reset mid-body, times count down'
     const stalled = await fetch(loc, { signal: ac.signal });
     const reader = stalled.body!.getReader();
     let got = 0;
-    const timer = setTimeout(() => ac.abort(), 300);
+    let timer: NodeJS.Timeout | undefined;
     await assert.rejects(async () => {
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
         got += value.length;
+        // Once the 100 bytes are in, give a wrongly continuing body a moment to show (a slow machine can only hide
+        // a bug here, never fail a correct stall), then abort the read that never ends.
+        if (got >= 100) timer ??= setTimeout(() => ac.abort(), 100);
       }
     });
     clearTimeout(timer);
@@ -501,5 +504,44 @@ test('GET /user answers access tokens (python-gitlab asks it first) and refuses 
     assert.equal(((await ok.json()) as { state: string }).state, 'active');
     assert.equal((await fetch(`${sim.apiUrl}/user`, { headers: { 'PRIVATE-TOKEN': 'wrong' } })).status, 401);
     assert.equal((await fetch(`${sim.apiUrl}/user`)).status, 401);
+  });
+});
+
+test('hooks: a job flips right after its Nth poll; afterRequests counts answered requests', async () => {
+  await withSim('proxy', async (sim) => {
+    const { project, pipeline } = basic(sim);
+    const running = sim.addJob({ pipelineId: pipeline.id, name: 'slow', status: 'running' });
+    sim.setJobStatusAfterPolls(running.id, 2, 'success', { archive: ZIP });
+    const status = async (url: string) => ((await (await get(url, { 'PRIVATE-TOKEN': 'pat' })).json()) as { status: string }).status;
+    const one = `${sim.apiUrl}/projects/${project.id}/jobs/${running.id}`;
+    const list = `${sim.apiUrl}/projects/grp%2Fapp/pipelines/${pipeline.id}/jobs`;
+    const listed = async () =>
+      ((await (await get(list, { 'PRIVATE-TOKEN': 'pat' })).json()) as { id: number; status: string }[]).find((j) => j.id === running.id)
+        ?.status;
+    assert.equal(await status(one), 'running');
+    assert.equal(await listed(), 'running');
+    assert.equal(await status(one), 'success', 'poll 3 sees the new status');
+    assert.equal(sim.pollsOf(running.id), 3);
+    let fired = 0;
+    sim.afterRequests({ method: 'GET', path: `/api/v4/projects/${project.id}` }, 2, () => fired++);
+    for (let i = 0; i < 3; i++) await (await get(`${sim.apiUrl}/projects/${project.id}`, { 'PRIVATE-TOKEN': 'pat' })).arrayBuffer();
+    assert.equal(fired, 1, 'once, after the second');
+  });
+});
+
+test('a reset or stall fault longer than the body answers it whole (the kept-alive socket is not killed)', {
+  timeout: 20_000,
+}, async () => {
+  await withSim('proxy', async (sim) => {
+    const { project, job } = basic(sim);
+    const url = `${sim.apiUrl}/projects/${project.id}/jobs/${job.id}/artifacts`;
+    for (const kind of ['reset', 'stall'] as const) {
+      sim.injectFault({ path: /\/artifacts$/, kind, afterBytes: ZIP_BYTES.length });
+      const r = await get(url, { 'PRIVATE-TOKEN': 'pat' });
+      assert.ok(Buffer.from(await r.arrayBuffer()).equals(ZIP_BYTES), kind);
+      // At once, so it reuses the kept-alive connection: a socket killed or held after a whole body would fail it.
+      const next = await get(url, { 'PRIVATE-TOKEN': 'pat' });
+      assert.ok(Buffer.from(await next.arrayBuffer()).equals(ZIP_BYTES), `${kind}: the request after it`);
+    }
   });
 });

@@ -118,21 +118,17 @@ describe('child pipelines', () => {
     const bridge = world.sim.addBridge({ pipelineId: pipeline.id, name: 'late-child', status: 'created' });
     const bridgesPath = new RegExp(`^/api/v4/projects/[^/]+/pipelines/${pipeline.id}/bridges$`);
     let late: ReturnType<typeof child> | undefined;
-    // The third look at the trigger jobs finds the child pipeline: counted requests, no timers.
-    world.sim.onRequest({
-      method: 'GET',
-      path: bridgesPath,
-      onCount: 3,
-      run: () => {
-        const c = world.sim.addChildPipeline({ parentId: pipeline.id, bridgeId: bridge.id, status: 'running' });
-        const job = world.sim.addJob({
-          pipelineId: c.id,
-          name: 'late-build',
-          status: 'success',
-          archive: world.zip('late.zip', [{ name: 'late.txt', data: 'late\n' }]),
-        });
-        late = { pipeline: c, jobs: [job] };
-      },
+    // The third look at the trigger jobs finds the child pipeline (the world changes once the second was
+    // answered): counted requests, no timers.
+    world.sim.afterRequests({ method: 'GET', path: bridgesPath }, 2, () => {
+      const c = world.sim.addChildPipeline({ parentId: pipeline.id, bridgeId: bridge.id, status: 'running' });
+      const job = world.sim.addJob({
+        pipelineId: c.id,
+        name: 'late-build',
+        status: 'success',
+        archive: world.zip('late.zip', [{ name: 'late.txt', data: 'late\n' }]),
+      });
+      late = { pipeline: c, jobs: [job] };
     });
     world.sim.requests.length = 0;
     const r = await runBundle(

@@ -40,8 +40,10 @@ export interface ClientSettings {
   retries: number;
   timeoutMs: number;
   caFile?: string;
-  /** Backoff base; default: env ARTIFACT_RELAY_RETRY_BASE_MS or 1000. */
+  /** Backoff base (ms); default 1000. */
   retryBaseMs?: number;
+  /** Cap on any wait before a retry, Retry-After included (ms); default: no cap beyond retry.ts's own. */
+  retryMaxWaitMs?: number;
   userAgent?: string;
   /** Project as given, for error advice. */
   project?: string;
@@ -134,8 +136,7 @@ class Client implements GitLabClient {
     else if (s.token && s.tokenType === 'oauth') this.auth.Authorization = `Bearer ${s.token}`;
     if (s.caFile) this.ca = [...rootCertificates, readCaFile(s.caFile)];
     this.agentFor = createAgentResolver(process.env, this.ca);
-    const envBase = Number(process.env.ARTIFACT_RELAY_RETRY_BASE_MS);
-    this.baseMs = s.retryBaseMs ?? (Number.isFinite(envBase) && envBase >= 0 && process.env.ARTIFACT_RELAY_RETRY_BASE_MS ? envBase : 1000);
+    this.baseMs = s.retryBaseMs ?? 1000;
     this.transport = {
       get: (url, headers) => this.openStream('GET', url, headers),
       fail: (opened) => this.failFrom(opened),
@@ -256,11 +257,14 @@ class Client implements GitLabClient {
   private retryWait(action: string, err: unknown, attempt: number, total: number): number {
     const status = err instanceof HttpStatusError ? err.status : undefined;
     const headers = err instanceof HttpStatusError ? err.headers : {};
-    const wait = retryDelay(attempt, this.baseMs, {
-      retryAfter: header(headers, 'retry-after'),
-      rateLimitReset: status === 429 ? header(headers, 'ratelimit-reset') : undefined,
-      now: Date.now(),
-    });
+    const wait = Math.min(
+      retryDelay(attempt, this.baseMs, {
+        retryAfter: header(headers, 'retry-after'),
+        rateLimitReset: status === 429 ? header(headers, 'ratelimit-reset') : undefined,
+        now: Date.now(),
+      }),
+      this.s.retryMaxWaitMs ?? Number.POSITIVE_INFINITY,
+    );
     const why =
       status !== undefined ? `HTTP ${status}` : `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`;
     logger.warn(`${action}: ${why}; retrying (attempt ${attempt + 1}/${total}) in ${(wait / 1000).toFixed(1)} s`);

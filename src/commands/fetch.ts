@@ -23,8 +23,6 @@ import { commitStaging, conflictError, createStaging, discardStaging, findConfli
 import { downloadToFile, downloadToFileParallel, fileEndsWith } from '../util/file-sink.ts';
 
 const LISTED_ENTRIES = 200;
-/** Progress lines on long downloads: often enough to show life, rare enough for a 4 MB job log. */
-const PROGRESS_INTERVAL_MS = Number(process.env.ARTIFACT_RELAY_PROGRESS_MS) || 5000;
 /** Downloads of several jobs run concurrently, a few at a time: polite to the API, and the disk is shared anyway. */
 const DOWNLOAD_CONCURRENCY = 3;
 /** First request of an overlapped fetch: the archive's last bytes, where the end record and usually the whole directory are. */
@@ -37,12 +35,13 @@ const PARALLEL_MIN_BYTES = 2 * 1024 * 1024;
 /** The overlapped download was restarted or changed under us: its extraction is discarded and redone from the file. */
 class Abandoned extends Error {}
 
-function progressLogger(label: string) {
+/** Progress lines on long downloads every `intervalMs` (settings.progressMs): often enough to show life, rare enough for a 4 MB job log. */
+function progressLogger(label: string, intervalMs: number) {
   const started = Date.now();
   let lastLog = started;
   return (p: { bytes: number; total?: number }) => {
     const now = Date.now();
-    if (now - lastLog < PROGRESS_INTERVAL_MS) return;
+    if (now - lastLog < intervalMs) return;
     lastLog = now;
     const rate = p.bytes / Math.max((now - started) / 1000, 0.001);
     const of = p.total ? ` of ${formatBytes(p.total)} (${Math.floor((p.bytes / p.total) * 100)}%)` : '';
@@ -74,11 +73,12 @@ async function downloadArchive(
   source: ResolvedSource,
   file: string,
   summary: SourceSummary,
+  progressMs: number,
   opts: DownloadOptions = {},
   parallel: Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes'> | undefined = undefined,
 ) {
   const started = Date.now();
-  const all = { ...opts, onProgress: progressLogger('downloaded') };
+  const all = { ...opts, onProgress: progressLogger('downloaded', progressMs) };
   const result = parallel
     ? await downloadToFileParallel(client, source.archivePath, source.archiveQuery, file, parallel, all)
     : await downloadToFile(client, source.archivePath, source.archiveQuery, file, all);
@@ -182,13 +182,16 @@ async function fetchArchive(
   destSub: string,
   summary: SourceSummary,
 ): Promise<void> {
-  const forcedOff = process.env.ARTIFACT_RELAY_OVERLAP === '0';
+  const forcedOff = !settings.overlap;
   const tail = forcedOff ? undefined : await directoryFromTail(client, source);
   if (!tail) {
     logger.info(`Download, then unpack (${forcedOff ? 'ARTIFACT_RELAY_OVERLAP=0' : 'no Range support'})`);
     await section(
       `Download ${source.label}`,
-      async () => logger.info((await downloadArchive(client, source, zip, summary, { maxBytes: settings.maxArchiveBytes })).report),
+      async () =>
+        logger.info(
+          (await downloadArchive(client, source, zip, summary, settings.progressMs, { maxBytes: settings.maxArchiveBytes })).report,
+        ),
       false,
     );
     await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
@@ -212,6 +215,7 @@ async function fetchArchive(
     source,
     zip,
     summary,
+    settings.progressMs,
     {
       maxBytes: settings.maxArchiveBytes,
       expectedSize: tail.total,
@@ -282,7 +286,7 @@ async function fetchFiles(
         await mkdir(dirname(target), { recursive: true });
         const { path, query } = source.filePath(artifactPath);
         const result = await downloadToFile(client, path, query, target, {
-          onProgress: progressLogger(rel),
+          onProgress: progressLogger(rel, settings.progressMs),
           maxBytes: settings.maxArchiveBytes,
         });
         if (summary.bytes + result.bytes > settings.maxBytes) {
@@ -394,7 +398,9 @@ export async function runFetch(
           await rm(zip, { force: true });
           return { target, zip: undefined };
         }
-        const { report } = await downloadArchive(client, source, zip, summaries[i], { maxBytes: settings.maxArchiveBytes });
+        const { report } = await downloadArchive(client, source, zip, summaries[i], settings.progressMs, {
+          maxBytes: settings.maxArchiveBytes,
+        });
         logger.info(`${source.label}: ${report}`);
         return { target, zip };
       } catch (err) {

@@ -25,7 +25,20 @@ export type ConnectionSettings = Pick<
   | 'speedTimeMs'
   | 'deadlineMs'
   | 'allowInsecureRedirect'
+  | 'retryBaseMs'
+  | 'retryMaxWaitMs'
 >;
+
+/**
+ * A non-negative number of milliseconds from an ARTIFACT_RELAY_* variable, or undefined when unset or not a number.
+ * These knobs exist for the tests (they shrink waits) and are read here only, once (README: Development).
+ */
+function envMs(env: NodeJS.ProcessEnv, name: string): number | undefined {
+  const text = env[name]?.trim();
+  if (!text) return undefined;
+  const n = Number(text);
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
 
 export type Selector = 'job_id' | 'ref' | 'pipeline' | 'upstream' | 'bridge';
 export type Layout = 'merge' | 'per-job';
@@ -73,6 +86,12 @@ export interface FetchSettings extends ConnectionSettings {
   /** Keep the fetched jobs' artifacts afterwards (src/keep/after-fetch.ts). */
   keep: boolean;
   keepFailure: 'fail' | 'warn';
+  /** First poll interval while waiting (ARTIFACT_RELAY_POLL_MS, default 3000); it grows to ten times that. */
+  pollMs: number;
+  /** Interval of download progress lines (ARTIFACT_RELAY_PROGRESS_MS, default 5000). */
+  progressMs: number;
+  /** Unpack while downloading when the server supports Range (ARTIFACT_RELAY_OVERLAP=0 turns it off). */
+  overlap: boolean;
 }
 
 /** API base URL: server_url when given, else $CI_API_V4_URL, else the server_url default + /api/v4. */
@@ -138,6 +157,8 @@ export function readConnectionSettings(raw: RawInputs, env: NodeJS.ProcessEnv, b
     speedTimeMs: Math.round(num(raw, 'speed_time') * 1000),
     deadlineMs: Math.round(num(raw, 'deadline') * 1000),
     allowInsecureRedirect: bool(raw, 'allow_insecure_redirect'),
+    retryBaseMs: envMs(env, 'ARTIFACT_RELAY_RETRY_BASE_MS'),
+    retryMaxWaitMs: envMs(env, 'ARTIFACT_RELAY_RETRY_MAX_WAIT_MS'),
   };
 }
 
@@ -363,5 +384,8 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     dryRun: bool(raw, 'dry_run'),
     keep,
     keepFailure: str(raw, 'keep_failure') === 'warn' ? 'warn' : 'fail',
+    pollMs: envMs(env, 'ARTIFACT_RELAY_POLL_MS') || 3000,
+    progressMs: envMs(env, 'ARTIFACT_RELAY_PROGRESS_MS') || 5000,
+    overlap: env.ARTIFACT_RELAY_OVERLAP?.trim() !== '0',
   };
 }

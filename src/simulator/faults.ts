@@ -34,6 +34,61 @@ interface ArmedFault extends FaultSpec {
   remaining: number;
 }
 
+/** A request as hooks see it: origin, method and raw path (no query). */
+export interface RequestSeen {
+  origin: Origin;
+  method: string;
+  path: string;
+}
+
+/** Which requests a hook counts: fields like a fault's (origin defaults to gitlab), or a predicate. */
+export type RequestMatch = Pick<FaultSpec, 'origin' | 'method' | 'path'> | ((r: RequestSeen) => boolean);
+
+function matches(m: RequestMatch, r: RequestSeen): boolean {
+  if (typeof m === 'function') return m(r);
+  if ((m.origin ?? 'gitlab') !== r.origin) return false;
+  if (m.method && m.method.toUpperCase() !== r.method.toUpperCase()) return false;
+  if (m.path === undefined) return true;
+  return typeof m.path === 'string' ? r.path.startsWith(m.path) : m.path.test(r.path);
+}
+
+function rangeMatches(f: FaultSpec, range: string | undefined): boolean {
+  if (typeof f.range === 'boolean') return f.range === (range !== undefined);
+  return !(f.range instanceof RegExp) || f.range.test(range ?? '');
+}
+
+interface Hook {
+  match: RequestMatch;
+  left: number;
+  run: () => void;
+}
+
+/**
+ * Test hooks on counted requests instead of wall-clock time: `run` fires right after the Nth matching request has been
+ * answered (its status and JSON decided), before the server reads another request. So the Nth request sees the old
+ * state and the next one the new state, however fast or slow the client is.
+ */
+export class Hooks {
+  private list: Hook[] = [];
+
+  add(match: RequestMatch, n: number, run: () => void): void {
+    if (!(Number.isInteger(n) && n >= 1)) throw new Error(`hook count must be a whole number >= 1, got ${n}`);
+    this.list.push({ match, left: n, run });
+  }
+
+  clear(): void {
+    this.list = [];
+  }
+
+  answered(r: RequestSeen): void {
+    for (const h of [...this.list]) {
+      if (!matches(h.match, r) || --h.left > 0) continue;
+      this.list = this.list.filter((x) => x !== h);
+      h.run();
+    }
+  }
+}
+
 export class Faults {
   private list: ArmedFault[] = [];
 
@@ -47,14 +102,7 @@ export class Faults {
 
   /** Finds the first matching armed fault and consumes one use of it. */
   take(origin: Origin, method: string, path: string, range?: string): FaultSpec | undefined {
-    const f = this.list.find((x) => {
-      if (x.remaining <= 0 || (x.origin ?? 'gitlab') !== origin) return false;
-      if (typeof x.range === 'boolean' && x.range !== (range !== undefined)) return false;
-      if (x.range instanceof RegExp && !x.range.test(range ?? '')) return false;
-      if (x.method && x.method.toUpperCase() !== method.toUpperCase()) return false;
-      if (x.path === undefined) return true;
-      return typeof x.path === 'string' ? path.startsWith(x.path) : x.path.test(path);
-    });
+    const f = this.list.find((x) => x.remaining > 0 && matches(x, { origin, method, path }) && rangeMatches(x, range));
     if (!f) return undefined;
     f.remaining -= 1;
     this.list = this.list.filter((x) => x.remaining > 0);
@@ -123,8 +171,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * Sends a body (buffer or stream) through an optional body fault:
- * reset destroys the socket after `afterBytes`, stall stops sending after `afterBytes` and never ends,
- * slow throttles to `bytesPerSecond`.
+ * reset destroys the socket after `afterBytes`, stall stops sending after `afterBytes` and never ends (both only
+ * when the body is longer than that), slow throttles to `bytesPerSecond`.
  */
 export async function deliverBody(
   res: ServerResponse,
@@ -149,6 +197,8 @@ export async function deliverBody(
   const slice = Math.max(1, Math.floor(bps / 20));
   const pause = (slice * 1000) / bps;
   let sent = 0;
+  /** A reset or stall fires only when the body is longer than afterBytes. */
+  let cut = false;
   let aborted = false;
   res.on('close', () => {
     aborted = true;
@@ -179,8 +229,13 @@ export async function deliverBody(
         continue;
       }
       const room = limit - sent;
+      if (chunk.length <= room) {
+        await write(chunk);
+        continue;
+      }
       if (room > 0) await write(chunk.subarray(0, room));
-      if (sent >= limit) break;
+      cut = true;
+      break;
     }
   } catch {
     res.destroy();
@@ -188,7 +243,9 @@ export async function deliverBody(
   }
   if (!Buffer.isBuffer(body)) body.destroy();
   if (aborted) return;
-  if (kind === 'slow') res.end();
+  // A body that fits in afterBytes ends normally: killing the connection after a complete body would hit whatever
+  // request the client sends next on that kept-alive socket (a flaky extra attempt, not the fault asked for).
+  if (kind === 'slow' || !cut) res.end();
   else if (kind === 'reset') {
     // Let the written bytes reach the client before the connection dies.
     await sleep(20);

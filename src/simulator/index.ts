@@ -16,10 +16,8 @@ import type {
   Pipeline,
   Project,
 } from './model.ts';
-import { Faults } from './faults.ts';
-import { Hooks } from './hooks.ts';
-import type { RequestHook } from './hooks.ts';
-import type { FaultSpec } from './faults.ts';
+import { Faults, Hooks } from './faults.ts';
+import type { FaultSpec, RequestMatch, RequestSeen } from './faults.ts';
 import type { RequestRecord } from './http.ts';
 import { Signer, startStorage, type StorageSettings } from './storage.ts';
 import { startGitlab } from './server.ts';
@@ -32,6 +30,8 @@ export type {
   Job,
   DownloadMode,
   FaultSpec,
+  RequestMatch,
+  RequestSeen,
   RequestRecord,
   AddProjectOptions,
   AddPipelineOptions,
@@ -40,7 +40,6 @@ export type {
   JobPatch,
 };
 export type { Visibility, Role, AccessToken, Archive, ExtraArtifact, Upstream, Bridge, AddBridgeOptions } from './model.ts';
-export type { RequestHook } from './hooks.ts';
 
 export interface Simulator {
   /** GitLab origin, http://127.0.0.1:PORT */
@@ -67,8 +66,6 @@ export interface Simulator {
    * trigger job is created unless `bridgeId` names an existing one (one made earlier by addBridge).
    */
   addChildPipeline(o: { parentId: number; trigger?: string; bridgeId?: number; status?: string; ref?: string }): Pipeline;
-  /** On the Nth request matching method and path, run a change to the world (before answering it). */
-  onRequest(h: RequestHook): void;
   addJobToken(token: string, jobId: number): void;
   addAccessToken(token: string, o?: AddAccessTokenOptions): void;
   /** Which validators (ETag, Last-Modified) the storage origin sends; default both. */
@@ -84,7 +81,21 @@ export interface Simulator {
    */
   swapArchive(jobId: number, o: { archive?: string; archiveBuffer?: Buffer; afterGets: number }): void;
   injectFault(f: FaultSpec): void;
+  /** Removes armed faults and pending hooks. */
   clearFaults(): void;
+  /**
+   * Runs `fn` right after the `n`th request matching `match` has been answered, before the next request is read: a
+   * state change tied to counted requests, never to time.
+   */
+  afterRequests(match: RequestMatch, n: number, fn: () => void): void;
+  /**
+   * Sets job `jobId` to `status` (with `patch`, e.g. its archive) right after its `n`th poll, so polls 1..n see the old
+   * status and poll n+1 the new one. A poll is any request that shows the job's state: GET of its pipeline's job list
+   * (each page counts), GET /projects/:id/jobs/:job_id, or HEAD of its artifacts.
+   */
+  setJobStatusAfterPolls(jobId: number, n: number, status: string, patch?: Partial<JobPatch>): void;
+  /** How many polls (as above) job `jobId` has had. */
+  pollsOf(jobId: number): number;
   readonly requests: RequestRecord[];
   jobs(): Job[];
   readonly deletedArtifacts: number[];
@@ -108,16 +119,31 @@ function shut(server: Server): Promise<void> {
   });
 }
 
+/** The requests that show job `jobId`'s state to a client that waits for it (see setJobStatusAfterPolls). */
+function pollMatcher(store: Store): (jobId: number) => (r: RequestSeen) => boolean {
+  return (jobId) => {
+    const job = store.jobs.get(jobId);
+    if (!job) throw new Error(`no job ${jobId}`);
+    const list = new RegExp(`^/api/v4/projects/[^/]+/pipelines/${job.pipelineId}/jobs$`);
+    const one = new RegExp(`^/api/v4/projects/[^/]+/jobs/${jobId}$`);
+    const archive = new RegExp(`^/api/v4/projects/[^/]+/jobs/${jobId}/artifacts$`);
+    return (r) =>
+      r.origin === 'gitlab' &&
+      ((r.method === 'GET' && (list.test(r.path) || one.test(r.path))) || (r.method === 'HEAD' && archive.test(r.path)));
+  };
+}
+
 export async function startSimulator(opts: { downloadMode?: DownloadMode } = {}): Promise<Simulator> {
   const store = new Store();
   const faults = new Faults();
   const hooks = new Hooks();
   const signer = new Signer();
   const requests: RequestRecord[] = [];
+  const pollOf = pollMatcher(store);
   const settings: ServerSettings = { url: '', storageUrl: '', downloadMode: opts.downloadMode ?? 'redirect', redirectExpiresSeconds: 900 };
   const storageSettings: StorageSettings = { validators: 'both', swaps: new Map(), inFlight: 0, maxInFlight: 0 };
-  const storage = startStorage(store, faults, signer, requests, storageSettings);
-  const gitlab = startGitlab({ store, faults, signer, requests, settings, hooks });
+  const storage = startStorage(store, faults, hooks, signer, requests, storageSettings);
+  const gitlab = startGitlab({ store, faults, hooks, signer, requests, settings });
   settings.storageUrl = await listen(storage);
   settings.url = await listen(gitlab);
 
@@ -164,7 +190,6 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode } = {})
         upstream: { projectId: parent.projectId, pipelineId: parent.id, bridgeJobId: bridgeId },
       });
     },
-    onRequest: (h) => hooks.add(h),
     addJobToken: (token, jobId) => store.addJobToken(token, jobId),
     addAccessToken: (token, o) => store.addAccessToken(token, o),
     get storageValidators() {
@@ -195,7 +220,19 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode } = {})
       else storageSettings.swaps.set(job.archive.key, { after: o.afterGets, next });
     },
     injectFault: (f) => faults.add(f),
-    clearFaults: () => faults.clear(),
+    clearFaults: () => {
+      faults.clear();
+      hooks.clear();
+    },
+    afterRequests: (match, n, fn) => hooks.add(match, n, fn),
+    setJobStatusAfterPolls: (jobId, n, status, patch) => {
+      const poll = pollOf(jobId);
+      hooks.add(poll, n, () => store.setJobStatus(jobId, status, patch));
+    },
+    pollsOf: (jobId) => {
+      const poll = pollOf(jobId);
+      return requests.filter((r) => poll(r)).length;
+    },
     requests,
     jobs: () => [...store.jobs.values()].sort((a, b) => a.id - b.id),
     deletedArtifacts: store.deletedArtifacts,

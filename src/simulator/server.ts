@@ -8,8 +8,7 @@ import type { AccessNeeds, Auth, Denial } from './auth.ts';
 import { json, keyset, makeCtx, paginate, q1, qBool, qList, send } from './http.ts';
 import type { Ctx, RequestRecord } from './http.ts';
 import { rateLimitHeaders, sendStatusFault } from './faults.ts';
-import type { Faults } from './faults.ts';
-import type { Hooks } from './hooks.ts';
+import type { Faults, Hooks, RequestSeen } from './faults.ts';
 import { groupEntity, jobEntity, pipelineBasic, pipelineEntity, projectEntity } from './entities.ts';
 import { sendArchive } from './storage.ts';
 import type { Signer } from './storage.ts';
@@ -28,10 +27,10 @@ export interface ServerSettings {
 export interface Deps {
   store: Store;
   faults: Faults;
+  hooks: Hooks;
   signer: Signer;
   requests: RequestRecord[];
   settings: ServerSettings;
-  hooks?: Hooks;
 }
 
 const JOB_STATUSES = [
@@ -130,7 +129,7 @@ function sniff(data: Buffer): string {
 }
 
 export function startGitlab(deps: Deps): Server {
-  const { store, faults, requests, settings } = deps;
+  const { store, faults, hooks, requests, settings } = deps;
   let window = 0;
   let observed = 0;
   let jobsIndexWindow = 0;
@@ -139,7 +138,6 @@ export function startGitlab(deps: Deps): Server {
   const server = createServer((req, res) => {
     const ctx = makeCtx('gitlab', req, res);
     requests.push(ctx.record);
-    deps.hooks?.observe(ctx.method, ctx.rawPath);
     const minute = Math.floor(Date.now() / 60_000);
     if (minute !== window) {
       window = minute;
@@ -151,20 +149,24 @@ export function startGitlab(deps: Deps): Server {
       'RateLimit-Observed': String(observed),
       'RateLimit-Remaining': String(Math.max(0, 2000 - observed)),
     };
+    const seen: RequestSeen = { origin: 'gitlab', method: ctx.method, path: ctx.rawPath };
     const fault = faults.take('gitlab', ctx.method, ctx.rawPath, req.headers.range);
     if (fault?.kind === 'status') {
       sendStatusFault(res, 'gitlab', fault, (s) => (ctx.record.status = s));
+      hooks.answered(seen);
       return;
     }
     ctx.fault = fault;
-    route(ctx).catch((err: unknown) => {
-      if (res.headersSent) {
-        res.destroy();
-        return;
-      }
-      if (err instanceof Reply) json(ctx, err.status, err.body);
-      else json(ctx, 500, { message: '500 Internal Server Error' });
-    });
+    route(ctx)
+      .catch((err: unknown) => {
+        if (res.headersSent) {
+          res.destroy();
+          return;
+        }
+        if (err instanceof Reply) json(ctx, err.status, err.body);
+        else json(ctx, 500, { message: '500 Internal Server Error' });
+      })
+      .finally(() => hooks.answered(seen));
   });
 
   const deny = (d: Denial): never => fail(d.status, d.body);

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { makeCtx, parseRange, q1, send } from './http.ts';
 import type { Ctx, RequestRecord } from './http.ts';
 import { s3Error, sendStatusFault } from './faults.ts';
-import type { Faults } from './faults.ts';
+import type { Faults, Hooks } from './faults.ts';
 import type { Archive, Store } from './model.ts';
 
 export class Signer {
@@ -117,7 +117,14 @@ export function sendArchive(ctx: Ctx, a: Archive, headers: Record<string, string
   );
 }
 
-export function startStorage(store: Store, faults: Faults, signer: Signer, requests: RequestRecord[], settings: StorageSettings): Server {
+export function startStorage(
+  store: Store,
+  faults: Faults,
+  hooks: Hooks,
+  signer: Signer,
+  requests: RequestRecord[],
+  settings: StorageSettings,
+): Server {
   return createServer((req, res) => {
     const ctx = makeCtx('storage', req, res);
     settings.inFlight += 1;
@@ -126,10 +133,16 @@ export function startStorage(store: Store, faults: Faults, signer: Signer, reque
       settings.inFlight -= 1;
     });
     requests.push(ctx.record);
+    handle(ctx);
+    hooks.answered({ origin: 'storage', method: ctx.method, path: ctx.rawPath });
+  });
+
+  function handle(ctx: Ctx) {
+    const res = ctx.res;
     ctx.baseHeaders = { Server: 'SimS3', 'x-amz-request-id': randomBytes(8).toString('hex').toUpperCase() };
     const xml = (status: number, code: string, msg: string) =>
       send(ctx, status, { 'Content-Type': 'application/xml' }, ctx.method === 'HEAD' ? '' : s3Error(code, msg));
-    const fault = faults.take('storage', ctx.method, ctx.rawPath, req.headers.range);
+    const fault = faults.take('storage', ctx.method, ctx.rawPath, ctx.req.headers.range);
     if (fault?.kind === 'status') {
       sendStatusFault(res, 'storage', fault, (s) => (ctx.record.status = s));
       return;
@@ -165,5 +178,5 @@ export function startStorage(store: Store, faults: Faults, signer: Signer, reque
         ctx.method === 'HEAD' ? '' : s3Error('InvalidRange', 'The requested range is not satisfiable'),
       ),
     );
-  });
+  }
 }

@@ -97,9 +97,8 @@ export function matchJobs(jobs: GitLabJob[], patterns: string[], where: string):
   return out;
 }
 
-/** Poll interval: starts small and grows to a cap (tests shrink it with ARTIFACT_RELAY_POLL_MS). */
-export function pollSchedule(): { next(): number } {
-  const first = Number(process.env.ARTIFACT_RELAY_POLL_MS) || 3000;
+/** Poll interval: starts at `first` (settings.pollMs) and grows to a cap. */
+export function pollSchedule(first: number): { next(): number } {
   const cap = first * 10;
   let current = first;
   return {
@@ -140,7 +139,7 @@ export async function resolvePipelineJobs(
 ): Promise<GitLabJob[]> {
   const started = Date.now();
   const deadline = started + settings.waitMs;
-  const schedule = pollSchedule();
+  const schedule = pollSchedule(settings.pollMs);
   const where = `pipeline ${pipelineId} of ${project}`;
   let polls = 0;
   let missingArtifactPolls = 0;
@@ -195,7 +194,7 @@ export async function resolvePipelineJobs(
 export async function waitForArchive(client: GitLabClient, settings: FetchSettings, archivePath: string, label: string): Promise<void> {
   const started = Date.now();
   const deadline = started + settings.waitMs;
-  const schedule = pollSchedule();
+  const schedule = pollSchedule(settings.pollMs);
   for (;;) {
     try {
       const res = await client.head(archivePath, undefined, { followRedirects: false });

@@ -106,7 +106,7 @@ async function resolveByRef(client: GitLabClient, settings: FetchSettings, ref: 
 /** With wait, a job read by ID is polled until it leaves the active statuses. */
 async function waitForJob(client: GitLabClient, settings: FetchSettings, job: GitLabJob): Promise<GitLabJob> {
   const deadline = Date.now() + settings.waitMs;
-  const schedule = pollSchedule();
+  const schedule = pollSchedule(settings.pollMs);
   let current = job;
   while (ACTIVE_STATUSES.has(current.status) && Date.now() < deadline) {
     const delay = Math.min(schedule.next(), deadline - Date.now());

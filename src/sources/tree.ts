@@ -188,7 +188,7 @@ function notFoundInTree(listed: Listed[], unmatched: string[], creating: Trigger
 export async function resolveTreeJobs(client: GitLabClient, settings: FetchSettings, root: PipelineNode): Promise<TreeJob[]> {
   const started = Date.now();
   const deadline = started + settings.waitMs;
-  const schedule = pollSchedule();
+  const schedule = pollSchedule(settings.pollMs);
   let missingArtifactPolls = 0;
   for (let polls = 1; ; polls++) {
     const scan = settings.childPipelines ? await scanTree(client, root) : { nodes: [root], creating: [] };
@@ -300,7 +300,7 @@ export async function findSiblingPipeline(
   const wanted = await projectId(client, siblingProject);
   const started = Date.now();
   const deadline = started + settings.waitMs;
-  const schedule = pollSchedule();
+  const schedule = pollSchedule(settings.pollMs);
   for (;;) {
     let triggers: TriggerJob[];
     try {

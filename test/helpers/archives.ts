@@ -1,22 +1,27 @@
 // Test archives written by real archivers: Python's zipfile, Info-ZIP zip, and Go's archive/zip (like GitLab Runner),
 // plus hostile and damaged variants.
-import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
   readFileSync,
+  readdirSync,
   renameSync,
+  rmSync,
   statSync,
   symlinkSync,
   truncateSync,
+  utimesSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { snapshotTree, type TreeEntry } from './tree.ts';
 
 export interface SpecEntry {
   name: string;
@@ -33,6 +38,42 @@ export interface ZipOptions {
 
 function toB64(data: string | Buffer | undefined): string {
   return Buffer.from(data ?? '').toString('base64');
+}
+
+/** Generated archives, by a hash of the generator's code and inputs: each is built once per machine (tmpdir). */
+const FIXTURE_CACHE = join(tmpdir(), 'artifact-relay-fixtures');
+
+/**
+ * Writes `file` as `build` would, from the cache when an archive with the same `key` (everything the output depends
+ * on: generator code, inputs) was built before. The generators are deterministic (fixed timestamps), so a cached copy
+ * is byte-identical to a fresh one.
+ */
+let pruned = false;
+function cachedFixture(file: string, key: unknown, build: (out: string) => void): string {
+  if (!pruned) {
+    pruned = true;
+    // Fixtures with random data never hit again: drop what no run used for a day, so the cache does not grow forever.
+    const stale = Date.now() - 86_400_000;
+    if (existsSync(FIXTURE_CACHE))
+      for (const name of readdirSync(FIXTURE_CACHE)) {
+        const p = join(FIXTURE_CACHE, name);
+        if (statSync(p).mtimeMs < stale) rmSync(p, { force: true });
+      }
+  }
+  const hash = createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 32);
+  const cached = join(FIXTURE_CACHE, `${hash}.zip`);
+  if (existsSync(cached)) {
+    const now = new Date();
+    utimesSync(cached, now, now);
+  } else {
+    mkdirSync(FIXTURE_CACHE, { recursive: true });
+    // Renamed into place: test files run concurrently and must never see a half-written fixture.
+    const tmp = `${cached}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+    build(tmp);
+    renameSync(tmp, cached);
+  }
+  copyFileSync(cached, file);
+  return file;
 }
 
 const PY_WRITER = `
@@ -62,9 +103,10 @@ with zipfile.ZipFile(spec['file'], 'w', compression=method) as zf:
 
 /** Writes a zip with Python's zipfile (create_system=3, external_attr = mode << 16). */
 export function pythonZip(file: string, entries: SpecEntry[], opts: ZipOptions = {}): string {
-  const spec = { file, method: opts.method ?? 'deflate', entries: entries.map((e) => ({ ...e, data: toB64(e.data) })) };
-  execFileSync('python3', ['-c', PY_WRITER], { input: JSON.stringify(spec), maxBuffer: 1 << 26 });
-  return file;
+  const spec = { method: opts.method ?? 'deflate', entries: entries.map((e) => ({ ...e, data: toB64(e.data) })) };
+  return cachedFixture(file, ['python', PY_WRITER, spec], (out) =>
+    execFileSync('python3', ['-c', PY_WRITER], { input: JSON.stringify({ ...spec, file: out }), maxBuffer: 1 << 26 }),
+  );
 }
 
 /** Builds a folder with `build(root)`, then runs Info-ZIP `zip -r -y -q` from inside it (symlinks stored as links). */
@@ -96,6 +138,8 @@ export function buildTree(root: string, entries: SpecEntry[]): void {
 }
 
 const GO_SOURCE = fileURLToPath(new URL('./gozip/main.go', import.meta.url));
+/** The snapshot format is part of a cached snapshot's key. */
+const TREE_SOURCE = fileURLToPath(new URL('./tree.ts', import.meta.url));
 
 function goBinary(): string {
   const source = readFileSync(GO_SOURCE);
@@ -114,10 +158,6 @@ function goBinary(): string {
   return bin;
 }
 
-export function goAvailable(): boolean {
-  return spawnSync('go', ['version']).status === 0;
-}
-
 /** Writes a zip with Go's archive/zip (data descriptors; `many` generated files, 70,000 → zip64). */
 export function goZip(file: string, spec: { entries?: SpecEntry[]; method?: 'deflate' | 'store'; many?: number }): string {
   const json = {
@@ -130,8 +170,10 @@ export function goZip(file: string, spec: { entries?: SpecEntry[]; method?: 'def
       type: e.type ?? 'file',
     })),
   };
-  execFileSync(goBinary(), ['-o', file, '-many', String(spec.many ?? 0)], { input: JSON.stringify(json) });
-  return file;
+  const many = String(spec.many ?? 0);
+  return cachedFixture(file, ['go', readFileSync(GO_SOURCE, 'utf8'), json, many], (out) =>
+    execFileSync(goBinary(), ['-o', out, '-many', many], { input: JSON.stringify(json) }),
+  );
 }
 
 // ---- hostile and damaged archives ----
@@ -179,11 +221,9 @@ export const hostile = {
     ]),
   /** A 200 MiB zero file, deflated (about 200 KiB). */
   ratioBomb: (file: string) => {
-    execFileSync('python3', [
-      '-c',
-      `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(file)}, 'w', zipfile.ZIP_DEFLATED) as z:\n  z.writestr('zeros.bin', bytes(200*1024*1024))`,
-    ]);
-    return file;
+    // A fixed date_time and mode (writestr's own defaults), so the output depends on the script alone.
+    const script = `import sys, zipfile\nzi = zipfile.ZipInfo('zeros.bin', date_time=(2024, 5, 6, 7, 8, 10))\nzi.external_attr = 0o600 << 16\nwith zipfile.ZipFile(sys.argv[1], 'w') as z:\n  z.writestr(zi, bytes(200*1024*1024), zipfile.ZIP_DEFLATED)`;
+    return cachedFixture(file, ['python', script], (out) => execFileSync('python3', ['-c', script, out]));
   },
   /** A stored zip with one byte of `b.txt`'s data flipped. */
   crcDamage: (file: string) => {
@@ -231,3 +271,28 @@ export const hostile = {
     return file;
   },
 };
+
+let unzipVersion: string | undefined;
+
+/**
+ * What Info-ZIP unzip makes of `zip` (extracted under `scratch`), as a tree snapshot. Cached by the archive's bytes, the
+ * umask and unzip's version: the 70,000-entry zip64 is unpacked by unzip once, not on every run of each test path.
+ */
+export function unzipSnapshot(zip: string, scratch: string): TreeEntry[] {
+  unzipVersion ??= execFileSync('unzip', ['-v'], { encoding: 'utf8' }).split('\n')[0];
+  const hash = createHash('sha256')
+    .update(readFileSync(zip))
+    .update(`\0${process.umask()}\0${unzipVersion}\0${readFileSync(TREE_SOURCE, 'utf8')}`)
+    .digest('hex')
+    .slice(0, 32);
+  const cached = join(FIXTURE_CACHE, `${hash}.unzip.json`);
+  if (existsSync(cached)) return JSON.parse(readFileSync(cached, 'utf8')) as TreeEntry[];
+  const out = mkdtempSync(join(scratch, 'unzip-'));
+  execFileSync('unzip', ['-q', '-o', zip, '-d', out]);
+  const snap = snapshotTree(out);
+  mkdirSync(FIXTURE_CACHE, { recursive: true });
+  const tmp = `${cached}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  writeFileSync(tmp, JSON.stringify(snap));
+  renameSync(tmp, cached);
+  return snap;
+}

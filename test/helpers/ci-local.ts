@@ -9,6 +9,7 @@ import { runInNewContext } from 'node:vm';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import type { ErrorObject, ValidateFunction } from 'ajv';
+import { assertBundleFresh } from './run.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const GITLAB_CI_LOCAL_VERSION = '4.73.0';
@@ -139,6 +140,7 @@ export function makeCiLocalRepo(opts: {
   host?: string;
   files?: Record<string, string>;
 }): CiLocalRepo {
+  assertBundleFresh();
   const dir = mkdtempSync(join(tmpdir(), 'ar-ci-local-'));
   const binDir = join(dir, '.bin');
   const repo = join(dir, 'repo');
