@@ -326,7 +326,8 @@ export async function commitStaging(staging: string, dest: string, opts: CommitO
         if (interruptedBy()) throw new Interrupted();
         await rename(src, dst);
       } catch (err) {
-        if (err instanceof Interrupted) return;
+        // Leaving the critical section exits with the signal's code (without signal handlers, this error stands).
+        if (err instanceof Interrupted) throw new RelayError(`Interrupted by ${interruptedBy()}: the destination is unchanged.`);
         throw new RelayError(
           `Cannot move the unpacked files into ${dest}: ${(err as Error).message}`,
           'The staging folder is created beside the destination; make sure the destination folder is writable.',
@@ -392,7 +393,9 @@ async function transaction(
         throw new RelayError(`Cannot move the unpacked files into ${dest} (${why}), and ${detail}`);
       }
     }
-    if (err instanceof Interrupted) return; // leaving the critical section exits with the signal's code
+    // Leaving the critical section exits with the signal's code (without signal handlers, this error stands).
+    if (err instanceof Interrupted)
+      throw new RelayError(`Interrupted by ${interruptedBy()} during the commit: every change was rolled back.`);
     throw new RelayError(
       `Cannot move the unpacked files into ${dest}: ${why}. Every change was rolled back: the destination is as it was.`,
       'Make sure the destination is writable and its filesystem has room.',
