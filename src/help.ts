@@ -33,6 +33,7 @@ export function helpText(spec: ComponentSpec, command?: string): string {
     ...commands.map(
       (c, i) => `  ${c.padEnd(10)}${i === 0 ? '(default) ' : ''}${spec.commands[c].description.replace(/\s+/g, ' ').split('. ')[0]}.`,
     ),
+    `  ${'recover'.padEnd(10)}Roll back the commit of a fetch into --path that was killed, and remove its leftovers (fetch does this first).`,
     '',
     'Each input is read from its --flag, else its INPUT_* environment variable, else its default.',
     'Lists take commas or newlines. Exit codes: 0 done, 1 failed, 2 invalid input, 3 fetched but keep failed.',

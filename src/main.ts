@@ -1,17 +1,18 @@
 // artifact-relay entrypoint: parse the command line, run one command, map errors to exit codes.
 // 0 done, 1 runtime failure, 2 invalid input, 3 fetched but keep refused (fetch keep: true). Never a stack trace for a user mistake.
 import { runCleanup } from './commands/cleanup.ts';
-import { runFetch } from './commands/fetch.ts';
+import { recoverEarlierRun, runFetch } from './commands/fetch.ts';
 import { runKeep } from './commands/keep.ts';
 import { readKeepSettings } from './inputs/keep-settings.ts';
 import { readCleanupSettings } from './inputs/cleanup-settings.ts';
 import { RelayError, UsageError } from './errors.ts';
 import { helpText } from './help.ts';
-import { installSignalHandlers } from './lifecycle.ts';
+import { describeInterruption, installSignalHandlers } from './lifecycle.ts';
 import { readInputs, splitArgv } from './inputs/parse.ts';
 import { readFetchSettings } from './inputs/settings.ts';
 import { componentSpec, version } from './inputs/spec.ts';
 import { logger, redact, registerSecret } from './log.ts';
+import { resolve } from 'node:path';
 
 /** ARTIFACT_RELAY_DEBUG: debug log lines and stack traces on errors. Read once, here. */
 const DEBUG = Boolean(process.env.ARTIFACT_RELAY_DEBUG);
@@ -37,8 +38,28 @@ const commands: Record<string, Command> = {
   },
 };
 
+/**
+ * `artifact-relay recover [--path DIR]`: what a fetch does first, alone: roll back the commit of a run into DIR that
+ * was killed (its journal) and remove the leftovers of interrupted runs. A CLI command, not a component.
+ */
+async function recover(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
+  const { flags, positionals } = splitArgv(argv, []);
+  const unknown = [...flags.keys()].find((f) => f !== '--path');
+  if (unknown || positionals.length > 0) {
+    throw new UsageError(`artifact-relay recover takes only --path (the fetch destination), not ${unknown ?? positionals[0]}.`, 'path');
+  }
+  const raw = flags.get('--path');
+  const pathInput = typeof raw === 'string' && raw ? raw : env.INPUT_PATH?.trim() || '.';
+  const baseDir = env.CI_PROJECT_DIR?.trim() || process.cwd();
+  const dest = resolve(baseDir, pathInput);
+  await recoverEarlierRun({ dest, baseDir });
+  logger.success(`Nothing interrupted is left in or beside ${pathInput}.`);
+  return 0;
+}
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   registerSecret(env.CI_JOB_TOKEN);
+  if (argv[0] === 'recover') return recover(argv.slice(1), env);
   const { command, flags, positionals } = splitArgv(argv, Object.keys(componentSpec.commands));
   if (flags.has('--version')) {
     process.stdout.write(`${version}\n`);
@@ -73,7 +94,7 @@ function report(err: unknown): number {
   return 1;
 }
 
-installSignalHandlers((signal) => logger.warn(`Interrupted by ${signal}: temporary files removed, the destination is unchanged.`));
+installSignalHandlers((signal, destination) => logger.warn(describeInterruption(signal, destination)));
 main(process.argv.slice(2), process.env).then(
   (code) => process.exit(code),
   (err) => process.exit(report(err)),

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { RelayError } from '../src/errors.ts';
-import { commitStaging, createStaging, discardStaging, findConflicts } from '../src/workspace/staging.ts';
+import { commitStaging, createRun, discardRun, discardStaging, findConflicts } from '../src/workspace/staging.ts';
 import { listing, snapshotTree } from './helpers/tree.ts';
 
 let work: string;
@@ -28,19 +28,23 @@ function write(root: string, files: Record<string, string>) {
 }
 
 async function staged(dest: string, files: Record<string, string>) {
-  const s = await createStaging(dest);
-  write(s, files);
-  return s;
+  const { staging } = await createRun(dest);
+  write(staging, files);
+  return staging;
 }
 
 describe('staging', () => {
-  test('createStaging makes an empty folder beside dest, creating the parent', async () => {
-    const dest = join(fresh(), 'not', 'yet', 'out');
-    const s = await createStaging(dest);
-    assert.equal(dirname(s), dirname(dest));
-    assert.ok(basename(s).startsWith('.out.artifact-relay-'));
-    assert.deepEqual(listing(s), []);
+  test('createRun makes a run folder beside dest (empty staging and download), creating the parent; discardRun undoes both', async () => {
+    const top = fresh();
+    const dest = join(top, 'not', 'yet', 'out');
+    const run = await createRun(dest);
+    assert.equal(dirname(run.root), dirname(dest));
+    assert.ok(basename(run.root).startsWith(`.out.artifact-relay-${process.pid}-`));
+    assert.deepEqual(listing(run.staging), []);
+    assert.deepEqual(listing(run.download), []);
     assert.ok(!existsSync(dest));
+    await discardRun(run);
+    assert.deepEqual(listing(top), []);
   });
 
   test('commit into a new dest is one rename and gives a normal folder mode', async () => {
@@ -148,7 +152,7 @@ describe('staging', () => {
 
   test('discardStaging: missing is fine, read-only folders are removed', async () => {
     await discardStaging(join(work, 'does-not-exist'));
-    const s = await createStaging(join(fresh(), 'out'));
+    const { staging: s } = await createRun(join(fresh(), 'out'));
     write(s, { 'ro/a.txt': 'a' });
     chmodSync(join(s, 'ro'), 0o555);
     await discardStaging(s);

@@ -6,6 +6,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import unzipper from 'unzipper';
 import { ArchiveError, RelayError } from '../errors.ts';
+import { DirectoryProblem, findOverlap, scanDirectory } from './bounds.ts';
 
 /** The central-directory fields extraction needs; nothing else is kept per entry. */
 export interface LeanRecord {
@@ -84,6 +85,34 @@ function lean(r: LeanRecord): LeanRecord {
   };
 }
 
+/** Records held at most when the caller gives no cap (about 150 bytes each once lean). */
+export const MAX_RECORDS = 1_000_000;
+
+export interface DirectoryOptions {
+  /** Refuse a directory of more records than this, counted before any is parsed (default MAX_RECORDS). */
+  maxRecords?: number;
+  /** The input the cap comes from, for the message (max_files). */
+  limitName?: string;
+}
+
+/** The raw records counted (and checked) first; problems become ArchiveErrors. */
+async function countRecords(readAt: ReadAt, start: number, end: number, opts: DirectoryOptions): Promise<number> {
+  const max = opts.maxRecords ?? MAX_RECORDS;
+  try {
+    return await scanDirectory(readAt, start, end, max);
+  } catch (err) {
+    if (!(err instanceof DirectoryProblem)) throw err;
+    if (err.kind === 'limit') {
+      throw new ArchiveError(
+        `archive has more than ${opts.limitName ? `${opts.limitName} (${max})` : max} entries`,
+        undefined,
+        opts.limitName ? 'Raise max_files if the artifact is expected to have this many entries.' : undefined,
+      );
+    }
+    throw new ArchiveError(`damaged zip archive (${err.message})`, err.entry, DAMAGED_ADVICE);
+  }
+}
+
 /** Reads `length` bytes at `offset` (fewer only at the end of the archive). */
 type ReadAt = (offset: number, length: number) => Promise<Buffer>;
 
@@ -149,8 +178,13 @@ async function parse(
   size: number,
   readAt: ReadAt,
   stream: (start: number, end: number) => Readable,
+  opts: DirectoryOptions,
 ): Promise<LeanRecord[]> {
-  const { records: total, start, end } = await layout(tailSize, size, readAt);
+  // Every record the directory holds: more than the end record's count (a 16-bit count wrapped past 65,535, or a
+  // wrong one) are all read, as Info-ZIP and Python read them; fewer means records are missing: refused.
+  const { records: announced, start, end } = await layout(tailSize, size, readAt);
+  const total = await countRecords(readAt, start, end, opts);
+  if (total < announced) throw new Error(`the end record announces ${announced} entries, the directory holds ${total}`);
   const custom = unzipper.Open.custom as unknown as (s: unknown, o: { tailSize: number }) => Promise<{ files: UnzipperRecord[] }>;
   const out: LeanRecord[] = [];
   let cursor = start;
@@ -197,17 +231,25 @@ function damaged(err: unknown): RelayError {
 /** Entry data must lie inside the archive: checked before anything is read or awaited at those offsets. */
 function checkBounds(records: LeanRecord[], size: number): void {
   for (const f of records) {
-    if (f.offsetToLocalFileHeader === undefined || f.compressedSize === undefined || f.uncompressedSize === undefined) {
+    if (![f.offsetToLocalFileHeader, f.compressedSize, f.uncompressedSize].every((v) => Number.isSafeInteger(v) && v >= 0)) {
       throw new ArchiveError('damaged zip archive (zip64 extra field missing)', f.path, DAMAGED_ADVICE);
     }
     if (f.offsetToLocalFileHeader + 30 + f.compressedSize > size) {
       throw new ArchiveError('damaged zip archive (entry data beyond the end of the file: truncated?)', f.path, DAMAGED_ADVICE);
     }
   }
+  const overlap = findOverlap(records);
+  if (overlap) {
+    throw new ArchiveError(
+      `overlapping entries in the archive (possible zip bomb): ${JSON.stringify(overlap[0].path)} and ${JSON.stringify(overlap[1].path)} share bytes`,
+      undefined,
+      'The archive is rejected as a whole; nothing was written. Check the job that produced it.',
+    );
+  }
 }
 
 /** The central directory of a complete local archive. */
-export async function readDirectoryFromFile(zipFile: string): Promise<LeanRecord[]> {
+export async function readDirectoryFromFile(zipFile: string, opts: DirectoryOptions = {}): Promise<LeanRecord[]> {
   let fh: FileHandle;
   try {
     fh = await open(zipFile, 'r');
@@ -225,7 +267,7 @@ export async function readDirectoryFromFile(zipFile: string): Promise<LeanRecord
     const tailSize = endRecordTailSize(await readAt(Math.max(0, size - TAIL_BYTES), TAIL_BYTES));
     let records: LeanRecord[];
     try {
-      records = await parse(tailSize, size, readAt, (start, end) => Readable.from(fileSlices(readAt, start, end)));
+      records = await parse(tailSize, size, readAt, (start, end) => Readable.from(fileSlices(readAt, start, end)), opts);
     } catch (err) {
       throw damaged(err);
     }
@@ -245,6 +287,7 @@ export async function readDirectoryFromTail(
   tail: Buffer,
   total: number,
   readRange: (start: number, end: number) => Promise<Buffer>,
+  opts: DirectoryOptions = {},
 ): Promise<LeanRecord[] | undefined> {
   let tailSize: number;
   try {
@@ -265,7 +308,7 @@ export async function readDirectoryFromTail(
   try {
     const { start } = await layout(tailSize, total, readAt);
     await readAt(Math.min(start, total), 0);
-    const records = await parse(tailSize, total, readAt, (s, e) => Readable.from(slices(bytes.subarray(s - from, e - from))));
+    const records = await parse(tailSize, total, readAt, (s, e) => Readable.from(slices(bytes.subarray(s - from, e - from))), opts);
     checkBounds(records, total);
     return records;
   } catch (err) {

@@ -9,7 +9,8 @@ import { join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { ArchiveError } from '../errors.ts';
-import { DAMAGED_ADVICE, LOCAL_HEADER_SIG, readDirectoryFromFile, type LeanRecord } from './central-directory.ts';
+import { archiveRatioExceeded } from './bounds.ts';
+import { DAMAGED_ADVICE, LOCAL_HEADER_SIG, MAX_RECORDS, readDirectoryFromFile, type LeanRecord } from './central-directory.ts';
 import { compileSelector } from './glob.ts';
 import { entryMode, entryType } from './modes.ts';
 import { validateEntryPath } from './validate.ts';
@@ -261,9 +262,12 @@ function dosTime(rec: LeanRecord): Date | undefined {
 class Budget {
   bytes = 0;
   files = 0;
+  /** Compressed bytes of every selected file: the archive-wide ratio's denominator. */
+  compressed = 0;
   constructor(private readonly opts: ExtractOptions) {}
   addBytes(n: number, path: string): void {
     this.bytes += n;
+    this.checkArchiveRatio(this.bytes, path);
     if (this.bytes > this.opts.maxBytes) {
       throw new ArchiveError(
         `archive inflates to more than max_bytes (${mb(this.opts.maxBytes)})`,
@@ -279,6 +283,16 @@ class Budget {
         `archive has more than max_files (${this.opts.maxFiles}) entries`,
         path,
         'Raise max_files if the artifact is expected to have this many files.',
+      );
+    }
+  }
+  /** Inflation counted across the archive (issue 11 item 8): many entries under the per-entry threshold add up. */
+  checkArchiveRatio(inflated: number, path: string | undefined): void {
+    if (archiveRatioExceeded(inflated, this.compressed, this.opts.maxRatio)) {
+      throw new ArchiveError(
+        `compression ratio above max_ratio (${this.opts.maxRatio}) across the archive: ${mb(inflated)} from ${mb(this.compressed)} compressed`,
+        path,
+        'This looks like a zip bomb. Raise max_ratio (or set it to 0) if the artifact is legitimately this compressible.',
       );
     }
   }
@@ -397,16 +411,20 @@ async function ensureDestDir(destDir: string): Promise<void> {
 export async function extractArchive(zipFile: string, destDir: string, opts: ExtractOptions): Promise<ExtractResult> {
   await ensureDestDir(destDir);
   const root = resolve(destDir);
-  const planned = await plan(zipFile, opts.directory ?? (await readDirectoryFromFile(zipFile)), opts);
+  // Without include/exclude every record is an entry to unpack: max_files caps the records before they are held.
+  const unfiltered = !opts.include?.length && !opts.exclude?.length;
+  const limits = unfiltered ? { maxRecords: opts.maxFiles, limitName: 'max_files' } : { maxRecords: Math.max(opts.maxFiles, MAX_RECORDS) };
+  const planned = await plan(zipFile, opts.directory ?? (await readDirectoryFromFile(zipFile, limits)), opts);
   const selected = planned.filter((p) => p.selected);
   await opts.beforeWrite?.(selected.map((p) => p.path));
 
-  // Early cap checks on declared values (the real checks below count inflated bytes).
+  // Early cap checks on declared values (the real checks below count inflated bytes). max_files counts every
+  // entry, directories included (as documented).
   const budget = new Budget(opts);
   const countable = selected.filter((p) => p.type !== 'directory');
-  if (countable.length > opts.maxFiles) {
+  if (selected.length > opts.maxFiles) {
     throw new ArchiveError(
-      `archive has ${countable.length} files, more than max_files (${opts.maxFiles})`,
+      `archive has ${selected.length} entries, more than max_files (${opts.maxFiles})`,
       undefined,
       'Raise max_files if the artifact is expected to have this many files.',
     );
@@ -417,6 +435,8 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
     declared += p.record.uncompressedSize;
     budget.checkRatio(p.record.uncompressedSize, p.record.compressedSize, p.path);
   }
+  for (const p of countable) if (p.type === 'file') budget.compressed += p.record.compressedSize;
+  budget.checkArchiveRatio(declared, undefined);
   if (declared > opts.maxBytes) {
     throw new ArchiveError(
       `archive declares ${mb(declared)} of data, more than max_bytes (${mb(opts.maxBytes)})`,

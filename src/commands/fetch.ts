@@ -1,6 +1,6 @@
 // `artifact-relay fetch`: resolve sources, download each archive (or single files), unpack into a staging
 // folder beside the destination, and move into place only when everything verified.
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createGitLabClient, type DownloadOptions, type GitLabClient, type ParallelOptions } from '../api/client.ts';
 import { readDirectoryFromTail, type LeanRecord } from '../archive/central-directory.ts';
@@ -19,7 +19,15 @@ import type { ResolvedSource } from '../sources/types.ts';
 import { safeFolderName } from '../sources/match.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { mergeTree } from '../workspace/merge.ts';
-import { commitStaging, conflictError, createStaging, discardStaging, findConflicts } from '../workspace/staging.ts';
+import {
+  commitStaging,
+  conflictError,
+  createRun,
+  discardRun,
+  discardStaging,
+  findConflicts,
+  recoverInterrupted,
+} from '../workspace/staging.ts';
 import { downloadToFile, downloadToFileParallel, fileEndsWith } from '../util/file-sink.ts';
 
 const LISTED_ENTRIES = 200;
@@ -325,6 +333,18 @@ function folderNames(sources: ResolvedSource[], layout: FetchSettings['layout'])
   return base.map((name, i) => (base.indexOf(name) !== base.lastIndexOf(name) ? `${name}-${sources[i].jobId ?? i}` : name));
 }
 
+/** Before anything else: roll back the commit of an earlier run that was killed, and remove its leftovers. */
+export async function recoverEarlierRun(settings: Pick<FetchSettings, 'dest' | 'baseDir'>): Promise<void> {
+  const r = await recoverInterrupted(settings.dest);
+  const where = displayPath(settings.dest, settings.baseDir);
+  for (const j of r.rolledBack) {
+    logger.warn(
+      `An earlier run was killed while committing into ${where}: rolled back from its journal (${j.unplaced} new entr(ies) taken out, ${j.restored} replaced file(s) put back).`,
+    );
+  }
+  if (r.removed.length > 0) logger.info(`Removed ${r.removed.length} leftover folder(s) of earlier interrupted runs beside ${where}.`);
+}
+
 export async function runFetch(
   settings: FetchSettings,
   client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` }),
@@ -340,6 +360,7 @@ export async function runFetch(
     layout: settings.layout,
     sources: [],
   };
+  await recoverEarlierRun(settings);
   const authNote = settings.tokenType === 'none' ? 'no token (public projects only)' : `${settings.tokenType} token`;
   logger.info(`artifact-relay ${version}: fetch from ${settings.apiUrl} with ${authNote}`);
 
@@ -372,10 +393,9 @@ export async function runFetch(
     return summary;
   }
 
-  const staging = await createStaging(settings.dest);
-  const releaseStaging = removeOnInterrupt(staging);
-  const workDir = await mkdtemp(join(dirname(staging), '.artifact-relay-download-'));
-  const releaseWorkDir = removeOnInterrupt(workDir);
+  const run = await createRun(settings.dest);
+  const releaseRun = removeOnInterrupt(run.root);
+  const { staging, download: workDir } = run;
   try {
     const single = sources.length === 1;
     const subdirs = folderNames(sources, settings.layout);
@@ -423,7 +443,7 @@ export async function runFetch(
     summary.found = staged.length > 0;
     if (summary.found) {
       if (single) {
-        await commitStaging(staging, settings.dest, { overwrite: settings.overwrite });
+        await commitStaging(staging, settings.dest, { overwrite: settings.overwrite, workDir: run.root });
       } else {
         // Compose the final tree inside staging, so the workspace sees one move.
         const merged = join(staging, '.merged');
@@ -435,14 +455,12 @@ export async function runFetch(
           await mergeTree(dir, into, () => `${sources[index].label}, and one of ${[...owners.values()].join('; ')}`);
           owners.set(index, sources[index].label);
         }
-        await commitStaging(merged, settings.dest, { overwrite: settings.overwrite });
+        await commitStaging(merged, settings.dest, { overwrite: settings.overwrite, workDir: run.root });
       }
     }
   } finally {
-    await discardStaging(staging);
-    await rm(workDir, { recursive: true, force: true });
-    releaseStaging();
-    releaseWorkDir();
+    await discardRun(run);
+    releaseRun();
   }
 
   const keepFailure = settings.keep ? await keepAfterFetch(client, settings, sources, summary) : undefined;

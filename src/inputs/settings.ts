@@ -1,7 +1,7 @@
 // Turns the raw fetch inputs into a typed FetchSettings object, with every cross-input rule checked here
 // (mutually exclusive selectors, URLs, files). Later modules never look at raw inputs or env again.
-import { existsSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { existsSync, lstatSync, realpathSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { ClientSettings } from '../api/client.ts';
 import type { TokenType } from '../api/errors.ts';
 import { UsageError } from '../errors.ts';
@@ -201,6 +201,51 @@ function noSourceError(env: NodeJS.ProcessEnv, jobNames: string[]): UsageError {
   );
 }
 
+/**
+ * The path as the kernel will resolve it: every existing component's symlinks followed (realpath), the missing rest
+ * appended. undefined when an existing component cannot be resolved (a dangling link on the way).
+ */
+export function realPathSoFar(path: string): string | undefined {
+  const rest: string[] = [];
+  let p = resolve(path);
+  for (;;) {
+    let exists = true;
+    try {
+      lstatSync(p);
+    } catch {
+      exists = false;
+    }
+    if (exists) {
+      try {
+        return join(realpathSync(p), ...rest);
+      } catch {
+        return undefined;
+      }
+    }
+    if (dirname(p) === p) return join(p, ...rest);
+    rest.unshift(basename(p));
+    p = dirname(p);
+  }
+}
+
+/**
+ * GitLab keeps artifacts only from inside $CI_PROJECT_DIR, and a job writing elsewhere is almost always a mistake
+ * (`path: ..`, an absolute path, a parent folder that is a symlink to elsewhere): refused unless allow_outside_project.
+ */
+function checkInsideProject(pathInput: string, dest: string, projectDir: string): void {
+  const real = realPathSoFar(dest);
+  const realProject = realPathSoFar(projectDir) ?? projectDir;
+  const rel = real === undefined ? '..' : relative(realProject, real);
+  if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) return;
+  const via =
+    real !== undefined && real !== dest ? ` (through a symlink: ${real})` : real === undefined ? ' (through a dangling symlink)' : '';
+  throw new UsageError(
+    `Input path: ${JSON.stringify(pathInput)} is ${dest}${via}, outside the project directory $CI_PROJECT_DIR (${projectDir}). GitLab keeps artifacts only from inside the project, and writing elsewhere is usually a mistake.`,
+    'path',
+    'Choose a path inside the project, or set allow_outside_project: true if the files really belong there.',
+  );
+}
+
 export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = process.cwd()): FetchSettings {
   const baseDir = env.CI_PROJECT_DIR?.trim() || cwd;
   const connection = readConnectionSettings(raw, env, baseDir);
@@ -345,6 +390,8 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
 
   const pathInput = str(raw, 'path') || '.';
   const dest = isAbsolute(pathInput) ? resolve(pathInput) : resolve(baseDir, pathInput);
+  const projectDir = env.CI_PROJECT_DIR?.trim();
+  if (projectDir && !bool(raw, 'allow_outside_project')) checkInsideProject(pathInput, dest, resolve(projectDir));
   const optionalPath = (name: string) => {
     const v = str(raw, name);
     return v ? resolve(baseDir, v) : undefined;
