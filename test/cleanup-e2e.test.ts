@@ -8,6 +8,7 @@ import { before, describe, test } from 'node:test';
 import type { Job, Project, Simulator } from '../src/simulator/index.ts';
 import { runBundle } from './helpers/run.ts';
 import { JOB_TOKEN, PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
+import { PROFILE_NAMES } from '../src/simulator/index.ts';
 
 const DAY = 86_400_000;
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
@@ -277,3 +278,48 @@ describe('cleanup scope and refusals', () => {
     });
   }
 });
+
+// Key cleanup flows on every GitLab version profile (src/simulator/profiles.ts).
+for (const profile of PROFILE_NAMES) {
+  describe(`cleanup on GitLab ${profile}`, () => {
+    const world = useWorld({ profile });
+
+    test('a group cleanup never deletes in a project shared with the group, nor in an archived one; the report says why', async () => {
+      const { sim } = world;
+      const corp = sim.addGroup({ path: 'corp' });
+      const vendor = sim.addGroup({ path: 'vendor' });
+      const own = sim.addProject({ path: 'svc', groupId: corp.id });
+      // lib/api/groups.rb: GET /groups/corp/projects lists vendor/lib (shared with corp) unless with_shared=false
+      const shared = sim.addProject({ path: 'lib', groupId: vendor.id, sharedWithGroups: [corp.id] });
+      const attic = sim.addProject({ path: 'attic', groupId: corp.id, archived: true });
+      const oldJobs = (projectId: number) => {
+        const p = sim.addPipeline({ projectId, ref: 'main', status: 'success' });
+        return [1, 2].map((i) => sim.addJob({ pipelineId: p.id, name: `build ${i}`, archive: world.archive, finishedAt: ago(40) }).id);
+      };
+      const ownJobs = oldJobs(own.id);
+      oldJobs(shared.id);
+      oldJobs(attic.id);
+      sim.requests.length = 0;
+      const r = await runBundle(
+        ['cleanup', '--group', 'corp', '--older-than', '10d', '--keep-latest', '0', '--report', `shared-${profile}.json`],
+        world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+      );
+      assert.equal(r.status, 0, r.output);
+      const deletes = sim.requests.filter((q) => q.method === 'DELETE');
+      assert.ok(deletes.length > 0);
+      assert.ok(
+        deletes.every((q) => q.path.startsWith(`/api/v4/projects/${own.id}/`)),
+        deletes.map((q) => q.path).join('\n'),
+      );
+      assert.deepEqual(new Set(sim.deletedArtifacts), new Set(ownJobs));
+      const report = readJson(join(world.workspace, `shared-${profile}.json`));
+      assert.deepEqual(
+        report.projects.map((p: { path: string }) => p.path),
+        ['corp/svc'],
+      );
+      const skipped = new Map(report.skipped.map((s: { path: string; reason: string }) => [s.path, s.reason]));
+      assert.match(String(skipped.get('corp/attic')), /archived/);
+      assert.match(r.output, /corp\/attic.*archived/);
+    });
+  });
+}
