@@ -364,6 +364,33 @@ describe('GitLab refusals are explained, with exit 1', () => {
     assert.match(r.output, /access token/);
   });
 
+  // A HEAD answer has no body: 404 "Project Not Found" (EE gate, ee/lib/ee/api/ci/job_artifacts.rb
+  // check_cross_project_pipelines_feature!) and 403 (lib/api/helpers.rb handle_job_token_failure!) must not be
+  // taken for "not uploaded yet" while waiting by job id.
+  test('waiting by job id: 404 Project Not Found (tier gate) fails fast with the tier advice, no polling', async () => {
+    const gated = world.sim.addProject({ path: 'grp/gated-wait', premiumGate: true, jobTokenAllowlist: [world.downstream.id] });
+    const p = world.sim.addPipeline({ projectId: gated.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
+    world.sim.requests.length = 0;
+    const r = await runBundle(['fetch', '--project', gated.path, '--job-id', String(j.id), '--path', 'x', '--wait', '300'], world.env());
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /Project Not Found/);
+    assert.match(r.output, /access token/);
+    assert.doesNotMatch(r.output, /No archive yet|still missing after waiting/);
+    const polls = world.sim.requests.filter((q) => q.path.endsWith(`/jobs/${j.id}/artifacts`));
+    assert.ok(polls.length <= 2, `${polls.length} requests: one look and one GET for the reason`);
+  });
+
+  test('waiting by job id: a 403 allowlist refusal fails fast naming the allowlist', async () => {
+    const locked = world.sim.addProject({ path: 'grp/locked-wait' });
+    const p = world.sim.addPipeline({ projectId: locked.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
+    const r = await runBundle(['fetch', '--project', locked.path, '--job-id', String(j.id), '--path', 'x', '--wait', '300'], world.env());
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /not allowed from grp\/deploy to grp\/locked-wait/);
+    assert.match(r.output, /allowlist/i);
+  });
+
   test('404 on a job: no such job, or artifacts expired or erased', async () => {
     const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', '424242', '--path', 'x'], world.env());
     assert.equal(r.status, 1, r.output);

@@ -79,6 +79,11 @@ export interface GitLabClient {
     query?: Query,
     opts?: { followRedirects?: boolean },
   ): Promise<{ status: number; headers: Headers; redirected: boolean }>;
+  /**
+   * One GET that does not follow a redirect and reads no success body: for the reason behind an error a HEAD
+   * cannot carry (HEAD answers have no body). Errors (>= 400) are thrown with GitLab's message, like getJson.
+   */
+  probe(path: string, query?: Query): Promise<{ status: number; headers: Headers }>;
   delete(path: string, query?: Query): Promise<{ status: number; body: unknown; headers: Headers }>;
   post<T>(path: string, body?: unknown): Promise<{ status: number; body: T }>;
 }
@@ -431,6 +436,16 @@ class Client implements GitLabClient {
       opened.stream.destroy();
       if (opened.status >= 400) throw new HttpStatusError(opened.status, '', opened.headers, opened.url.toString());
       return { status: opened.status, headers: opened.headers, redirected: opened.redirected };
+    });
+  }
+
+  async probe(path: string, query?: Query): Promise<{ status: number; headers: Headers }> {
+    const url = this.url(path, query);
+    return this.withRetries(this.action('GET', url), url, async () => {
+      const opened = await this.open('GET', url, { accept: 'application/json' }, undefined, true, false);
+      if (opened.status >= 400) return this.failFrom(opened);
+      opened.stream.destroy();
+      return { status: opened.status, headers: opened.headers };
     });
   }
 

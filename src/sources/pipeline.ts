@@ -191,16 +191,33 @@ export async function resolvePipelineJobs(
   }
 }
 
-/** With a token that cannot read jobs, waiting means polling the job-ID artifact endpoint until it stops answering 404. */
+/**
+ * With a token that cannot read jobs, waiting means polling the job-id artifact endpoint until it stops answering
+ * 404. A HEAD answer has no body, so the first refusal is asked again with one GET (no redirect followed, no
+ * archive read) to tell "not uploaded yet" (404 Not Found) from "never allowed": 404 Project Not Found (no access,
+ * or the EE gate for job tokens, ee/lib/ee/api/ci/job_artifacts.rb) and 403 (job token allowlist,
+ * lib/api/helpers.rb handle_job_token_failure!) fail at once with their own advice.
+ */
 export async function waitForArchive(client: GitLabClient, settings: FetchSettings, archivePath: string, label: string): Promise<void> {
   const started = Date.now();
   const deadline = started + settings.waitMs;
   const schedule = pollSchedule();
+  let asked = false;
   for (;;) {
     try {
       const res = await client.head(archivePath, undefined, { followRedirects: false });
       if (res.status < 400) return;
-    } catch (err) {
+    } catch (headErr) {
+      let err = headErr;
+      if (!asked && [401, 403, 404].includes(httpStatus(headErr) ?? 0)) {
+        asked = true;
+        try {
+          await client.probe(archivePath);
+          return; // there after all
+        } catch (probeErr) {
+          err = probeErr;
+        }
+      }
       if (!(err instanceof NotFoundError) || Date.now() >= deadline) {
         if (err instanceof NotFoundError && settings.waitMs > 0) {
           throw new NotFoundError(
