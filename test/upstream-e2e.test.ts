@@ -84,6 +84,34 @@ describe('the exact upstream pipeline', () => {
     assert.match(r.output, /not the upstream project/);
   });
 
+  // lib/gitlab/ci/variables/builder/pipeline.rb: CI_UPSTREAM_PROJECT_ID is always the numeric ID (source_project_id.to_s).
+  for (const token of ['job', 'private'] as const) {
+    test(`project given as a path names the same project as the numeric CI_UPSTREAM_PROJECT_ID (${token} token)`, async () => {
+      const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+      const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+      const r = await runBundle(
+        ['fetch', '--job', 'build', '--project', world.upstream.path, '--path', `by-path-${token}`, '--summary', `by-path-${token}.json`],
+        triggered(world, p.id, token === 'private' ? { INPUT_TOKEN: PRIVATE_TOKEN } : {}),
+      );
+      assert.equal(r.status, 0, r.output);
+      const summary = readJson(join(world.workspace, `by-path-${token}.json`));
+      assert.equal(summary.selected_by, 'upstream');
+      assert.equal(summary.sources[0].job_id, j.id);
+    });
+  }
+
+  test('project given as the path of another existing project is refused with exit 2', async () => {
+    const other = world.sim.addProject({ path: 'grp/elsewhere' });
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+    const r = await runBundle(
+      ['fetch', '--job', 'build', '--project', other.path, '--path', 'elsewhere'],
+      triggered(world, p.id, { INPUT_TOKEN: PRIVATE_TOKEN }),
+    );
+    assert.equal(r.status, 2, r.output);
+    assert.match(r.output, /not the upstream project/);
+  });
+
   test('an explicit pipeline input wins over the environment', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'feature', status: 'success' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });

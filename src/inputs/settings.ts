@@ -28,6 +28,11 @@ export interface FetchSettings extends ConnectionSettings {
   pipelineId?: number;
   /** The upstream pipeline that was detected from the environment, if any. */
   upstream?: UpstreamPipeline;
+  /**
+   * Selector upstream with project given in another form than the upstream variables (a path against the numeric
+   * CI_UPSTREAM_PROJECT_ID, or the other way round): resolveSources confirms they name the same project first.
+   */
+  confirmUpstreamProject?: boolean;
   /** This pipeline's ID, for finding the pipeline that triggered it through the upstream's bridges (selector bridge). */
   ownPipelineId?: number;
   jobNames: string[];
@@ -137,6 +142,14 @@ const JOB_STATUSES = [
   'manual',
 ];
 
+/** Exit 2: project names another project than the one whose pipeline triggered this one. */
+export function notUpstreamError(projectInput: string, upstream: UpstreamPipeline, why = ''): UsageError {
+  return new UsageError(
+    `Input project ${JSON.stringify(projectInput)} is not the upstream project (${upstream.project}, from ${upstream.variables})${why}, so the upstream pipeline cannot be used. Pass pipeline (a pipeline of ${projectInput}), ref or job_id, or leave project empty.`,
+    'project',
+  );
+}
+
 function noSourceError(env: NodeJS.ProcessEnv, jobNames: string[]): UsageError {
   const what =
     jobNames.length > 0
@@ -194,6 +207,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
   }
   let selector: Selector;
   let pipelineId: number | undefined;
+  let confirmUpstreamProject = false;
   if (jobIds.length > 0) {
     if (jobNames.length > 0)
       throw new UsageError(
@@ -230,11 +244,11 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     selector = 'pipeline';
     pipelineId = Number(pipelineInput);
   } else if (jobNames.length > 0 && upstream) {
-    if (projectSource === 'input' && projectInput !== upstream.project) {
-      throw new UsageError(
-        `Input project ${JSON.stringify(projectInput)} is not the upstream project (${upstream.project}, from ${upstream.variables}), so the upstream pipeline cannot be used. Pass pipeline (a pipeline of ${projectInput}), ref or job_id, or leave project empty.`,
-        'project',
-      );
+    const numeric = (v: string) => /^\d+$/.test(v);
+    if (projectSource === 'input' && projectInput.toLowerCase() !== upstream.project.toLowerCase()) {
+      // An ID against a path cannot be compared here: resolveSources asks GitLab (compare identities, not strings).
+      if (numeric(projectInput) === numeric(upstream.project)) throw notUpstreamError(projectInput, upstream);
+      confirmUpstreamProject = true;
     }
     selector = 'upstream';
     pipelineId = upstream.pipelineId;
@@ -285,6 +299,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     ref,
     pipelineId,
     upstream,
+    ...(confirmUpstreamProject ? { confirmUpstreamProject } : {}),
     ownPipelineId: selector === 'bridge' ? Number(env.CI_PIPELINE_ID) : undefined,
     jobNames,
     layout: str(raw, 'layout') as Layout,
