@@ -112,6 +112,24 @@ describe('the exact upstream pipeline', () => {
     assert.match(r.output, /not the upstream project/);
   });
 
+  // lib/api/entities/ci/job.rb exposes artifacts_file only `if: job.artifacts?` (not expired); the pipeline lock
+  // ("keep artifacts from most recent successful jobs") keeps the archive downloadable and in artifacts[].
+  test('an expired archive of a locked pipeline (no artifacts_file, still in artifacts[]) is fetched', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+    const expireAt = new Date(Date.now() - 86_400_000).toISOString();
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive, expireAt, locked: true });
+    for (const [how, args, env] of [
+      ['upstream', ['--job', 'build'], triggered(world, p.id)],
+      ['pipeline', ['--job', 'build', '--project', world.upstream.path, '--pipeline', String(p.id)], world.env()],
+      ['ref', ['--job', 'build', '--project', world.upstream.path, '--ref', 'main'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN })],
+    ] as const) {
+      const r = await runBundle(['fetch', ...args, '--path', `locked-${how}`, '--summary', `locked-${how}.json`], env);
+      assert.equal(r.status, 0, `${how}: ${r.output}`);
+      assert.equal(readJson(join(world.workspace, `locked-${how}.json`)).sources[0].job_id, j.id, how);
+      assert.ok(existsSync(join(world.workspace, `locked-${how}/dist/app`)), how);
+    }
+  });
+
   test('an explicit pipeline input wins over the environment', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'feature', status: 'success' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });

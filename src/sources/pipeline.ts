@@ -1,6 +1,7 @@
 // Pipeline + job-name resolution: list every job of one pipeline, match names exactly or by glob, take the
 // newest attempt of each name, and wait while matched jobs are still running. Downloads then go by job ID.
 import type { GitLabClient } from '../api/client.ts';
+import { hasArchive } from '../cleanup/policy.ts';
 import { encodeProject } from '../api/urls.ts';
 import { httpStatus, NotFoundError, RelayError } from '../errors.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
@@ -150,7 +151,8 @@ export async function resolvePipelineJobs(
     const pending: GitLabJob[] = [];
     for (const { job } of matched) {
       if (settings.acceptStatus.includes(job.status)) {
-        if (!job.artifacts_file) pending.push(job);
+        // artifacts_file is hidden once expired, even when a pipeline lock keeps the archive (lib/api/entities/ci/job.rb)
+        if (!hasArchive(job)) pending.push(job);
         continue;
       }
       if (ACTIVE_STATUSES.has(job.status)) pending.push(job);

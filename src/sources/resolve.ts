@@ -4,6 +4,7 @@
 // cannot list pipelines or the job lives in a child pipeline.
 import { encodeArtifactPath, encodeProject, encodeRef } from '../api/urls.ts';
 import type { GitLabClient } from '../api/client.ts';
+import { hasArchive } from '../cleanup/policy.ts';
 import { httpStatus, RelayError } from '../errors.ts';
 import { logger } from '../log.ts';
 import { sleep } from '../util/concurrency.ts';
@@ -86,7 +87,7 @@ async function resolveByRef(client: GitLabClient, settings: FetchSettings, ref: 
   if (!pipeline) return sourceForRef(settings.project, ref, jobName); // GitLab will answer 404 with its own words
   let best: GitLabJob | undefined;
   for await (const page of client.paginate<GitLabJob>(`/projects/${p}/pipelines/${pipeline.id}/jobs`, { per_page: 100 })) {
-    for (const job of page) if (job.name === jobName && job.artifacts_file && (!best || job.id > best.id)) best = job;
+    for (const job of page) if (job.name === jobName && hasArchive(job) && (!best || job.id > best.id)) best = job;
   }
   if (!best) {
     // GitLab also looks in same-project child pipelines; let it decide.
