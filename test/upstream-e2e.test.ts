@@ -233,6 +233,20 @@ describe('waiting for upstream jobs', () => {
     }
   });
 
+  // app/models/concerns/ci/has_status.rb: ACTIVE_STATUSES includes waiting_for_callback (the job waits for an
+  // external callback and then goes on by itself).
+  test('a job in waiting_for_callback is waited for, not failed', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'waiting_for_callback' });
+    world.sim.afterRequests({ path: new RegExp(`/pipelines/${p.id}/jobs$`), count: 2 }, () =>
+      world.sim.setJobStatus(j.id, 'success', { archive: world.archive }),
+    );
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'callback', '--wait', '300'], triggered(world, p.id));
+    assert.equal(r.status, 0, r.output);
+    assert.match(r.output, /waiting_for_callback/);
+    assert.ok(existsSync(join(world.workspace, 'callback/dist/app')));
+  });
+
   test('an upstream job that fails ends the wait at once, naming its status and URL', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });

@@ -132,6 +132,7 @@ const JOB_STATUSES = [
   'pending',
   'preparing',
   'waiting_for_resource',
+  'waiting_for_callback',
   'scheduled',
   'running',
   'success',

@@ -19,7 +19,7 @@ import type { FaultSpec } from './faults.ts';
 import type { RequestRecord } from './http.ts';
 import { Signer, startStorage } from './storage.ts';
 import { startGitlab } from './server.ts';
-import type { ServerSettings } from './server.ts';
+import type { RequestHook, ServerSettings } from './server.ts';
 import { PROFILES } from './profiles.ts';
 import type { Profile, ProfileName } from './profiles.ts';
 
@@ -72,6 +72,11 @@ export interface Simulator {
   addJobToken(token: string, jobId: number): void;
   addAccessToken(token: string, o?: AddAccessTokenOptions): void;
   injectFault(f: FaultSpec): void;
+  /**
+   * Once the `count`-th GitLab request matching `path` (exact API path, or a RegExp) and `method` has been
+   * answered, runs `action` (e.g. sets a job's status): counted events instead of wall-clock flips.
+   */
+  afterRequests(o: { path: string | RegExp; method?: string; count: number }, action: () => void): void;
   clearFaults(): void;
   readonly requests: RequestRecord[];
   jobs(): Job[];
@@ -112,7 +117,8 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode; profil
     profile,
   };
   const storage = startStorage(store, faults, signer, requests);
-  const gitlab = startGitlab({ store, faults, signer, requests, settings });
+  const hooks: RequestHook[] = [];
+  const gitlab = startGitlab({ store, faults, signer, requests, settings, hooks });
   settings.storageUrl = await listen(storage);
   settings.url = await listen(gitlab);
 
@@ -166,6 +172,9 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode; profil
     addJobToken: (token, jobId) => store.addJobToken(token, jobId),
     addAccessToken: (token, o) => store.addAccessToken(token, o),
     injectFault: (f) => faults.add(f),
+    afterRequests: (o, action) => {
+      hooks.push({ ...o, action, seen: 0 });
+    },
     clearFaults: () => faults.clear(),
     requests,
     jobs: () => [...store.jobs.values()].sort((a, b) => a.id - b.id),

@@ -29,7 +29,17 @@ export interface ServerSettings {
   profile: Profile;
 }
 
+/** Runs `action` once the `count`-th request matching method and path has been answered. */
+export interface RequestHook {
+  method?: string;
+  path: string | RegExp;
+  count: number;
+  action: () => void;
+  seen: number;
+}
+
 export interface Deps {
+  hooks: RequestHook[];
   store: Store;
   faults: Faults;
   signer: Signer;
@@ -127,6 +137,13 @@ export function startGitlab(deps: Deps): Server {
   const server = createServer((req, res) => {
     const ctx = makeCtx('gitlab', req, res);
     requests.push(ctx.record);
+    res.once('finish', () => {
+      for (const h of deps.hooks) {
+        if (h.method && h.method.toUpperCase() !== ctx.method) continue;
+        if (typeof h.path === 'string' ? ctx.rawPath !== h.path : !h.path.test(ctx.rawPath)) continue;
+        if (++h.seen === h.count) h.action();
+      }
+    });
     const minute = Math.floor(Date.now() / 60_000);
     if (minute !== window) {
       window = minute;

@@ -10,8 +10,20 @@ import { sleep } from '../util/concurrency.ts';
 import { jobNameMatcher } from './match.ts';
 import type { GitLabJob } from './types.ts';
 
-/** Statuses after which a job will still run by itself. `manual` is not one: it waits for a person. */
-export const ACTIVE_STATUSES = new Set(['created', 'pending', 'preparing', 'waiting_for_resource', 'scheduled', 'running', 'canceling']);
+/**
+ * Statuses after which a job will still run by itself. `manual` is not one: it waits for a person.
+ * waiting_for_callback is active in GitLab (app/models/concerns/ci/has_status.rb ACTIVE_STATUSES).
+ */
+export const ACTIVE_STATUSES = new Set([
+  'created',
+  'pending',
+  'preparing',
+  'waiting_for_resource',
+  'waiting_for_callback',
+  'scheduled',
+  'running',
+  'canceling',
+]);
 
 /** How to get job IDs across when the token cannot list jobs: the recipe the README also shows. */
 export const JOB_ID_RECIPE =
