@@ -321,5 +321,37 @@ for (const profile of PROFILE_NAMES) {
       assert.match(String(skipped.get('corp/attic')), /archived/);
       assert.match(r.output, /corp\/attic.*archived/);
     });
+
+    test('the jobs_index application limit (429, no Retry-After) is waited out, window by window', async () => {
+      const { sim } = world;
+      const team = sim.addGroup({ path: `limited-${profile.replace('.', '-')}` });
+      const doomed: number[] = [];
+      for (const name of ['one', 'two', 'three']) {
+        const project = sim.addProject({ path: name, groupId: team.id });
+        const p = sim.addPipeline({ projectId: project.id, ref: 'main', status: 'success' });
+        doomed.push(sim.addJob({ pipelineId: p.id, name: 'build', archive: world.archive, finishedAt: ago(40) }).id);
+      }
+      // lib/api/ci/jobs.rb check_rate_limit!(:jobs_index): one listing per window here, so every project after the
+      // first meets a 429 without Retry-After (src/simulator/profiles.ts rateLimitExpiry says when the window ends).
+      sim.jobsIndexLimit = 1;
+      sim.jobsIndexWindowMs = 1500;
+      sim.requests.length = 0;
+      try {
+        const r = await runBundle(
+          ['cleanup', '--group', team.path, '--older-than', '10d', '--keep-latest', '0'],
+          world.env({ INPUT_TOKEN: PRIVATE_TOKEN, ARTIFACT_RELAY_RATE_WINDOW_MS: '1500' }),
+        );
+        assert.equal(r.status, 0, r.output);
+        assert.ok(
+          sim.requests.some((q) => q.status === 429 && /\/jobs$/.test(q.path)),
+          'the limit was hit',
+        );
+        assert.match(r.output, /429 without Retry-After.*window/);
+        for (const id of doomed) assert.ok(sim.deletedArtifacts.includes(id), `job ${id} deleted`);
+      } finally {
+        sim.jobsIndexLimit = undefined;
+        sim.jobsIndexWindowMs = 60_000;
+      }
+    });
   });
 }

@@ -11,7 +11,15 @@ import { RelayError } from '../errors.ts';
 import { logger, redact, registerSecret } from '../log.ts';
 import { HttpStatusError, toRelayError, type TokenType } from './errors.ts';
 import { createAgentResolver, type Agents } from './proxy.ts';
-import { isRetryableNetworkError, isRetryableStatus, retryDelay, sleep } from './retry.ts';
+import {
+  isRetryableNetworkError,
+  isRetryableStatus,
+  rateLimitWindowMs,
+  retryDelay,
+  serverWaitMs,
+  sleep,
+  unhintedRateLimitDelay,
+} from './retry.ts';
 import { joinApi, redactUrl, type Query } from './urls.ts';
 
 export type { Query } from './urls.ts';
@@ -329,13 +337,20 @@ class Client implements GitLabClient {
         if (!retryable || attempt >= total)
           throw toRelayError(err, { action, tokenType: this.s.tokenType, project: this.s.project, url: errUrl, attempts: attempt });
         const headers = err instanceof HttpStatusError ? err.headers : {};
-        const wait = retryDelay(attempt, this.baseMs, {
+        const hints = {
           retryAfter: header(headers, 'retry-after'),
           rateLimitReset: status === 429 ? header(headers, 'ratelimit-reset') : undefined,
           now: Date.now(),
-        });
+        };
+        // A 429 that names no wait is an application limit: wait out its one-minute window (retry.ts).
+        const unhinted = status === 429 && serverWaitMs(hints) === undefined;
+        const wait = unhinted ? unhintedRateLimitDelay(rateLimitWindowMs()) : retryDelay(attempt, this.baseMs, hints);
         const why =
-          status !== undefined ? `HTTP ${status}` : `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`;
+          status === 429 && unhinted
+            ? 'HTTP 429 without Retry-After (a GitLab application rate limit, counted per minute); waiting for its window to pass'
+            : status !== undefined
+              ? `HTTP ${status}`
+              : `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`;
         logger.warn(`${action}: ${why}; retrying (attempt ${attempt + 1}/${total}) in ${(wait / 1000).toFixed(1)} s`);
         await sleep(wait);
       }

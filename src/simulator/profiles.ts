@@ -30,6 +30,13 @@ export interface Profile {
   /** CI_UPSTREAM_PIPELINE_ID / CI_UPSTREAM_PROJECT_ID / CI_UPSTREAM_JOB_ID are set for trigger-job pipelines
    * (lib/gitlab/ci/variables/builder/pipeline.rb `predefined_upstream_variables`, 18.9+). */
   upstreamVariables: boolean;
+  /**
+   * The application limits (jobs_index): lib/gitlab/application_rate_limiter/increment_per_action.rb sets the
+   * window's expiry on the first request ('first', flag optimize_rate_limiter_redis_expiry) or again on every
+   * request ('every': retrying inside the window extends it). The release of the flag is not pinned: the older
+   * profiles take 'every'.
+   */
+  rateLimitExpiry: 'first' | 'every';
 }
 
 const BASE_STATUSES = [
@@ -55,6 +62,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     triggerJobsRoute: false,
     statuses: BASE_STATUSES,
     upstreamVariables: false,
+    rateLimitExpiry: 'every',
   },
   '18.9': {
     name: '18.9',
@@ -62,6 +70,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     triggerJobsRoute: false,
     statuses: NEWER_STATUSES,
     upstreamVariables: true,
+    rateLimitExpiry: 'every',
   },
   newest: {
     name: 'newest',
@@ -69,6 +78,7 @@ export const PROFILES: Record<ProfileName, Profile> = {
     triggerJobsRoute: true,
     statuses: NEWER_STATUSES,
     upstreamVariables: true,
+    rateLimitExpiry: 'first',
   },
 };
 

@@ -131,7 +131,7 @@ export function startGitlab(deps: Deps): Server {
   const { store, faults, requests, settings } = deps;
   let window = 0;
   let observed = 0;
-  let jobsIndexWindow = 0;
+  let jobsIndexExpires = 0;
   let jobsIndexCount = 0;
 
   const server = createServer((req, res) => {
@@ -285,12 +285,12 @@ export function startGitlab(deps: Deps): Server {
     // The application limit `jobs_index` (lib/api/ci/jobs.rb `check_rate_limit!(:jobs_index, scope: current_user)`,
     // per user, a fixed window). lib/api/helpers/rate_limiter.rb `render_exceeded_limit_error!` answers 429
     // {"message":{"error":...}} through render_api_error!: no Retry-After, no RateLimit-* headers.
-    const slot = Math.floor(Date.now() / settings.jobsIndexWindowMs);
-    if (slot !== jobsIndexWindow) {
-      jobsIndexWindow = slot;
-      jobsIndexCount = 0;
-    }
+    // The counter expires jobsIndexWindowMs after its first request, or after every request (profile.rateLimitExpiry,
+    // lib/gitlab/application_rate_limiter/increment_per_action.rb).
+    const now = Date.now();
+    if (now >= jobsIndexExpires) jobsIndexCount = 0;
     jobsIndexCount += 1;
+    if (jobsIndexCount === 1 || settings.profile.rateLimitExpiry === 'every') jobsIndexExpires = now + settings.jobsIndexWindowMs;
     if (settings.jobsIndexLimit !== undefined) {
       if (jobsIndexCount > settings.jobsIndexLimit) {
         ctx.baseHeaders = {};
