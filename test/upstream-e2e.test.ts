@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { runBundle } from './helpers/run.ts';
 import { snapshotTree } from './helpers/tree.ts';
+import { PROFILES, PROFILE_NAMES } from '../src/simulator/index.ts';
 import { PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
 
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
@@ -199,15 +200,7 @@ describe("older GitLab without pipeline variables: the triggering pipeline found
     assert.equal(summary.sources[0].job_id, build.id);
     assert.match(r.output, new RegExp(`Pipeline ${triggering.id} of grp/app triggered this one`));
   });
-
-  test("with a job token that cannot read the upstream's pipelines: one sentence on what to add, exit 1", async () => {
-    const triggering = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
-    world.sim.addJob({ pipelineId: triggering.id, name: 'build', status: 'success', archive: world.archive });
-    const r = await runBundle(['fetch', '--job', 'build', '--path', 'bridged-job-token'], downstreamOf(triggering.id));
-    assert.equal(r.status, 1, r.output);
-    assert.match(r.output, /cannot read the pipelines or trigger jobs of grp\/app/);
-    assert.match(r.output, /read_api/);
-  });
+  // The job-token case depends on the GitLab version: see 'upstream key flows on GitLab <profile>' below.
 });
 
 describe('waiting for upstream jobs', () => {
@@ -443,3 +436,105 @@ describe('large pipelines and limited job tokens', () => {
     assert.equal(r.status, 0, r.output);
   });
 });
+
+// Key upstream flows on every GitLab version profile (src/simulator/profiles.ts).
+for (const profile of PROFILE_NAMES) {
+  const routes = PROFILES[profile];
+  describe(`upstream key flows on GitLab ${profile}`, () => {
+    const world = useWorld({ profile });
+
+    /** An upstream pipeline with a finished build, and a downstream pipeline its trigger job started. */
+    const triggeredPair = (tag: string) => {
+      const up = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+      const build = world.sim.addJob({
+        pipelineId: up.id,
+        name: 'build',
+        status: 'success',
+        archive: world.zip(`${tag}-${profile}.zip`, [{ name: 'which.txt', data: `${tag}\n` }]),
+      });
+      const newer = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+      world.sim.addJob({ pipelineId: newer.id, name: 'build', status: 'success', archive: world.archive });
+      const own = world.sim.addPipeline({
+        projectId: world.downstream.id,
+        ref: 'main',
+        status: 'running',
+        upstream: { projectId: world.upstream.id, pipelineId: up.id },
+      });
+      return { up, build, own };
+    };
+
+    test(`job names in the triggering pipeline, from ${routes.upstreamVariables ? 'CI_UPSTREAM_* (set by GitLab)' : 'the trigger variables UPSTREAM_*'}`, async () => {
+      const { up, build, own } = triggeredPair('names');
+      // lib/gitlab/ci/variables/builder/pipeline.rb: CI_UPSTREAM_* from 18.9 only; before, the trigger job passes them
+      const vars = routes.upstreamVariables
+        ? world.sim.upstreamVariables(own.id)
+        : { UPSTREAM_PROJECT_ID: String(world.upstream.id), UPSTREAM_PIPELINE_ID: String(up.id) };
+      assert.equal(Object.keys(world.sim.upstreamVariables(own.id)).length > 0, routes.upstreamVariables);
+      // where pipeline jobs do not take a job token, an access token lists them
+      const token = routes.jobToken.pipelineJobs ? {} : { INPUT_TOKEN: PRIVATE_TOKEN };
+      const r = await runBundle(
+        ['fetch', '--job', 'build', '--path', `names-${profile}`, '--summary', `names-${profile}.json`],
+        world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_PIPELINE_ID: String(own.id), ...vars, ...token }),
+      );
+      assert.equal(r.status, 0, r.output);
+      assert.equal(readFileSync(join(world.workspace, `names-${profile}/which.txt`), 'utf8'), 'names\n');
+      assert.equal(readJson(join(world.workspace, `names-${profile}.json`)).sources[0].job_id, build.id);
+    });
+
+    test(`a job token listing the upstream pipeline's jobs: ${routes.jobToken.pipelineJobs ? 'accepted' : 'anonymous, exit 1 with the job-id recipe'}`, async () => {
+      const { up, own } = triggeredPair('jt-names');
+      const r = await runBundle(
+        ['fetch', '--job', 'build', '--path', `jt-names-${profile}`],
+        world.env({
+          CI_PIPELINE_SOURCE: 'pipeline',
+          CI_PIPELINE_ID: String(own.id),
+          UPSTREAM_PROJECT_ID: String(world.upstream.id),
+          UPSTREAM_PIPELINE_ID: String(up.id),
+        }),
+      );
+      if (routes.jobToken.pipelineJobs) {
+        assert.equal(r.status, 0, r.output);
+      } else {
+        assert.equal(r.status, 1, r.output);
+        assert.match(r.output, /404 Project Not Found/);
+        assert.match(r.output, /anonymous/);
+        assert.match(r.output, /job_id: \$BUILD_JOB_ID/);
+      }
+    });
+
+    for (const token of ['access', 'job'] as const) {
+      const works = token === 'access' || routes.jobToken.bridges;
+      test(`only the upstream project known, ${token} token: the trigger job found through ${routes.triggerJobsRoute ? 'trigger_jobs' : 'bridges'}${works ? '' : ' (refused: exit 1)'}`, async () => {
+        const { build, own } = triggeredPair(`bridge-${token}`);
+        world.sim.requests.length = 0;
+        const r = await runBundle(
+          ['fetch', '--job', 'build', '--path', `bridge-${token}-${profile}`, '--summary', `bridge-${token}-${profile}.json`],
+          world.env({
+            CI_PIPELINE_SOURCE: 'pipeline',
+            CI_PIPELINE_ID: String(own.id),
+            INPUT_PROJECT: world.upstream.path,
+            ...(token === 'access' ? { INPUT_TOKEN: PRIVATE_TOKEN } : {}),
+          }),
+        );
+        const asked = (route: string) => world.sim.requests.filter((q) => q.path.endsWith(`/${route}`));
+        if (!works) {
+          assert.equal(r.status, 1, r.output);
+          assert.match(r.output, /cannot read the pipelines or trigger jobs of grp\/app/);
+          assert.match(r.output, /treated the request as anonymous/);
+          assert.match(r.output, /read_api/);
+          return;
+        }
+        assert.equal(r.status, 0, r.output);
+        assert.equal(readJson(join(world.workspace, `bridge-${token}-${profile}.json`)).sources[0].job_id, build.id);
+        if (routes.triggerJobsRoute) {
+          // bridges is deprecated in 19.2 (lib/api/ci/pipelines.rb): the newer route is used, bridges never asked
+          assert.ok(asked('trigger_jobs').length > 0 && asked('trigger_jobs').every((q) => q.status === 200));
+          assert.equal(asked('bridges').length, 0);
+        } else {
+          assert.equal(asked('trigger_jobs').length, 1, 'asked once, then remembered');
+          assert.ok(asked('bridges').length > 0);
+        }
+      });
+    }
+  });
+}

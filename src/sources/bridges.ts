@@ -17,17 +17,54 @@ interface Bridge {
 /** How many of the upstream project's newest pipelines are searched. */
 const SEARCHED_PIPELINES = 50;
 
+/** A 404 from Grape's router (`{"error":"404 Not Found"}`): the route does not exist in this GitLab version. */
+const routeMissing = (err: unknown) => httpStatus(err) === 404 && (err as RelayError).details?.shape === 'error';
+
+/**
+ * The trigger jobs of a pipeline: GET .../trigger_jobs where it exists (newest lib/api/ci/pipelines.rb; the bridges
+ * route is "Deprecated in GitLab 19.2. Use trigger_jobs endpoint instead."), else .../bridges, still served.
+ */
+function triggerJobLister(client: GitLabClient, p: string): (pipelineId: number) => Promise<Bridge[]> {
+  let route: 'trigger_jobs' | 'bridges' = 'trigger_jobs';
+  return async (pipelineId) => {
+    if (route === 'trigger_jobs') {
+      try {
+        return (await client.getJson<Bridge[]>(`/projects/${p}/pipelines/${pipelineId}/trigger_jobs`, { per_page: 100 })).body;
+      } catch (err) {
+        if (!routeMissing(err)) throw err;
+        route = 'bridges';
+        logger.info('This GitLab has no trigger_jobs endpoint (it came with the deprecation of bridges in 19.2); using bridges.');
+      }
+    }
+    return (await client.getJson<Bridge[]>(`/projects/${p}/pipelines/${pipelineId}/bridges`, { per_page: 100 })).body;
+  };
+}
+
+/** Advice for a refused search, by token type and answer (lib/gitlab/auth/auth_finders.rb find_user_from_job_token). */
+function refusalAdvice(err: RelayError, project: string, tokenType: string | undefined): string {
+  const status = httpStatus(err);
+  const fallback =
+    'Put a project or group access token with read_api on the upstream project in `token`, or upgrade to GitLab 18.9+ (CI_UPSTREAM_PIPELINE_ID), or pass the pipeline ID (trigger variables UPSTREAM_PROJECT_ID and UPSTREAM_PIPELINE_ID).';
+  if (tokenType !== 'job') return fallback;
+  if (status === 403 && /not allowed from/i.test(err.message)) return `${err.advice ?? ''} ${fallback}`.trim();
+  if (status === 404 && /project not found/i.test(err.message))
+    return `On this GitLab version the pipelines and trigger-job routes do not accept CI_JOB_TOKEN (only the newest releases do), so GitLab treated the request as anonymous and ${project} is private; or ${project} does not allow this project's job token. ${fallback}`;
+  return fallback;
+}
+
 export async function findTriggeringPipeline(
   client: GitLabClient,
   project: string,
   ownPipelineId: number,
+  tokenType?: string,
 ): Promise<{ pipelineId: number; bridge: string }> {
   const p = encodeProject(project);
+  const triggerJobs = triggerJobLister(client, p);
   let searched = 0;
   try {
     for await (const page of client.paginate<GitLabPipeline>(`/projects/${p}/pipelines`, { per_page: 50, order_by: 'id', sort: 'desc' })) {
       for (const pipeline of page) {
-        const { body } = await client.getJson<Bridge[]>(`/projects/${p}/pipelines/${pipeline.id}/bridges`, { per_page: 100 });
+        const body = await triggerJobs(pipeline.id);
         const bridge = body.find((b) => b.downstream_pipeline?.id === ownPipelineId);
         if (bridge) {
           logger.info(
@@ -43,8 +80,8 @@ export async function findTriggeringPipeline(
     const status = httpStatus(err) ?? 0;
     if (![401, 403, 404].includes(status)) throw err;
     throw new RelayError(
-      `The token cannot read the pipelines or trigger jobs of ${project} (HTTP ${status}), so the pipeline that triggered this one cannot be found.`,
-      'Put a project or group access token with read_api on the upstream project in `token`, or upgrade to GitLab 18.9+ (CI_UPSTREAM_PIPELINE_ID), or pass the pipeline ID (trigger variables UPSTREAM_PROJECT_ID and UPSTREAM_PIPELINE_ID).',
+      `The token cannot read the pipelines or trigger jobs of ${project} (HTTP ${status}: ${(err as Error).message}), so the pipeline that triggered this one cannot be found.`,
+      refusalAdvice(err as RelayError, project, tokenType),
       { ...(err as RelayError).details },
     );
   }

@@ -55,7 +55,7 @@ export async function listPipelineJobs(
         `The job token cannot list the jobs of pipeline ${pipelineId} in ${project} (HTTP ${code}: ${base.message}).`,
         allowlist
           ? `${base.advice ?? ''} ${JOB_ID_RECIPE}`.trim()
-          : `This GitLab version or its job token settings do not let job tokens read jobs (the "Jobs: Read" permission), or the job token has no access to ${project}. ${JOB_ID_RECIPE}`,
+          : `This GitLab version or its job token settings do not let job tokens read jobs (the "Jobs: Read" permission), or the job token has no access to ${project}${/project not found/i.test(base.message) ? ' (where a route does not accept job tokens, GitLab treats the request as anonymous: a private project answers 404 Project Not Found)' : ''}. ${JOB_ID_RECIPE}`,
         { ...base.details },
       );
     }

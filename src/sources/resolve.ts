@@ -189,7 +189,7 @@ export async function resolveSources(client: GitLabClient, settings: FetchSettin
     case 'bridge': {
       const pipelineId =
         settings.selector === 'bridge'
-          ? (await findTriggeringPipeline(client, settings.project, settings.ownPipelineId as number)).pipelineId
+          ? (await findTriggeringPipeline(client, settings.project, settings.ownPipelineId as number, settings.tokenType)).pipelineId
           : (settings.pipelineId as number);
       if (settings.selector === 'upstream' && settings.confirmUpstreamProject) await confirmUpstreamProject(client, settings);
       if (settings.selector === 'upstream' && settings.upstream) {
