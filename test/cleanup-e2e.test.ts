@@ -331,10 +331,14 @@ for (const profile of PROFILE_NAMES) {
         const p = sim.addPipeline({ projectId: project.id, ref: 'main', status: 'success' });
         doomed.push(sim.addJob({ pipelineId: p.id, name: 'build', archive: world.archive, finishedAt: ago(40) }).id);
       }
-      // lib/api/ci/jobs.rb check_rate_limit!(:jobs_index): one listing per window here, so every project after the
-      // first meets a 429 without Retry-After (src/simulator/profiles.ts rateLimitExpiry says when the window ends).
-      sim.jobsIndexLimit = 1;
+      // lib/api/ci/jobs.rb check_rate_limit!(:jobs_index): the first listing finds the limit reached (limit 0, a
+      // window opens), then one listing per window: each later project meets a 429 without Retry-After too
+      // (src/simulator/profiles.ts rateLimitExpiry says when a window ends). Counted, not timed.
+      sim.jobsIndexLimit = 0;
       sim.jobsIndexWindowMs = 1500;
+      sim.afterRequests({ path: /\/projects\/\d+\/jobs$/, count: 1 }, () => {
+        sim.jobsIndexLimit = 1;
+      });
       sim.requests.length = 0;
       try {
         const r = await runBundle(

@@ -209,8 +209,11 @@ describe('waiting for upstream jobs', () => {
   test('a running job finishes after a few polls and its artifacts arrive within wait', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
-    const timer = setTimeout(() => world.sim.setJobStatus(j.id, 'success', { archive: world.archive }), 700);
-    try {
+    // counted, not timed: the job finishes once its pipeline's jobs were listed three times
+    world.sim.afterRequests({ path: new RegExp(`/pipelines/${p.id}/jobs$`), count: 3 }, () =>
+      world.sim.setJobStatus(j.id, 'success', { archive: world.archive }),
+    );
+    {
       world.sim.requests.length = 0;
       const r = await runBundle(['fetch', '--job', 'build', '--path', 'waited', '--wait', '60'], triggered(world, p.id));
       assert.equal(r.status, 0, r.output);
@@ -221,8 +224,6 @@ describe('waiting for upstream jobs', () => {
         snapshotTree(join(world.workspace, 'waited')).map((e) => e.path),
         ['current', 'dist', 'dist/app', 'dist/config.json', 'dist/private.key', 'reports', 'reports/build.log'],
       );
-    } finally {
-      clearTimeout(timer);
     }
   });
 
@@ -243,17 +244,15 @@ describe('waiting for upstream jobs', () => {
   test('an upstream job that fails ends the wait at once, naming its status and URL', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
-    const timer = setTimeout(() => world.sim.setJobStatus(j.id, 'failed'), 400);
+    world.sim.afterRequests({ path: new RegExp(`/pipelines/${p.id}/jobs$`), count: 1 }, () => world.sim.setJobStatus(j.id, 'failed'));
     const started = Date.now();
-    try {
+    {
       const r = await runBundle(['fetch', '--job', 'build', '--path', 'failed', '--wait', '300'], triggered(world, p.id));
       assert.equal(r.status, 1, r.output);
       assert.match(r.output, new RegExp(`Job ${j.id} "build" ended with status failed`));
       assert.match(r.output, /accept_status/);
       assert.ok(Date.now() - started < 20_000, 'did not wait for the whole wait');
       assert.equal(existsSync(join(world.workspace, 'failed')), false);
-    } finally {
-      clearTimeout(timer);
     }
   });
 
@@ -287,8 +286,11 @@ describe('waiting for upstream jobs', () => {
   test('a job token that cannot read jobs waits by polling the job-id artifact endpoint', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
-    const timer = setTimeout(() => world.sim.setJobStatus(j.id, 'success', { archive: world.archive }), 700);
-    try {
+    // counted: HEAD 404, the one GET that reads the reason (404 Not Found: not there yet), HEAD 404, then the archive
+    world.sim.afterRequests({ path: `/api/v4/projects/${encodeURIComponent(world.upstream.path)}/jobs/${j.id}/artifacts`, count: 3 }, () =>
+      world.sim.setJobStatus(j.id, 'success', { archive: world.archive }),
+    );
+    {
       world.sim.requests.length = 0;
       const r = await runBundle(
         ['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'polled', '--wait', '60'],
@@ -302,8 +304,6 @@ describe('waiting for upstream jobs', () => {
       // The 302 answers the poll: a URL signed for GET may refuse HEAD at the storage (GCS, MinIO).
       assert.equal(world.sim.requests.filter((q) => q.origin === 'storage' && q.method === 'HEAD').length, 0);
       assert.ok(existsSync(join(world.workspace, 'polled/dist/app')));
-    } finally {
-      clearTimeout(timer);
     }
   });
 
