@@ -322,6 +322,28 @@ for (const profile of PROFILE_NAMES) {
       assert.match(r.output, /corp\/attic.*archived/);
     });
 
+    test('a keyset listing refused with 405 (pagination_strategies.rb) falls back to pages', async () => {
+      const { sim } = world;
+      const project = sim.addProject({ path: `grp/keyset-${profile.replace('.', '-')}` });
+      const p = sim.addPipeline({ projectId: project.id, ref: 'main', status: 'success' });
+      const j = sim.addJob({ pipelineId: p.id, name: 'build', archive: world.archive, finishedAt: ago(40) });
+      sim.injectFault({
+        path: `/api/v4/projects/${project.id}/jobs`,
+        kind: 'status',
+        status: 405,
+        body: JSON.stringify({ message: 'Keyset pagination is not yet available for this type of request' }),
+        headers: { 'Content-Type': 'application/json' },
+      });
+      const r = await runBundle(
+        ['cleanup', '--project', project.path, '--older-than', '10d', '--keep-latest', '0'],
+        world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+      );
+      sim.clearFaults();
+      assert.equal(r.status, 0, r.output);
+      assert.match(r.output, /Keyset pagination refused \(HTTP 405\)/);
+      assert.ok(sim.deletedArtifacts.includes(j.id));
+    });
+
     test('the jobs_index application limit (429, no Retry-After) is waited out, window by window', async () => {
       const { sim } = world;
       const team = sim.addGroup({ path: `limited-${profile.replace('.', '-')}` });

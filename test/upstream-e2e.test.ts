@@ -502,6 +502,59 @@ for (const profile of PROFILE_NAMES) {
       }
     });
 
+    if (routes.upstreamVariables) {
+      test('project given as a path with the numeric CI_UPSTREAM_PROJECT_ID: the same project, fetched', async () => {
+        const { build, own } = triggeredPair('path');
+        const token = routes.jobToken.pipelineJobs ? {} : { INPUT_TOKEN: PRIVATE_TOKEN };
+        const r = await runBundle(
+          ['fetch', '--job', 'build', '--project', world.upstream.path, '--path', `path-${profile}`, '--summary', `path-${profile}.json`],
+          world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_PIPELINE_ID: String(own.id), ...world.sim.upstreamVariables(own.id), ...token }),
+        );
+        assert.equal(r.status, 0, r.output);
+        assert.equal(readJson(join(world.workspace, `path-${profile}.json`)).sources[0].job_id, build.id);
+      });
+    }
+
+    if (routes.statuses.includes('waiting_for_callback')) {
+      test('a job in waiting_for_callback is waited for', async () => {
+        const { up, own } = triggeredPair('callback');
+        const j = world.sim.addJob({ pipelineId: up.id, name: 'late', status: 'waiting_for_callback' });
+        world.sim.afterRequests({ path: new RegExp(`/pipelines/${up.id}/jobs$`), count: 2 }, () =>
+          world.sim.setJobStatus(j.id, 'success', { archive: world.archive }),
+        );
+        const r = await runBundle(
+          ['fetch', '--job', 'late', '--path', `callback-${profile}`, '--wait', '300'],
+          world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_PIPELINE_ID: String(own.id), ...world.sim.upstreamVariables(own.id) }),
+        );
+        assert.equal(r.status, 0, r.output);
+        assert.match(r.output, /waiting_for_callback/);
+      });
+    }
+
+    test('an expired archive of a locked pipeline is fetched (artifacts[] without artifacts_file)', async () => {
+      const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+      const expireAt = new Date(Date.now() - 86_400_000).toISOString();
+      const j = world.sim.addJob({ pipelineId: p.id, name: 'kept', archive: world.archive, expireAt, locked: true });
+      const r = await runBundle(
+        [
+          'fetch',
+          '--job',
+          'kept',
+          '--project',
+          world.upstream.path,
+          '--pipeline',
+          String(p.id),
+          '--path',
+          `locked-${profile}`,
+          '--summary',
+          `locked-${profile}.json`,
+        ],
+        world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+      );
+      assert.equal(r.status, 0, r.output);
+      assert.equal(readJson(join(world.workspace, `locked-${profile}.json`)).sources[0].job_id, j.id);
+    });
+
     for (const token of ['access', 'job'] as const) {
       const works = token === 'access' || routes.jobToken.bridges;
       test(`only the upstream project known, ${token} token: the trigger job found through ${routes.triggerJobsRoute ? 'trigger_jobs' : 'bridges'}${works ? '' : ' (refused: exit 1)'}`, async () => {
