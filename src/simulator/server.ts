@@ -287,11 +287,15 @@ export function startGitlab(deps: Deps): Server {
     // {"message":{"error":...}} through render_api_error!: no Retry-After, no RateLimit-* headers.
     // The counter expires jobsIndexWindowMs after its first request, or after every request (profile.rateLimitExpiry,
     // lib/gitlab/application_rate_limiter/increment_per_action.rb).
-    const now = Date.now();
-    if (now >= jobsIndexExpires) jobsIndexCount = 0;
-    jobsIndexCount += 1;
-    if (jobsIndexCount === 1 || settings.profile.rateLimitExpiry === 'every') jobsIndexExpires = now + settings.jobsIndexWindowMs;
-    if (settings.jobsIndexLimit !== undefined) {
+    // Counted only while a limit is set (GitLab: the application setting; 0 there means unlimited, here undefined).
+    if (settings.jobsIndexLimit === undefined) {
+      jobsIndexCount = 0;
+      jobsIndexExpires = 0;
+    } else {
+      const now = Date.now();
+      if (now >= jobsIndexExpires) jobsIndexCount = 0;
+      jobsIndexCount += 1;
+      if (jobsIndexCount === 1 || settings.profile.rateLimitExpiry === 'every') jobsIndexExpires = now + settings.jobsIndexWindowMs;
       if (jobsIndexCount > settings.jobsIndexLimit) {
         ctx.baseHeaders = {};
         json(ctx, 429, { message: { error: 'This endpoint has been requested too many times. Try again later.' } });
