@@ -381,6 +381,20 @@ describe('several jobs', () => {
     assert.deepEqual(summary.sources.map((s: { path: string }) => s.path).sort(), ['perjob/test_1_2', 'perjob/test_2_2']);
   });
 
+  // app/finders/ci/jobs_finder.rb: a token without read_build gets 200 [] from the pipeline jobs listing.
+  test('a Guest token sees an empty pipeline: the advice names the Reporter role', async () => {
+    world.sim.addAccessToken('glpat-guest-token-0123456789abcdef', { role: 'guest', scopes: ['read_api'] });
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+    world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+    const r = await runBundle(
+      ['fetch', '--job', 'build', '--project', world.upstream.path, '--pipeline', String(p.id), '--path', 'guest'],
+      world.env({ INPUT_TOKEN: 'glpat-guest-token-0123456789abcdef' }),
+    );
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /No job matches "build"/);
+    assert.match(r.output, /Reporter role/);
+  });
+
   test('a name that matches nothing lists the jobs there are', async () => {
     const r = await runBundle(['fetch', '--job', 'biuld', '--path', 'none'], triggered(world, pipelineId));
     assert.equal(r.status, 1, r.output);

@@ -1,7 +1,7 @@
 // The GitLab API origin (/api/v4): routing, auth, and the artifact, job, pipeline and group endpoints.
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
-import { isExpired } from './model.ts';
+import { isExpired, ROLE_LEVEL } from './model.ts';
 import type { DownloadMode, Job, Project, Store } from './model.ts';
 import { authenticate, authorize, canReadArtifacts, isDenial } from './auth.ts';
 import type { AccessNeeds, Auth, Denial } from './auth.ts';
@@ -521,7 +521,10 @@ export function startGitlab(deps: Deps): Server {
         const scope = qList(ctx.query, 'scope');
         if (scope.some((x) => !settings.profile.statuses.includes(x))) return fail(400, { message: 'Scope contains invalid value(s)' });
         const includeRetried = qBool(ctx.query, 'include_retried');
-        const jobs = filterScope(store.pipelineJobs(pl.id), scope).filter((j) => includeRetried || !j.retried);
+        // app/finders/ci/jobs_finder.rb: without read_build (a Guest on a private project) the finder rescues
+        // Gitlab::Access::AccessDeniedError and returns none: 200 [], not 403.
+        const blind = a.kind === 'user' && ROLE_LEVEL[a.token.role] < ROLE_LEVEL.reporter && p.visibility !== 'public';
+        const jobs = blind ? [] : filterScope(store.pipelineJobs(pl.id), scope).filter((j) => includeRetried || !j.retried);
         const page = paginate(ctx, jobs, settings.url);
         return json(
           ctx,

@@ -98,7 +98,7 @@ export function matchJobs(jobs: GitLabJob[], patterns: string[], where: string):
         `No job matches ${JSON.stringify(pattern)} in ${where}.`,
         names.length
           ? `Its jobs are: ${shown}${names.length > 20 ? `, ... (${names.length} in all)` : ''}. Names match exactly (case-sensitive) unless they contain * ? or [.`
-          : 'That pipeline has no jobs the token can see (trigger jobs and child pipelines are not listed).',
+          : 'That pipeline has no jobs the token can see (trigger jobs and child pipelines are not listed). GitLab answers an empty list, not 403, when the token may not read jobs (app/finders/ci/jobs_finder.rb): on a private project it needs the Reporter role or higher.',
       );
     }
     for (const job of hits) {
