@@ -15,7 +15,7 @@ import { createGitLabClient, parseLinkHeader, type ClientSettings } from '../src
 import { downloadToFile } from '../src/util/file-sink.ts';
 import { HttpStatusError, parseErrorBody, toRelayError } from '../src/api/errors.ts';
 import { proxyForUrl, shouldBypassProxy } from '../src/api/proxy.ts';
-import { isRetryableNetworkError, isRetryableStatus, retryDelay } from '../src/api/retry.ts';
+import { isRetryableNetworkError, isRetryableStatus, rateLimitWindowMs, retryDelay, unhintedRateLimitDelay } from '../src/api/retry.ts';
 import { encodeArtifactPath, encodeProject, encodeRef, joinApi, redactUrl } from '../src/api/urls.ts';
 import { NotFoundError, RelayError } from '../src/errors.ts';
 import { logger } from '../src/log.ts';
@@ -1090,5 +1090,56 @@ describe('client against a local server', () => {
         return true;
       },
     );
+  });
+});
+
+describe('429 without Retry-After (an application limit, lib/api/helpers/rate_limiter.rb)', () => {
+  it('every request kind waits a whole rate-limit window (scaled by the rateLimitWindowMs setting, ARTIFACT_RELAY_RATE_WINDOW_MS), then passes', async () => {
+    const WINDOW = 200;
+    // A window opens at a kind's first request and refuses everything until it has passed: backoff alone
+    // (5, 10, 20 ms here) never gets out of it.
+    const opened = new Map<string, number>();
+    const srv = await startServer((req, res) => {
+      const kind = req.method ?? '';
+      const first = opened.get(kind) ?? Date.now();
+      opened.set(kind, first);
+      if (Date.now() - first < WINDOW) {
+        res.writeHead(429, { 'content-type': 'application/json' });
+        res.end(
+          kind === 'HEAD'
+            ? undefined
+            : JSON.stringify({ message: { error: 'This endpoint has been requested too many times. Try again later.' } }),
+        );
+        return;
+      }
+      if (kind === 'HEAD') return res.end();
+      if (kind === 'DELETE') return json(res, 204, null);
+      json(res, 200, [1]);
+    });
+    try {
+      const c = createGitLabClient(settings(srv, { retries: 3, retryBaseMs: 5, rateLimitWindowMs: WINDOW }));
+      assert.deepEqual((await c.getJson('/projects/1/jobs')).body, [1]);
+      assert.equal((await c.head('/projects/1/jobs/2/artifacts')).status, 200);
+      await c.delete('/projects/1/jobs/2/artifacts');
+      const file = join(tmp, 'limited.bin');
+      opened.set('GET', Date.now());
+      const d = await downloadToFile(c, '/projects/1/jobs/2/artifacts', undefined, file);
+      assert.equal(d.attempts, 2, 'one wait was enough');
+      const rejected = srv.requests.length;
+      assert.equal(rejected, 8, 'each kind: one 429, one retry after the window');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('the wait is bounded: one window (at most 60 s) plus 5 % jitter per retry', () => {
+    assert.equal(rateLimitWindowMs({}), 60_000);
+    assert.equal(rateLimitWindowMs({ ARTIFACT_RELAY_RATE_WINDOW_MS: '100' }), 100);
+    assert.equal(rateLimitWindowMs({ ARTIFACT_RELAY_RATE_WINDOW_MS: '999999' }), 60_000);
+    assert.equal(
+      unhintedRateLimitDelay(60_000, () => 0),
+      60_000,
+    );
+    assert.ok(unhintedRateLimitDelay(60_000, () => 0.999) < 63_000);
   });
 });

@@ -8,6 +8,7 @@ import { before, describe, test } from 'node:test';
 import type { Job, Project, Simulator } from '../src/simulator/index.ts';
 import { runBundle } from './helpers/run.ts';
 import { JOB_TOKEN, PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
+import { PROFILE_NAMES } from '../src/simulator/index.ts';
 
 const DAY = 86_400_000;
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
@@ -280,3 +281,106 @@ describe('cleanup scope and refusals', () => {
     });
   }
 });
+
+// Key cleanup flows on every GitLab version profile (src/simulator/profiles.ts).
+for (const profile of PROFILE_NAMES) {
+  describe(`cleanup on GitLab ${profile}`, () => {
+    const world = useWorld({ profile });
+
+    test('a group cleanup never deletes in a project shared with the group, nor in an archived one; the report says why', async () => {
+      const { sim } = world;
+      const corp = sim.addGroup({ path: 'corp' });
+      const vendor = sim.addGroup({ path: 'vendor' });
+      const own = sim.addProject({ path: 'svc', groupId: corp.id });
+      // lib/api/groups.rb: GET /groups/corp/projects lists vendor/lib (shared with corp) unless with_shared=false
+      const shared = sim.addProject({ path: 'lib', groupId: vendor.id, sharedWithGroups: [corp.id] });
+      const attic = sim.addProject({ path: 'attic', groupId: corp.id, archived: true });
+      const oldJobs = (projectId: number) => {
+        const p = sim.addPipeline({ projectId, ref: 'main', status: 'success' });
+        return [1, 2].map((i) => sim.addJob({ pipelineId: p.id, name: `build ${i}`, archive: world.archive, finishedAt: ago(40) }).id);
+      };
+      const ownJobs = oldJobs(own.id);
+      oldJobs(shared.id);
+      oldJobs(attic.id);
+      sim.requests.length = 0;
+      const r = await runBundle(
+        ['cleanup', '--group', 'corp', '--older-than', '10d', '--keep-latest', '0', '--report', `shared-${profile}.json`],
+        world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+      );
+      assert.equal(r.status, 0, r.output);
+      const deletes = sim.requests.filter((q) => q.method === 'DELETE');
+      assert.ok(deletes.length > 0);
+      assert.ok(
+        deletes.every((q) => q.path.startsWith(`/api/v4/projects/${own.id}/`)),
+        deletes.map((q) => q.path).join('\n'),
+      );
+      assert.deepEqual(new Set(sim.deletedArtifacts), new Set(ownJobs));
+      const report = readJson(join(world.workspace, `shared-${profile}.json`));
+      assert.deepEqual(
+        report.projects.map((p: { path: string }) => p.path),
+        ['corp/svc'],
+      );
+      const skipped = new Map(report.skipped.map((s: { path: string; reason: string }) => [s.path, s.reason]));
+      assert.match(String(skipped.get('corp/attic')), /archived/);
+      assert.match(r.output, /corp\/attic.*archived/);
+    });
+
+    test('a keyset listing refused with 405 (pagination_strategies.rb) falls back to pages', async () => {
+      const { sim } = world;
+      const project = sim.addProject({ path: `grp/keyset-${profile.replace('.', '-')}` });
+      const p = sim.addPipeline({ projectId: project.id, ref: 'main', status: 'success' });
+      const j = sim.addJob({ pipelineId: p.id, name: 'build', archive: world.archive, finishedAt: ago(40) });
+      sim.injectFault({
+        path: `/api/v4/projects/${project.id}/jobs`,
+        kind: 'status',
+        status: 405,
+        body: JSON.stringify({ message: 'Keyset pagination is not yet available for this type of request' }),
+        headers: { 'Content-Type': 'application/json' },
+      });
+      const r = await runBundle(
+        ['cleanup', '--project', project.path, '--older-than', '10d', '--keep-latest', '0'],
+        world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+      );
+      sim.clearFaults();
+      assert.equal(r.status, 0, r.output);
+      assert.match(r.output, /Keyset pagination refused \(HTTP 405\)/);
+      assert.ok(sim.deletedArtifacts.includes(j.id));
+    });
+
+    test('the jobs_index application limit (429, no Retry-After) is waited out, window by window', async () => {
+      const { sim } = world;
+      const team = sim.addGroup({ path: `limited-${profile.replace('.', '-')}` });
+      const doomed: number[] = [];
+      for (const name of ['one', 'two', 'three']) {
+        const project = sim.addProject({ path: name, groupId: team.id });
+        const p = sim.addPipeline({ projectId: project.id, ref: 'main', status: 'success' });
+        doomed.push(sim.addJob({ pipelineId: p.id, name: 'build', archive: world.archive, finishedAt: ago(40) }).id);
+      }
+      // lib/api/ci/jobs.rb check_rate_limit!(:jobs_index): the first listing finds the limit reached (limit 0, a
+      // window opens), then one listing per window: each later project meets a 429 without Retry-After too
+      // (src/simulator/profiles.ts rateLimitExpiry says when a window ends). Counted, not timed.
+      sim.jobsIndexLimit = 0;
+      sim.jobsIndexWindowMs = 1500;
+      sim.afterRequests({ path: /\/projects\/\d+\/jobs$/ }, 1, () => {
+        sim.jobsIndexLimit = 1;
+      });
+      sim.requests.length = 0;
+      try {
+        const r = await runBundle(
+          ['cleanup', '--group', team.path, '--older-than', '10d', '--keep-latest', '0'],
+          world.env({ INPUT_TOKEN: PRIVATE_TOKEN, ARTIFACT_RELAY_RATE_WINDOW_MS: '1500' }),
+        );
+        assert.equal(r.status, 0, r.output);
+        assert.ok(
+          sim.requests.some((q) => q.status === 429 && /\/jobs$/.test(q.path)),
+          'the limit was hit',
+        );
+        assert.match(r.output, /429 without Retry-After.*window/);
+        for (const id of doomed) assert.ok(sim.deletedArtifacts.includes(id), `job ${id} deleted`);
+      } finally {
+        sim.jobsIndexLimit = undefined;
+        sim.jobsIndexWindowMs = 60_000;
+      }
+    });
+  });
+}

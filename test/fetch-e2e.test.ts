@@ -9,6 +9,7 @@ import { describe, test } from 'node:test';
 import { hostile, unzipSnapshot } from './helpers/archives.ts';
 import { runBundle } from './helpers/run.ts';
 import { snapshotTree } from './helpers/tree.ts';
+import { PROFILES, PROFILE_NAMES } from '../src/simulator/index.ts';
 import { JOB_TOKEN, OAUTH_TOKEN, PRIVATE_TOKEN, tokenHeadersSeen, useWorld, type World } from './helpers/world.ts';
 
 function unzipReference(world: World, archive: string): ReturnType<typeof snapshotTree> {
@@ -375,6 +376,33 @@ describe('GitLab refusals are explained, with exit 1', () => {
     assert.match(r.output, /access token/);
   });
 
+  // A HEAD answer has no body: 404 "Project Not Found" (EE gate, ee/lib/ee/api/ci/job_artifacts.rb
+  // check_cross_project_pipelines_feature!) and 403 (lib/api/helpers.rb handle_job_token_failure!) must not be
+  // taken for "not uploaded yet" while waiting by job id.
+  test('waiting by job id: 404 Project Not Found (tier gate) fails fast with the tier advice, no polling', async () => {
+    const gated = world.sim.addProject({ path: 'grp/gated-wait', premiumGate: true, jobTokenAllowlist: [world.downstream.id] });
+    const p = world.sim.addPipeline({ projectId: gated.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
+    world.sim.requests.length = 0;
+    const r = await runBundle(['fetch', '--project', gated.path, '--job-id', String(j.id), '--path', 'x', '--wait', '300'], world.env());
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /Project Not Found/);
+    assert.match(r.output, /access token/);
+    assert.doesNotMatch(r.output, /No archive yet|still missing after waiting/);
+    const polls = world.sim.requests.filter((q) => q.path.endsWith(`/jobs/${j.id}/artifacts`));
+    assert.ok(polls.length <= 2, `${polls.length} requests: one look and one GET for the reason`);
+  });
+
+  test('waiting by job id: a 403 allowlist refusal fails fast naming the allowlist', async () => {
+    const locked = world.sim.addProject({ path: 'grp/locked-wait' });
+    const p = world.sim.addPipeline({ projectId: locked.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
+    const r = await runBundle(['fetch', '--project', locked.path, '--job-id', String(j.id), '--path', 'x', '--wait', '300'], world.env());
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /not allowed from grp\/deploy to grp\/locked-wait/);
+    assert.match(r.output, /allowlist/i);
+  });
+
   test('404 on a job: no such job, or artifacts expired or erased', async () => {
     const r = await runBundle(['fetch', '--project', world.upstream.path, '--job-id', '424242', '--path', 'x'], world.env());
     assert.equal(r.status, 1, r.output);
@@ -542,3 +570,69 @@ describe('storage without Range support, or a download that must restart', () =>
     }
   });
 });
+
+// Key fetch flows on every GitLab version profile (src/simulator/profiles.ts).
+for (const profile of PROFILE_NAMES) {
+  const routes = PROFILES[profile];
+  describe(`fetch key flows on GitLab ${profile}`, () => {
+    const world = useWorld({ profile });
+
+    test('by job id with a job token (the artifact routes take job tokens on every version)', async () => {
+      const r = await runBundle(
+        ['fetch', '--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'by-id'],
+        world.env(),
+      );
+      assert.equal(r.status, 0, r.output);
+      assert.deepEqual(snapshotTree(join(world.workspace, 'by-id')), unzipReference(world, world.archive));
+      assertNoSecret(r.output);
+    });
+
+    test(`by ref with a job token: ${routes.jobToken.pipelines ? 'the pipelines listing takes it' : "anonymous pipelines listing, then GitLab's by-ref endpoint"}`, async () => {
+      world.sim.requests.length = 0;
+      const r = await runBundle(
+        ['fetch', '--project', world.upstream.path, '--ref', 'main', '--job', 'build', '--path', 'by-ref', '--summary', 'by-ref.json'],
+        world.env(),
+      );
+      assert.equal(r.status, 0, r.output);
+      assert.equal(readFileSync(join(world.workspace, 'by-ref/dist/app'), 'utf8'), '#!/bin/sh\necho app\n');
+      const pipelines = world.sim.requests.find((q) => q.path.endsWith('/pipelines'));
+      assert.equal(pipelines?.status, routes.jobToken.pipelines ? 200 : 404);
+      const summary = readJson(join(world.workspace, 'by-ref.json'));
+      assert.equal(summary.sources[0].job_id, routes.jobToken.pipelines ? world.build.id : null);
+    });
+
+    test('by ref with an access token: the latest successful pipeline, downloaded by job id', async () => {
+      const r = await runBundle(
+        [
+          'fetch',
+          '--project',
+          world.upstream.path,
+          '--ref',
+          'main',
+          '--job',
+          'build',
+          '--path',
+          'by-ref-pat',
+          '--summary',
+          'by-ref-pat.json',
+        ],
+        world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+      );
+      assert.equal(r.status, 0, r.output);
+      assert.equal(readJson(join(world.workspace, 'by-ref-pat.json')).sources[0].job_id, world.build.id);
+    });
+
+    test('waiting by job id on a Free-tier gate (404 Project Not Found) fails fast with the tier advice', async () => {
+      const gated = world.sim.addProject({ path: 'grp/gated', premiumGate: true, jobTokenAllowlist: [world.downstream.id] });
+      const p = world.sim.addPipeline({ projectId: gated.id, ref: 'main', status: 'running' });
+      const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'running' });
+      const r = await runBundle(
+        ['fetch', '--project', gated.path, '--job-id', String(j.id), '--path', 'gated', '--wait', '300'],
+        world.env(),
+      );
+      assert.equal(r.status, 1, r.output);
+      assert.match(r.output, /Project Not Found/);
+      assert.match(r.output, /access token/);
+    });
+  });
+}

@@ -63,6 +63,12 @@ describe('precedence and validation', () => {
     assert.equal(resolveTokenType('', 'auto', {}), 'none');
     assert.equal(resolveTokenType('glpat-abc', 'oauth', {}), 'oauth');
   });
+  test('accept_status knows every GitLab job status, waiting_for_callback included (has_status.rb)', () => {
+    assert.deepEqual(settingsFor(['--job-id', '5', '--accept-status', 'success,waiting_for_callback'], CI).acceptStatus, [
+      'success',
+      'waiting_for_callback',
+    ]);
+  });
   test('mistakes are UsageErrors naming the input', () => {
     const cases: [string[], string][] = [
       [['--job-id', '0'], 'job_id'],

@@ -364,14 +364,17 @@ test('project jobs: no totals, keyset pagination, rate limit', async () => {
       [...seen].sort((a, b) => b - a),
     );
     const badSort = await get(`${url}?pagination=keyset&order_by=id&sort=asc`, auth);
-    assert.equal(badSort.status, 400);
-    assert.ok(((await badSort.json()) as { error?: string }).error);
+    // lib/api/helpers/pagination_strategies.rb: 405 with a message body
+    assert.equal(badSort.status, 405);
+    assert.deepEqual(await badSort.json(), { message: 'Keyset pagination is not yet available for this type of request' });
 
     sim.jobsIndexLimit = 1;
     await (await get(url, auth)).arrayBuffer();
     const limited = await get(url, auth);
     assert.equal(limited.status, 429);
-    assert.ok(limited.headers.get('retry-after'));
+    // lib/api/helpers/rate_limiter.rb: the application limit sends no Retry-After nor RateLimit-Reset
+    assert.equal(limited.headers.get('retry-after'), null);
+    assert.equal(limited.headers.get('ratelimit-reset'), null);
     assert.deepEqual(await limited.json(), { message: { error: 'This endpoint has been requested too many times. Try again later.' } });
   });
 });
@@ -545,3 +548,68 @@ test('a reset or stall fault longer than the body answers it whole (the kept-ali
     }
   });
 });
+
+test('groups/:id/projects: shared projects unless with_shared=false, archived unless archived=false (lib/api/groups.rb)', async () => {
+  await withSim('redirect', async (sim) => {
+    const grp = sim.addGroup({ path: 'grp' });
+    const other = sim.addGroup({ path: 'other' });
+    const own = sim.addProject({ path: 'own', groupId: grp.id });
+    const old = sim.addProject({ path: 'old', groupId: grp.id, archived: true });
+    const shared = sim.addProject({ path: 'lib', groupId: other.id, sharedWithGroups: [grp.id] });
+    sim.addAccessToken('pat', { role: 'maintainer' });
+    const ids = async (q: string) =>
+      ((await (await get(`${sim.apiUrl}/groups/grp/projects?${q}`, { 'PRIVATE-TOKEN': 'pat' })).json()) as { id: number }[])
+        .map((p) => p.id)
+        .sort();
+    assert.deepEqual(await ids(''), [own.id, old.id, shared.id].sort());
+    assert.deepEqual(await ids('with_shared=false'), [own.id, old.id].sort());
+    assert.deepEqual(await ids('with_shared=false&archived=false'), [own.id]);
+    const entity = (await (await get(`${sim.apiUrl}/projects/${old.id}`, { 'PRIVATE-TOKEN': 'pat' })).json()) as { archived: boolean };
+    assert.equal(entity.archived, true);
+  });
+});
+
+for (const [profile, routes] of [
+  ['17.0', { jobs: 404, pipelines: 404, bridges: 404, triggerJobs: 404 }],
+  ['18.9', { jobs: 200, pipelines: 404, bridges: 404, triggerJobs: 404 }],
+  ['newest', { jobs: 200, pipelines: 200, bridges: 200, triggerJobs: 200 }],
+] as const) {
+  test(`profile ${profile}: which pipeline routes take a job token (anonymous elsewhere: 404 Project Not Found)`, async () => {
+    const sim = await startSimulator({ profile });
+    try {
+      assert.equal(sim.profile.name, profile);
+      const up = sim.addProject({ path: 'grp/app' });
+      const down = sim.addProject({ path: 'grp/deploy' });
+      up.jobTokenAllowlist.push(down.id);
+      const pl = sim.addPipeline({ projectId: up.id });
+      sim.addJob({ pipelineId: pl.id, name: 'build' });
+      const child = sim.addPipeline({ projectId: down.id, status: 'running', upstream: { projectId: up.id, pipelineId: pl.id } });
+      const job = sim.addJob({ pipelineId: child.id, name: 'deploy', status: 'running' });
+      sim.addJobToken('jt', job.id);
+      const h = { 'JOB-TOKEN': 'jt' };
+      const base = `${sim.apiUrl}/projects/${up.id}/pipelines`;
+      const jobs = await get(`${base}/${pl.id}/jobs`, h);
+      assert.equal(jobs.status, routes.jobs);
+      if (jobs.status === 404) assert.deepEqual(await jobs.json(), { message: '404 Project Not Found' });
+      assert.equal((await get(base, h)).status, routes.pipelines);
+      assert.equal((await get(`${base}/${pl.id}`, h)).status, routes.pipelines);
+      assert.equal((await get(`${base}/${pl.id}/bridges`, h)).status, routes.bridges);
+      const tj = await get(`${base}/${pl.id}/trigger_jobs`, h);
+      assert.equal(tj.status, routes.triggerJobs);
+      // no such route before 19.2: the route-level 404 shape
+      if (!sim.profile.triggerJobsRoute) assert.deepEqual(await tj.json(), { error: '404 Not Found' });
+      // statuses: waiting_for_callback is known from the 18.x profiles on (has_status.rb)
+      sim.addAccessToken('pat', { role: 'maintainer' });
+      const scoped = await get(`${base}/${pl.id}/jobs?scope[]=waiting_for_callback`, { 'PRIVATE-TOKEN': 'pat' });
+      assert.equal(scoped.status, profile === '17.0' ? 400 : 200);
+      const vars = sim.upstreamVariables(child.id);
+      assert.deepEqual(
+        Object.keys(vars).sort(),
+        profile === '17.0' ? [] : ['CI_UPSTREAM_JOB_ID', 'CI_UPSTREAM_PIPELINE_ID', 'CI_UPSTREAM_PROJECT_ID'],
+      );
+      if (profile !== '17.0') assert.equal(vars.CI_UPSTREAM_PROJECT_ID, String(up.id));
+    } finally {
+      await sim.close();
+    }
+  });
+}

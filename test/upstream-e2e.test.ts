@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { runBundle } from './helpers/run.ts';
 import { snapshotTree } from './helpers/tree.ts';
+import { PROFILES, PROFILE_NAMES } from '../src/simulator/index.ts';
 import { PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
 
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
@@ -84,6 +85,52 @@ describe('the exact upstream pipeline', () => {
     assert.match(r.output, /not the upstream project/);
   });
 
+  // lib/gitlab/ci/variables/builder/pipeline.rb: CI_UPSTREAM_PROJECT_ID is always the numeric ID (source_project_id.to_s).
+  for (const token of ['job', 'private'] as const) {
+    test(`project given as a path names the same project as the numeric CI_UPSTREAM_PROJECT_ID (${token} token)`, async () => {
+      const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+      const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+      const r = await runBundle(
+        ['fetch', '--job', 'build', '--project', world.upstream.path, '--path', `by-path-${token}`, '--summary', `by-path-${token}.json`],
+        triggered(world, p.id, token === 'private' ? { INPUT_TOKEN: PRIVATE_TOKEN } : {}),
+      );
+      assert.equal(r.status, 0, r.output);
+      const summary = readJson(join(world.workspace, `by-path-${token}.json`));
+      assert.equal(summary.selected_by, 'upstream');
+      assert.equal(summary.sources[0].job_id, j.id);
+    });
+  }
+
+  test('project given as the path of another existing project is refused with exit 2', async () => {
+    const other = world.sim.addProject({ path: 'grp/elsewhere' });
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+    const r = await runBundle(
+      ['fetch', '--job', 'build', '--project', other.path, '--path', 'elsewhere'],
+      triggered(world, p.id, { INPUT_TOKEN: PRIVATE_TOKEN }),
+    );
+    assert.equal(r.status, 2, r.output);
+    assert.match(r.output, /not the upstream project/);
+  });
+
+  // lib/api/entities/ci/job.rb exposes artifacts_file only `if: job.artifacts?` (not expired); the pipeline lock
+  // ("keep artifacts from most recent successful jobs") keeps the archive downloadable and in artifacts[].
+  test('an expired archive of a locked pipeline (no artifacts_file, still in artifacts[]) is fetched', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+    const expireAt = new Date(Date.now() - 86_400_000).toISOString();
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive, expireAt, locked: true });
+    for (const [how, args, env] of [
+      ['upstream', ['--job', 'build'], triggered(world, p.id)],
+      ['pipeline', ['--job', 'build', '--project', world.upstream.path, '--pipeline', String(p.id)], world.env()],
+      ['ref', ['--job', 'build', '--project', world.upstream.path, '--ref', 'main'], world.env({ INPUT_TOKEN: PRIVATE_TOKEN })],
+    ] as const) {
+      const r = await runBundle(['fetch', ...args, '--path', `locked-${how}`, '--summary', `locked-${how}.json`], env);
+      assert.equal(r.status, 0, `${how}: ${r.output}`);
+      assert.equal(readJson(join(world.workspace, `locked-${how}.json`)).sources[0].job_id, j.id, how);
+      assert.ok(existsSync(join(world.workspace, `locked-${how}/dist/app`)), how);
+    }
+  });
+
   test('an explicit pipeline input wins over the environment', async () => {
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'feature', status: 'success' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
@@ -153,15 +200,7 @@ describe("older GitLab without pipeline variables: the triggering pipeline found
     assert.equal(summary.sources[0].job_id, build.id);
     assert.match(r.output, new RegExp(`Pipeline ${triggering.id} of grp/app triggered this one`));
   });
-
-  test("with a job token that cannot read the upstream's pipelines: one sentence on what to add, exit 1", async () => {
-    const triggering = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
-    world.sim.addJob({ pipelineId: triggering.id, name: 'build', status: 'success', archive: world.archive });
-    const r = await runBundle(['fetch', '--job', 'build', '--path', 'bridged-job-token'], downstreamOf(triggering.id));
-    assert.equal(r.status, 1, r.output);
-    assert.match(r.output, /cannot read the pipelines or trigger jobs of grp\/app/);
-    assert.match(r.output, /read_api/);
-  });
+  // The job-token case depends on the GitLab version: see 'upstream key flows on GitLab <profile>' below.
 });
 
 describe('waiting for upstream jobs', () => {
@@ -180,6 +219,20 @@ describe('waiting for upstream jobs', () => {
       snapshotTree(join(world.workspace, 'waited')).map((e) => e.path),
       ['current', 'dist', 'dist/app', 'dist/config.json', 'dist/private.key', 'reports', 'reports/build.log'],
     );
+  });
+
+  // app/models/concerns/ci/has_status.rb: ACTIVE_STATUSES includes waiting_for_callback (the job waits for an
+  // external callback and then goes on by itself).
+  test('a job in waiting_for_callback is waited for, not failed', async () => {
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'waiting_for_callback' });
+    world.sim.afterRequests({ path: new RegExp(`/pipelines/${p.id}/jobs$`) }, 2, () =>
+      world.sim.setJobStatus(j.id, 'success', { archive: world.archive }),
+    );
+    const r = await runBundle(['fetch', '--job', 'build', '--path', 'callback', '--wait', '300'], triggered(world, p.id));
+    assert.equal(r.status, 0, r.output);
+    assert.match(r.output, /waiting_for_callback/);
+    assert.ok(existsSync(join(world.workspace, 'callback/dist/app')));
   });
 
   test('an upstream job that fails ends the wait at once, naming its status and URL', async () => {
@@ -317,6 +370,20 @@ describe('several jobs', () => {
     assert.deepEqual(summary.sources.map((s: { path: string }) => s.path).sort(), ['perjob/test_1_2', 'perjob/test_2_2']);
   });
 
+  // app/finders/ci/jobs_finder.rb: a token without read_build gets 200 [] from the pipeline jobs listing.
+  test('a Guest token sees an empty pipeline: the advice names the Reporter role', async () => {
+    world.sim.addAccessToken('glpat-guest-token-0123456789abcdef', { role: 'guest', scopes: ['read_api'] });
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+    world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive: world.archive });
+    const r = await runBundle(
+      ['fetch', '--job', 'build', '--project', world.upstream.path, '--pipeline', String(p.id), '--path', 'guest'],
+      world.env({ INPUT_TOKEN: 'glpat-guest-token-0123456789abcdef' }),
+    );
+    assert.equal(r.status, 1, r.output);
+    assert.match(r.output, /No job matches "build"/);
+    assert.match(r.output, /Reporter role/);
+  });
+
   test('a name that matches nothing lists the jobs there are', async () => {
     const r = await runBundle(['fetch', '--job', 'biuld', '--path', 'none'], triggered(world, pipelineId));
     assert.equal(r.status, 1, r.output);
@@ -372,3 +439,158 @@ describe('large pipelines and limited job tokens', () => {
     assert.equal(r.status, 0, r.output);
   });
 });
+
+// Key upstream flows on every GitLab version profile (src/simulator/profiles.ts).
+for (const profile of PROFILE_NAMES) {
+  const routes = PROFILES[profile];
+  describe(`upstream key flows on GitLab ${profile}`, () => {
+    const world = useWorld({ profile });
+
+    /** An upstream pipeline with a finished build, and a downstream pipeline its trigger job started. */
+    const triggeredPair = (tag: string) => {
+      const up = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'running' });
+      const build = world.sim.addJob({
+        pipelineId: up.id,
+        name: 'build',
+        status: 'success',
+        archive: world.zip(`${tag}-${profile}.zip`, [{ name: 'which.txt', data: `${tag}\n` }]),
+      });
+      const newer = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+      world.sim.addJob({ pipelineId: newer.id, name: 'build', status: 'success', archive: world.archive });
+      const own = world.sim.addPipeline({
+        projectId: world.downstream.id,
+        ref: 'main',
+        status: 'running',
+        upstream: { projectId: world.upstream.id, pipelineId: up.id },
+      });
+      return { up, build, own };
+    };
+
+    test(`job names in the triggering pipeline, from ${routes.upstreamVariables ? 'CI_UPSTREAM_* (set by GitLab)' : 'the trigger variables UPSTREAM_*'}`, async () => {
+      const { up, build, own } = triggeredPair('names');
+      // lib/gitlab/ci/variables/builder/pipeline.rb: CI_UPSTREAM_* from 18.9 only; before, the trigger job passes them
+      const vars = routes.upstreamVariables
+        ? world.sim.upstreamVariables(own.id)
+        : { UPSTREAM_PROJECT_ID: String(world.upstream.id), UPSTREAM_PIPELINE_ID: String(up.id) };
+      assert.equal(Object.keys(world.sim.upstreamVariables(own.id)).length > 0, routes.upstreamVariables);
+      // where pipeline jobs do not take a job token, an access token lists them
+      const token = routes.jobToken.pipelineJobs ? {} : { INPUT_TOKEN: PRIVATE_TOKEN };
+      const r = await runBundle(
+        ['fetch', '--job', 'build', '--path', `names-${profile}`, '--summary', `names-${profile}.json`],
+        world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_PIPELINE_ID: String(own.id), ...vars, ...token }),
+      );
+      assert.equal(r.status, 0, r.output);
+      assert.equal(readFileSync(join(world.workspace, `names-${profile}/which.txt`), 'utf8'), 'names\n');
+      assert.equal(readJson(join(world.workspace, `names-${profile}.json`)).sources[0].job_id, build.id);
+    });
+
+    test(`a job token listing the upstream pipeline's jobs: ${routes.jobToken.pipelineJobs ? 'accepted' : 'anonymous, exit 1 with the job-id recipe'}`, async () => {
+      const { up, own } = triggeredPair('jt-names');
+      const r = await runBundle(
+        ['fetch', '--job', 'build', '--path', `jt-names-${profile}`],
+        world.env({
+          CI_PIPELINE_SOURCE: 'pipeline',
+          CI_PIPELINE_ID: String(own.id),
+          UPSTREAM_PROJECT_ID: String(world.upstream.id),
+          UPSTREAM_PIPELINE_ID: String(up.id),
+        }),
+      );
+      if (routes.jobToken.pipelineJobs) {
+        assert.equal(r.status, 0, r.output);
+      } else {
+        assert.equal(r.status, 1, r.output);
+        assert.match(r.output, /404 Project Not Found/);
+        assert.match(r.output, /anonymous/);
+        assert.match(r.output, /job_id: \$BUILD_JOB_ID/);
+      }
+    });
+
+    if (routes.upstreamVariables) {
+      test('project given as a path with the numeric CI_UPSTREAM_PROJECT_ID: the same project, fetched', async () => {
+        const { build, own } = triggeredPair('path');
+        const token = routes.jobToken.pipelineJobs ? {} : { INPUT_TOKEN: PRIVATE_TOKEN };
+        const r = await runBundle(
+          ['fetch', '--job', 'build', '--project', world.upstream.path, '--path', `path-${profile}`, '--summary', `path-${profile}.json`],
+          world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_PIPELINE_ID: String(own.id), ...world.sim.upstreamVariables(own.id), ...token }),
+        );
+        assert.equal(r.status, 0, r.output);
+        assert.equal(readJson(join(world.workspace, `path-${profile}.json`)).sources[0].job_id, build.id);
+      });
+    }
+
+    if (routes.statuses.includes('waiting_for_callback')) {
+      test('a job in waiting_for_callback is waited for', async () => {
+        const { up, own } = triggeredPair('callback');
+        const j = world.sim.addJob({ pipelineId: up.id, name: 'late', status: 'waiting_for_callback' });
+        world.sim.afterRequests({ path: new RegExp(`/pipelines/${up.id}/jobs$`) }, 2, () =>
+          world.sim.setJobStatus(j.id, 'success', { archive: world.archive }),
+        );
+        const r = await runBundle(
+          ['fetch', '--job', 'late', '--path', `callback-${profile}`, '--wait', '300'],
+          world.env({ CI_PIPELINE_SOURCE: 'pipeline', CI_PIPELINE_ID: String(own.id), ...world.sim.upstreamVariables(own.id) }),
+        );
+        assert.equal(r.status, 0, r.output);
+        assert.match(r.output, /waiting_for_callback/);
+      });
+    }
+
+    test('an expired archive of a locked pipeline is fetched (artifacts[] without artifacts_file)', async () => {
+      const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'main', status: 'success' });
+      const expireAt = new Date(Date.now() - 86_400_000).toISOString();
+      const j = world.sim.addJob({ pipelineId: p.id, name: 'kept', archive: world.archive, expireAt, locked: true });
+      const r = await runBundle(
+        [
+          'fetch',
+          '--job',
+          'kept',
+          '--project',
+          world.upstream.path,
+          '--pipeline',
+          String(p.id),
+          '--path',
+          `locked-${profile}`,
+          '--summary',
+          `locked-${profile}.json`,
+        ],
+        world.env({ INPUT_TOKEN: PRIVATE_TOKEN }),
+      );
+      assert.equal(r.status, 0, r.output);
+      assert.equal(readJson(join(world.workspace, `locked-${profile}.json`)).sources[0].job_id, j.id);
+    });
+
+    for (const token of ['access', 'job'] as const) {
+      const works = token === 'access' || routes.jobToken.bridges;
+      test(`only the upstream project known, ${token} token: the trigger job found through ${routes.triggerJobsRoute ? 'trigger_jobs' : 'bridges'}${works ? '' : ' (refused: exit 1)'}`, async () => {
+        const { build, own } = triggeredPair(`bridge-${token}`);
+        world.sim.requests.length = 0;
+        const r = await runBundle(
+          ['fetch', '--job', 'build', '--path', `bridge-${token}-${profile}`, '--summary', `bridge-${token}-${profile}.json`],
+          world.env({
+            CI_PIPELINE_SOURCE: 'pipeline',
+            CI_PIPELINE_ID: String(own.id),
+            INPUT_PROJECT: world.upstream.path,
+            ...(token === 'access' ? { INPUT_TOKEN: PRIVATE_TOKEN } : {}),
+          }),
+        );
+        const asked = (route: string) => world.sim.requests.filter((q) => q.path.endsWith(`/${route}`));
+        if (!works) {
+          assert.equal(r.status, 1, r.output);
+          assert.match(r.output, /cannot read the pipelines or trigger jobs of grp\/app/);
+          assert.match(r.output, /treated the request as anonymous/);
+          assert.match(r.output, /read_api/);
+          return;
+        }
+        assert.equal(r.status, 0, r.output);
+        assert.equal(readJson(join(world.workspace, `bridge-${token}-${profile}.json`)).sources[0].job_id, build.id);
+        if (routes.triggerJobsRoute) {
+          // bridges is deprecated in 19.2 (lib/api/ci/pipelines.rb): the newer route is used, bridges never asked
+          assert.ok(asked('trigger_jobs').length > 0 && asked('trigger_jobs').every((q) => q.status === 200));
+          assert.equal(asked('bridges').length, 0);
+        } else {
+          assert.equal(asked('trigger_jobs').length, 1, 'asked once, then remembered');
+          assert.ok(asked('bridges').length > 0);
+        }
+      });
+    }
+  });
+}

@@ -25,7 +25,15 @@ import {
 import { HttpStatusError, toRelayError, type TokenType } from './errors.ts';
 import { type ParallelOptions, parallelDownload, type ReadableSink } from './parallel.ts';
 import { createAgentResolver, type Agents } from './proxy.ts';
-import { isRetryableNetworkError, isRetryableStatus, retryDelay, sleep } from './retry.ts';
+import {
+  isRetryableNetworkError,
+  isRetryableStatus,
+  RATE_LIMIT_WINDOW_MS,
+  retryDelay,
+  serverWaitMs,
+  sleep,
+  unhintedRateLimitDelay,
+} from './retry.ts';
 import { joinApi, redactUrl, type Query } from './urls.ts';
 
 export type { Query } from './urls.ts';
@@ -44,6 +52,8 @@ export interface ClientSettings {
   retryBaseMs?: number;
   /** Cap on any wait before a retry, Retry-After included (ms); default: no cap beyond retry.ts's own. */
   retryMaxWaitMs?: number;
+  /** The window a 429 without Retry-After waits out (default GitLab's 60 s; ARTIFACT_RELAY_RATE_WINDOW_MS shrinks it in tests). */
+  rateLimitWindowMs?: number;
   userAgent?: string;
   /** Project as given, for error advice. */
   project?: string;
@@ -83,6 +93,11 @@ export interface GitLabClient {
     query?: Query,
     opts?: { followRedirects?: boolean },
   ): Promise<{ status: number; headers: Headers; redirected: boolean }>;
+  /**
+   * One GET that does not follow a redirect and reads no success body: for the reason behind an error a HEAD
+   * cannot carry (HEAD answers have no body). Errors (>= 400) are thrown with GitLab's message, like getJson.
+   */
+  probe(path: string, query?: Query): Promise<{ status: number; headers: Headers }>;
   delete(path: string, query?: Query): Promise<{ status: number; body: unknown; headers: Headers }>;
   post<T>(path: string, body?: unknown): Promise<{ status: number; body: T }>;
 }
@@ -257,16 +272,22 @@ class Client implements GitLabClient {
   private retryWait(action: string, err: unknown, attempt: number, total: number): number {
     const status = err instanceof HttpStatusError ? err.status : undefined;
     const headers = err instanceof HttpStatusError ? err.headers : {};
+    const hints = {
+      retryAfter: header(headers, 'retry-after'),
+      rateLimitReset: status === 429 ? header(headers, 'ratelimit-reset') : undefined,
+      now: Date.now(),
+    };
+    // A 429 that names no wait is an application limit: wait out its one-minute window (retry.ts).
+    const unhinted = status === 429 && serverWaitMs(hints) === undefined;
     const wait = Math.min(
-      retryDelay(attempt, this.baseMs, {
-        retryAfter: header(headers, 'retry-after'),
-        rateLimitReset: status === 429 ? header(headers, 'ratelimit-reset') : undefined,
-        now: Date.now(),
-      }),
+      unhinted ? unhintedRateLimitDelay(this.s.rateLimitWindowMs ?? RATE_LIMIT_WINDOW_MS) : retryDelay(attempt, this.baseMs, hints),
       this.s.retryMaxWaitMs ?? Number.POSITIVE_INFINITY,
     );
-    const why =
-      status !== undefined ? `HTTP ${status}` : `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`;
+    const why = unhinted
+      ? 'HTTP 429 without Retry-After (a GitLab application rate limit, counted per minute); waiting for its window to pass'
+      : status !== undefined
+        ? `HTTP ${status}`
+        : `${(err as { code?: string }).code ?? (err as Error).name}: ${(err as Error).message}`;
     logger.warn(`${action}: ${why}; retrying (attempt ${attempt + 1}/${total}) in ${(wait / 1000).toFixed(1)} s`);
     this.s.onRetry?.({ status, attempt, waitMs: wait });
     return wait;
@@ -481,6 +502,16 @@ class Client implements GitLabClient {
   ): Promise<{ status: number; headers: Headers; redirected: boolean }> {
     const res = await this.call('HEAD', this.url(path, query), {}, { follow: opts.followRedirects ?? true });
     return { status: res.status, headers: res.headers, redirected: res.redirected };
+  }
+
+  async probe(path: string, query?: Query): Promise<{ status: number; headers: Headers }> {
+    const url = this.url(path, query);
+    return this.withRetries(this.action('GET', url), url, async () => {
+      const opened = await this.openStream('GET', url, { accept: 'application/json' }, false);
+      if (opened.status >= 400) return this.failFrom(opened);
+      opened.stream.destroy();
+      return { status: opened.status, headers: opened.headers };
+    });
   }
 
   async delete(path: string, query?: Query): Promise<{ status: number; body: unknown; headers: Headers }> {

@@ -43,6 +43,25 @@ export function retryDelay(attempt: number, baseMs: number, hints: RetryHints = 
   return Math.floor(random() * ceiling);
 }
 
+/**
+ * GitLab's application limits (lib/api/helpers/rate_limiter.rb, e.g. jobs_index on job listings) answer 429
+ * {"message":{"error":...}} with no Retry-After and no RateLimit-Reset, for the rest of a one-minute window
+ * (lib/gitlab/application_rate_limiter). Backoff alone gives up inside that window; a 429 without hints waits a
+ * whole window instead (plus up to 5 % jitter), once per allowed retry. ARTIFACT_RELAY_RATE_WINDOW_MS shrinks the
+ * window for tests.
+ */
+export const RATE_LIMIT_WINDOW_MS = 60_000;
+
+export function rateLimitWindowMs(env: NodeJS.ProcessEnv): number {
+  const n = Number(env.ARTIFACT_RELAY_RATE_WINDOW_MS);
+  return env.ARTIFACT_RELAY_RATE_WINDOW_MS && Number.isFinite(n) && n >= 0 ? Math.min(n, RATE_LIMIT_WINDOW_MS) : RATE_LIMIT_WINDOW_MS;
+}
+
+/** Delay before retrying a 429 that named no wait: a whole rate-limit window and a little jitter. */
+export function unhintedRateLimitDelay(windowMs: number, random: () => number = Math.random): number {
+  return windowMs + Math.floor(random() * windowMs * 0.05);
+}
+
 const RETRYABLE_STATUSES = new Set([429, 500, 502, 503, 504]);
 
 /** 429 and 5xx gateway/server failures. Never 400/401/403/404. */

@@ -29,6 +29,14 @@ interface Project {
   path_with_namespace: string;
   /** With statistics=true, for Reporter and up. */
   statistics?: { job_artifacts_size?: number };
+  archived?: boolean;
+}
+
+/** A project the cleanup left alone, and why. */
+export interface SkippedProject {
+  project_id: number;
+  path: string;
+  reason: string;
 }
 
 export interface ProjectReport {
@@ -54,6 +62,8 @@ export interface CleanupReport {
   /** index/total of this parallel job, when sharded. */
   shard: { index: number; total: number } | null;
   projects: ProjectReport[];
+  /** Projects listed or named but not cleaned: outside the group, archived, or excluded. */
+  skipped: SkippedProject[];
   totals: { jobs: number; bytes: number; failed: number };
   /** Deletion pace: the 429s seen and the limit's changes (the last 100). */
   pace: { cap: number; final: number; rate_limited: number; changes: { from: number; to: number; why: string }[] };
@@ -87,31 +97,56 @@ async function instanceProjects(client: GitLabClient): Promise<Project[]> {
   return projects;
 }
 
-async function resolveProjects(client: GitLabClient, settings: CleanupSettings): Promise<Project[]> {
+/**
+ * The projects to clean. A group's listing (lib/api/groups.rb) also holds projects *shared with* the group, which
+ * live in other namespaces, unless with_shared=false: we pass it, and keep only projects whose path is under the
+ * group's full path as well, so a schedule never deletes another namespace's artifacts. Archived projects are
+ * read-only in GitLab and are skipped (named in the report); unarchive one to clean it.
+ */
+async function resolveProjects(client: GitLabClient, settings: CleanupSettings): Promise<{ chosen: Project[]; skipped: SkippedProject[] }> {
   const projects = new Map<number, Project>();
+  const skipped: SkippedProject[] = [];
+  const skip = (p: Project, reason: string) => {
+    skipped.push({ project_id: p.id, path: p.path_with_namespace, reason });
+    logger.info(`Skipping ${p.path_with_namespace}: ${reason}.`);
+  };
   for (const p of settings.projects) {
     const { body } = await client.getJson<Project>(`/projects/${encodeProject(p)}`, { statistics: true });
     projects.set(body.id, body);
   }
   if (settings.group) {
-    for await (const page of client.paginate<Project>(`/groups/${encodeProject(settings.group)}/projects`, {
+    const { body: group } = await client.getJson<{ id: number; full_path: string }>(`/groups/${encodeProject(settings.group)}`);
+    const prefix = `${group.full_path.toLowerCase()}/`;
+    for await (const page of client.paginate<Project>(`/groups/${group.id}/projects`, {
       include_subgroups: true,
       statistics: true,
+      with_shared: false,
       per_page: 100,
       order_by: 'id',
       sort: 'asc',
     })) {
-      for (const p of page) projects.set(p.id, p);
+      for (const p of page) {
+        if (projects.has(p.id)) continue;
+        if (!p.path_with_namespace.toLowerCase().startsWith(prefix)) {
+          skip(p, `outside group ${group.full_path} (a project shared with the group); name it in project to clean it`);
+          continue;
+        }
+        projects.set(p.id, p);
+      }
     }
   }
   if (settings.instance) for (const p of await instanceProjects(client)) projects.set(p.id, p);
   const excluded = settings.excludeProjects.map(jobNameMatcher);
-  const kept = [...projects.values()].filter((p) => !excluded.some((m) => m(p.path_with_namespace)));
-  const skipped = projects.size - kept.length;
+  const kept: Project[] = [];
+  for (const p of projects.values()) {
+    if (excluded.some((m) => m(p.path_with_namespace))) skip(p, 'excluded by exclude_project');
+    else if (p.archived) skip(p, 'archived (read-only in GitLab; unarchive it to clean it)');
+    else kept.push(p);
+  }
   const chosen = kept.filter((p) => inShard(p.id, settings.shard)).sort((a, b) => a.id - b.id);
   const shard = settings.shard ? ` (shard ${settings.shard.index}/${settings.shard.total}: ${chosen.length} of ${kept.length})` : '';
-  logger.info(`${chosen.length} project(s) to clean${shard}${skipped ? `, ${skipped} excluded by exclude_project` : ''}.`);
-  return chosen;
+  logger.info(`${chosen.length} project(s) to clean${shard}${skipped.length ? `, ${skipped.length} skipped` : ''}.`);
+  return { chosen, skipped };
 }
 
 /** Every job of the project, newest first: keyset pagination where GitLab offers it (15.9+), else pages. */
@@ -276,7 +311,7 @@ export async function runCleanup(settings: CleanupSettings, givenClient?: GitLab
   logger.info(
     `artifact-relay ${version}: cleanup${settings.dryRun ? ' (dry run: nothing is deleted)' : ''} on ${settings.apiUrl}, policy ${JSON.stringify(policy)}`,
   );
-  const projects = await resolveProjects(client, settings);
+  const { chosen: projects, skipped } = await resolveProjects(client, settings);
   const reports: ProjectReport[] = [];
   for (const project of projects) reports.push(await cleanProject(client, settings, project, pace));
 
@@ -288,6 +323,7 @@ export async function runCleanup(settings: CleanupSettings, givenClient?: GitLab
     pace: { cap: pace.cap, final: pace.limit, rate_limited: pace.throttled, changes: pace.changes.slice(-100) },
     storage,
     projects: reports,
+    skipped,
     totals: {
       jobs: reports.reduce((n, r) => n + r.deleted.length, 0),
       bytes: reports.reduce((n, r) => n + r.bytes_freed, 0),

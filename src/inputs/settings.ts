@@ -4,6 +4,7 @@ import { existsSync, lstatSync, realpathSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { ClientSettings } from '../api/client.ts';
 import type { TokenType } from '../api/errors.ts';
+import { rateLimitWindowMs } from '../api/retry.ts';
 import { UsageError } from '../errors.ts';
 import { refuseKeepToken } from '../keep/keep.ts';
 import { describeMissingUpstream, detectUpstream, type UpstreamPipeline } from '../sources/upstream.ts';
@@ -27,6 +28,7 @@ export type ConnectionSettings = Pick<
   | 'allowInsecureRedirect'
   | 'retryBaseMs'
   | 'retryMaxWaitMs'
+  | 'rateLimitWindowMs'
 >;
 
 /**
@@ -54,6 +56,11 @@ export interface FetchSettings extends ConnectionSettings {
   pipelineId?: number;
   /** The upstream pipeline that was detected from the environment, if any. */
   upstream?: UpstreamPipeline;
+  /**
+   * Selector upstream with project given in another form than the upstream variables (a path against the numeric
+   * CI_UPSTREAM_PROJECT_ID, or the other way round): resolveSources confirms they name the same project first.
+   */
+  confirmUpstreamProject?: boolean;
   /** This pipeline's ID, for finding the pipeline that triggered it through the upstream's bridges (selector bridge). */
   ownPipelineId?: number;
   jobNames: string[];
@@ -159,6 +166,7 @@ export function readConnectionSettings(raw: RawInputs, env: NodeJS.ProcessEnv, b
     allowInsecureRedirect: bool(raw, 'allow_insecure_redirect'),
     retryBaseMs: envMs(env, 'ARTIFACT_RELAY_RETRY_BASE_MS'),
     retryMaxWaitMs: envMs(env, 'ARTIFACT_RELAY_RETRY_MAX_WAIT_MS'),
+    rateLimitWindowMs: rateLimitWindowMs(env),
   };
 }
 
@@ -176,6 +184,7 @@ const JOB_STATUSES = [
   'pending',
   'preparing',
   'waiting_for_resource',
+  'waiting_for_callback',
   'scheduled',
   'running',
   'success',
@@ -185,6 +194,14 @@ const JOB_STATUSES = [
   'skipped',
   'manual',
 ];
+
+/** Exit 2: project names another project than the one whose pipeline triggered this one. */
+export function notUpstreamError(projectInput: string, upstream: UpstreamPipeline, why = ''): UsageError {
+  return new UsageError(
+    `Input project ${JSON.stringify(projectInput)} is not the upstream project (${upstream.project}, from ${upstream.variables})${why}, so the upstream pipeline cannot be used. Pass pipeline (a pipeline of ${projectInput}), ref or job_id, or leave project empty.`,
+    'project',
+  );
+}
 
 function noSourceError(env: NodeJS.ProcessEnv, jobNames: string[]): UsageError {
   const what =
@@ -290,6 +307,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
   }
   let selector: Selector;
   let pipelineId: number | undefined;
+  let confirmUpstreamProject = false;
   if (jobIds.length > 0) {
     if (jobNames.length > 0)
       throw new UsageError(
@@ -326,11 +344,11 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     selector = 'pipeline';
     pipelineId = Number(pipelineInput);
   } else if (jobNames.length > 0 && upstream) {
-    if (projectSource === 'input' && projectInput !== upstream.project) {
-      throw new UsageError(
-        `Input project ${JSON.stringify(projectInput)} is not the upstream project (${upstream.project}, from ${upstream.variables}), so the upstream pipeline cannot be used. Pass pipeline (a pipeline of ${projectInput}), ref or job_id, or leave project empty.`,
-        'project',
-      );
+    const numeric = (v: string) => /^\d+$/.test(v);
+    if (projectSource === 'input' && projectInput.toLowerCase() !== upstream.project.toLowerCase()) {
+      // An ID against a path cannot be compared here: resolveSources asks GitLab (compare identities, not strings).
+      if (numeric(projectInput) === numeric(upstream.project)) throw notUpstreamError(projectInput, upstream);
+      confirmUpstreamProject = true;
     }
     selector = 'upstream';
     pipelineId = upstream.pipelineId;
@@ -406,6 +424,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     ref,
     pipelineId,
     upstream,
+    ...(confirmUpstreamProject ? { confirmUpstreamProject } : {}),
     ownPipelineId:
       selector === 'bridge' || (siblingProject && /^\d+$/.test(env.CI_PIPELINE_ID ?? '')) ? Number(env.CI_PIPELINE_ID) : undefined,
     jobNames,

@@ -101,7 +101,7 @@ export function projectEntity(store: Store, p: Project, baseUrl: string): Record
     namespace: g
       ? { id: g.id, name: g.name, path: g.name, kind: 'group', full_path: g.path }
       : { id: 0, name: ns, path: ns, kind: 'user', full_path: ns },
-    archived: false,
+    archived: p.archived,
   };
 }
 

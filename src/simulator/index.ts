@@ -22,6 +22,8 @@ import type { RequestRecord } from './http.ts';
 import { Signer, startStorage, type StorageSettings } from './storage.ts';
 import { startGitlab } from './server.ts';
 import type { ServerSettings } from './server.ts';
+import { PROFILES } from './profiles.ts';
+import type { Profile, ProfileName } from './profiles.ts';
 
 export type {
   Group,
@@ -38,7 +40,10 @@ export type {
   AddJobOptions,
   AddAccessTokenOptions,
   JobPatch,
+  Profile,
+  ProfileName,
 };
+export { PROFILES, PROFILE_NAMES } from './profiles.ts';
 export type { Visibility, Role, AccessToken, Archive, ExtraArtifact, Upstream, Bridge, AddBridgeOptions } from './model.ts';
 
 export interface Simulator {
@@ -53,6 +58,15 @@ export interface Simulator {
   jobsIndexLimit: number | undefined;
   /** Lifetime of the presigned storage URLs handed out in redirect mode (seconds, default 900). */
   redirectExpiresSeconds: number;
+  /** Window of the jobs_index application limit, ms (GitLab: 60 000; tests shrink it). */
+  jobsIndexWindowMs: number;
+  /** The GitLab version simulated (startSimulator({ profile }); default newest). */
+  readonly profile: Profile;
+  /**
+   * The CI_UPSTREAM_* variables GitLab would set in a job of this pipeline: 18.9+ only, and only when a trigger job
+   * (multi-project or parent-child) started it (lib/gitlab/ci/variables/builder/pipeline.rb). {} otherwise.
+   */
+  upstreamVariables(pipelineId: number): Record<string, string>;
   addGroup(o: { path: string; parentId?: number }): Group;
   addProject(o: AddProjectOptions): Project;
   addPipeline(o: AddPipelineOptions): Pipeline;
@@ -133,14 +147,23 @@ function pollMatcher(store: Store): (jobId: number) => (r: RequestSeen) => boole
   };
 }
 
-export async function startSimulator(opts: { downloadMode?: DownloadMode } = {}): Promise<Simulator> {
+export async function startSimulator(opts: { downloadMode?: DownloadMode; profile?: ProfileName } = {}): Promise<Simulator> {
+  const profile = PROFILES[opts.profile ?? 'newest'];
+  if (!profile) throw new Error(`no simulator profile ${opts.profile}`);
   const store = new Store();
   const faults = new Faults();
   const hooks = new Hooks();
   const signer = new Signer();
   const requests: RequestRecord[] = [];
   const pollOf = pollMatcher(store);
-  const settings: ServerSettings = { url: '', storageUrl: '', downloadMode: opts.downloadMode ?? 'redirect', redirectExpiresSeconds: 900 };
+  const settings: ServerSettings = {
+    url: '',
+    storageUrl: '',
+    downloadMode: opts.downloadMode ?? 'redirect',
+    redirectExpiresSeconds: 900,
+    jobsIndexWindowMs: 60_000,
+    profile,
+  };
   const storageSettings: StorageSettings = { validators: 'both', swaps: new Map(), inFlight: 0, maxInFlight: 0 };
   const storage = startStorage(store, faults, hooks, signer, requests, storageSettings);
   const gitlab = startGitlab({ store, faults, hooks, signer, requests, settings });
@@ -169,6 +192,24 @@ export async function startSimulator(opts: { downloadMode?: DownloadMode } = {})
     },
     set redirectExpiresSeconds(n: number) {
       settings.redirectExpiresSeconds = n;
+    },
+    get jobsIndexWindowMs() {
+      return settings.jobsIndexWindowMs;
+    },
+    set jobsIndexWindowMs(n: number) {
+      settings.jobsIndexWindowMs = n;
+    },
+    profile,
+    upstreamVariables: (pipelineId): Record<string, string> => {
+      const p = store.pipelines.get(pipelineId);
+      const up = p?.upstream;
+      if (!profile.upstreamVariables || !p || !up || !['pipeline', 'parent_pipeline'].includes(p.source)) return {};
+      return {
+        CI_UPSTREAM_PIPELINE_ID: String(up.pipelineId),
+        CI_UPSTREAM_PROJECT_ID: String(up.projectId),
+        // the same ID the bridges listing shows
+        CI_UPSTREAM_JOB_ID: String(up.bridgeJobId ?? 900_000 + p.id),
+      };
     },
     addGroup: (o) => store.addGroup(o),
     addProject: (o) => store.addProject(o),

@@ -41,6 +41,10 @@ export interface Project {
   premiumGate: boolean;
   jobTokenCanListJobs: boolean;
   defaultBranch: string;
+  /** Archived (read-only) project. */
+  archived: boolean;
+  /** Groups this project is shared with (Project > Members > Invite group); it stays in its own namespace. */
+  sharedWithGroups: number[];
 }
 
 export interface Upstream {
@@ -126,6 +130,8 @@ export interface AddProjectOptions {
   premiumGate?: boolean;
   jobTokenCanListJobs?: boolean;
   defaultBranch?: string;
+  archived?: boolean;
+  sharedWithGroups?: number[];
 }
 
 export interface AddPipelineOptions {
@@ -231,6 +237,8 @@ export class Store {
       premiumGate: o.premiumGate ?? false,
       jobTokenCanListJobs: o.jobTokenCanListJobs ?? true,
       defaultBranch: o.defaultBranch ?? 'main',
+      archived: o.archived ?? false,
+      sharedWithGroups: [...(o.sharedWithGroups ?? [])],
     };
     this.projects.set(id, p);
     return p;

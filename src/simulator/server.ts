@@ -13,6 +13,7 @@ import { groupEntity, jobEntity, pipelineBasic, pipelineEntity, projectEntity } 
 import { sendArchive } from './storage.ts';
 import type { Signer } from './storage.ts';
 import { findEntry, listTree } from './zipentry.ts';
+import type { Profile } from './profiles.ts';
 
 export interface ServerSettings {
   url: string;
@@ -22,6 +23,10 @@ export interface ServerSettings {
   jobsIndexLimit?: number;
   /** Lifetime of presigned storage URLs, seconds. */
   redirectExpiresSeconds: number;
+  /** Length of the jobs_index application-limit window, ms (GitLab: 1 minute; tests shrink it). */
+  jobsIndexWindowMs: number;
+  /** The GitLab version being simulated. */
+  profile: Profile;
 }
 
 export interface Deps {
@@ -33,21 +38,6 @@ export interface Deps {
   settings: ServerSettings;
 }
 
-const JOB_STATUSES = [
-  'created',
-  'waiting_for_resource',
-  'preparing',
-  'waiting_for_callback',
-  'pending',
-  'running',
-  'success',
-  'failed',
-  'canceling',
-  'canceled',
-  'skipped',
-  'manual',
-  'scheduled',
-];
 const NOT_FOUND_LOWER = { message: '404 Not found' };
 
 class Reply extends Error {
@@ -132,7 +122,7 @@ export function startGitlab(deps: Deps): Server {
   const { store, faults, hooks, requests, settings } = deps;
   let window = 0;
   let observed = 0;
-  let jobsIndexWindow = 0;
+  let jobsIndexExpires = 0;
   let jobsIndexCount = 0;
 
   const server = createServer((req, res) => {
@@ -279,22 +269,24 @@ export function startGitlab(deps: Deps): Server {
 
   function listJobs(ctx: Ctx, a: Auth, p: Project): void {
     const scope = qList(ctx.query, 'scope');
-    if (scope.some((s) => !JOB_STATUSES.includes(s))) fail(400, { error: 'scope does not have a valid value' });
-    const minute = Math.floor(Date.now() / 60_000);
-    if (minute !== jobsIndexWindow) {
-      jobsIndexWindow = minute;
+    if (scope.some((s) => !settings.profile.statuses.includes(s))) fail(400, { error: 'scope does not have a valid value' });
+    // The application limit `jobs_index` (lib/api/ci/jobs.rb `check_rate_limit!(:jobs_index, scope: current_user)`,
+    // per user, a fixed window). lib/api/helpers/rate_limiter.rb `render_exceeded_limit_error!` answers 429
+    // {"message":{"error":...}} through render_api_error!: no Retry-After, no RateLimit-* headers.
+    // The counter expires jobsIndexWindowMs after its first request, or after every request (profile.rateLimitExpiry,
+    // lib/gitlab/application_rate_limiter/increment_per_action.rb).
+    // Counted only while a limit is set (GitLab: the application setting; 0 there means unlimited, here undefined).
+    if (settings.jobsIndexLimit === undefined) {
       jobsIndexCount = 0;
-    }
-    jobsIndexCount += 1;
-    if (settings.jobsIndexLimit !== undefined) {
+      jobsIndexExpires = 0;
+    } else {
+      const now = Date.now();
+      if (now >= jobsIndexExpires) jobsIndexCount = 0;
+      jobsIndexCount += 1;
+      if (jobsIndexCount === 1 || settings.profile.rateLimitExpiry === 'every') jobsIndexExpires = now + settings.jobsIndexWindowMs;
       if (jobsIndexCount > settings.jobsIndexLimit) {
-        const retry = 60 - Math.floor((Date.now() / 1000) % 60);
-        json(
-          ctx,
-          429,
-          { message: { error: 'This endpoint has been requested too many times. Try again later.' } },
-          { 'Retry-After': String(retry) },
-        );
+        ctx.baseHeaders = {};
+        json(ctx, 429, { message: { error: 'This endpoint has been requested too many times. Try again later.' } });
         return;
       }
     }
@@ -302,7 +294,8 @@ export function startGitlab(deps: Deps): Server {
     if (q1(ctx.query, 'pagination') === 'keyset') {
       const orderBy = q1(ctx.query, 'order_by') ?? 'id';
       const sort = q1(ctx.query, 'sort') ?? 'desc';
-      if (orderBy !== 'id' || sort !== 'desc') fail(400, { error: 'Keyset pagination is not yet available for this type of request' });
+      // lib/api/helpers/pagination_strategies.rb: an unsupported keyset order is `error!(..., 405)`.
+      if (orderBy !== 'id' || sort !== 'desc') fail(405, { message: 'Keyset pagination is not yet available for this type of request' });
       if (a.kind === 'anon') fail(401, { message: '401 Unauthorized' });
       const page = keyset(ctx, jobs as ({ id: number } & Record<string, unknown>)[], settings.url);
       json(ctx, 200, page.items, page.headers);
@@ -398,9 +391,18 @@ export function startGitlab(deps: Deps): Server {
         return fail(404, { message: '404 Group Not Found' });
       }
       if (n === 2) return json(ctx, 200, groupEntity(g, settings.url));
+      // lib/api/groups.rb: `optional :with_shared, type: Boolean, default: true` (projects shared with the group, from
+      // any namespace, are listed unless with_shared=false); `optional :archived, type: Boolean` (absent: both).
       const groups = qBool(ctx.query, 'include_subgroups') ? tree : [g.id];
+      const withShared = q1(ctx.query, 'with_shared') === undefined ? true : qBool(ctx.query, 'with_shared');
+      const archived = q1(ctx.query, 'archived');
       const projects = [...store.projects.values()]
-        .filter((p) => p.groupId !== null && groups.includes(p.groupId) && visible(p))
+        .filter(
+          (p) =>
+            ((p.groupId !== null && groups.includes(p.groupId)) || (withShared && p.sharedWithGroups.includes(g.id))) &&
+            (archived === undefined || p.archived === qBool(ctx.query, 'archived')) &&
+            visible(p),
+        )
         .sort((x, y) => y.id - x.id);
       const page = paginate(ctx, projects, settings.url);
       return json(
@@ -539,8 +541,10 @@ export function startGitlab(deps: Deps): Server {
 
     if (s[2] === 'pipelines') {
       if (m !== 'GET') return unknown();
+      // Job tokens on the pipelines routes depend on the version (lib/api/ci/pipelines.rb; see profiles.ts).
+      const jt = settings.profile.jobToken;
       if (n === 3) {
-        const p = project(ctx, rawId, auth(ctx, false));
+        const p = project(ctx, rawId, auth(ctx, jt.pipelines));
         const ref = q1(ctx.query, 'ref');
         const status = q1(ctx.query, 'status');
         const source = q1(ctx.query, 'source');
@@ -574,17 +578,20 @@ export function startGitlab(deps: Deps): Server {
       }
       const rawPid = s[3] ?? '';
       if (n === 4) {
-        const p = project(ctx, rawId, auth(ctx, false));
+        const p = project(ctx, rawId, auth(ctx, jt.pipelines));
         return json(ctx, 200, pipelineEntity(store, pipelineOf(p, rawPid), settings.url));
       }
       if (n === 5 && s[4] === 'jobs') {
-        const a = auth(ctx, true);
+        const a = auth(ctx, jt.pipelineJobs);
         const p = project(ctx, rawId, a, { jobList: true });
         const pl = pipelineOf(p, rawPid);
         const scope = qList(ctx.query, 'scope');
-        if (scope.some((x) => !JOB_STATUSES.includes(x))) return fail(400, { message: 'Scope contains invalid value(s)' });
+        if (scope.some((x) => !settings.profile.statuses.includes(x))) return fail(400, { message: 'Scope contains invalid value(s)' });
         const includeRetried = qBool(ctx.query, 'include_retried');
-        const jobs = filterScope(store.pipelineJobs(pl.id), scope).filter((j) => includeRetried || !j.retried);
+        // app/finders/ci/jobs_finder.rb: without read_build (a Guest on a private project) the finder rescues
+        // Gitlab::Access::AccessDeniedError and returns none: 200 [], not 403.
+        const blind = a.kind === 'user' && ROLE_LEVEL[a.token.role] < ROLE_LEVEL.reporter && p.visibility !== 'public';
+        const jobs = blind ? [] : filterScope(store.pipelineJobs(pl.id), scope).filter((j) => includeRetried || !j.retried);
         const page = paginate(ctx, jobs, settings.url);
         return json(
           ctx,
@@ -593,8 +600,8 @@ export function startGitlab(deps: Deps): Server {
           page.headers,
         );
       }
-      if (n === 5 && s[4] === 'bridges') {
-        const p = project(ctx, rawId, auth(ctx, false));
+      if (n === 5 && (s[4] === 'bridges' || (s[4] === 'trigger_jobs' && settings.profile.triggerJobsRoute))) {
+        const p = project(ctx, rawId, auth(ctx, jt.bridges));
         const pl = pipelineOf(p, rawPid);
         const page = paginate(ctx, bridgesOf(pl), settings.url);
         return json(ctx, 200, page.items, page.headers);

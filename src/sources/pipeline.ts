@@ -1,6 +1,7 @@
 // Pipeline + job-name resolution: list every job of one pipeline, match names exactly or by glob, take the
 // newest attempt of each name, and wait while matched jobs are still running. Downloads then go by job ID.
 import type { GitLabClient } from '../api/client.ts';
+import { hasArchive } from '../cleanup/policy.ts';
 import { encodeProject } from '../api/urls.ts';
 import { httpStatus, NotFoundError, RelayError } from '../errors.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
@@ -9,8 +10,20 @@ import { sleep } from '../util/concurrency.ts';
 import { jobNameMatcher } from './match.ts';
 import type { GitLabJob } from './types.ts';
 
-/** Statuses after which a job will still run by itself. `manual` is not one: it waits for a person. */
-export const ACTIVE_STATUSES = new Set(['created', 'pending', 'preparing', 'waiting_for_resource', 'scheduled', 'running', 'canceling']);
+/**
+ * Statuses after which a job will still run by itself. `manual` is not one: it waits for a person.
+ * waiting_for_callback is active in GitLab (app/models/concerns/ci/has_status.rb ACTIVE_STATUSES).
+ */
+export const ACTIVE_STATUSES = new Set([
+  'created',
+  'pending',
+  'preparing',
+  'waiting_for_resource',
+  'waiting_for_callback',
+  'scheduled',
+  'running',
+  'canceling',
+]);
 
 /** How to get job IDs across when the token cannot list jobs: the recipe the README also shows. */
 export const JOB_ID_RECIPE =
@@ -42,7 +55,7 @@ export async function listPipelineJobs(
         `The job token cannot list the jobs of pipeline ${pipelineId} in ${project} (HTTP ${code}: ${base.message}).`,
         allowlist
           ? `${base.advice ?? ''} ${JOB_ID_RECIPE}`.trim()
-          : `This GitLab version or its job token settings do not let job tokens read jobs (the "Jobs: Read" permission), or the job token has no access to ${project}. ${JOB_ID_RECIPE}`,
+          : `This GitLab version or its job token settings do not let job tokens read jobs (the "Jobs: Read" permission), or the job token has no access to ${project}${/project not found/i.test(base.message) ? ' (where a route does not accept job tokens, GitLab treats the request as anonymous: a private project answers 404 Project Not Found)' : ''}. ${JOB_ID_RECIPE}`,
         { ...base.details },
       );
     }
@@ -85,7 +98,7 @@ export function matchJobs(jobs: GitLabJob[], patterns: string[], where: string):
         `No job matches ${JSON.stringify(pattern)} in ${where}.`,
         names.length
           ? `Its jobs are: ${shown}${names.length > 20 ? `, ... (${names.length} in all)` : ''}. Names match exactly (case-sensitive) unless they contain * ? or [.`
-          : 'That pipeline has no jobs the token can see (trigger jobs and child pipelines are not listed).',
+          : 'That pipeline has no jobs the token can see (trigger jobs and child pipelines are not listed). GitLab answers an empty list, not 403, when the token may not read jobs (app/finders/ci/jobs_finder.rb): on a private project it needs the Reporter role or higher.',
       );
     }
     for (const job of hits) {
@@ -149,7 +162,8 @@ export async function resolvePipelineJobs(
     const pending: GitLabJob[] = [];
     for (const { job } of matched) {
       if (settings.acceptStatus.includes(job.status)) {
-        if (!job.artifacts_file) pending.push(job);
+        // artifacts_file is hidden once expired, even when a pipeline lock keeps the archive (lib/api/entities/ci/job.rb)
+        if (!hasArchive(job)) pending.push(job);
         continue;
       }
       if (ACTIVE_STATUSES.has(job.status)) pending.push(job);
@@ -190,16 +204,33 @@ export async function resolvePipelineJobs(
   }
 }
 
-/** With a token that cannot read jobs, waiting means polling the job-ID artifact endpoint until it stops answering 404. */
+/**
+ * With a token that cannot read jobs, waiting means polling the job-id artifact endpoint until it stops answering
+ * 404. A HEAD answer has no body, so the first refusal is asked again with one GET (no redirect followed, no
+ * archive read) to tell "not uploaded yet" (404 Not Found) from "never allowed": 404 Project Not Found (no access,
+ * or the EE gate for job tokens, ee/lib/ee/api/ci/job_artifacts.rb) and 403 (job token allowlist,
+ * lib/api/helpers.rb handle_job_token_failure!) fail at once with their own advice.
+ */
 export async function waitForArchive(client: GitLabClient, settings: FetchSettings, archivePath: string, label: string): Promise<void> {
   const started = Date.now();
   const deadline = started + settings.waitMs;
   const schedule = pollSchedule(settings.pollMs);
+  let asked = false;
   for (;;) {
     try {
       const res = await client.head(archivePath, undefined, { followRedirects: false });
       if (res.status < 400) return;
-    } catch (err) {
+    } catch (headErr) {
+      let err = headErr;
+      if (!asked && [401, 403, 404].includes(httpStatus(headErr) ?? 0)) {
+        asked = true;
+        try {
+          await client.probe(archivePath);
+          return; // there after all
+        } catch (probeErr) {
+          err = probeErr;
+        }
+      }
       if (!(err instanceof NotFoundError) || Date.now() >= deadline) {
         if (err instanceof NotFoundError && settings.waitMs > 0) {
           throw new NotFoundError(

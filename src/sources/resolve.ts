@@ -4,10 +4,11 @@
 // cannot list pipelines or the job lives in a child pipeline.
 import { encodeArtifactPath, encodeProject, encodeRef } from '../api/urls.ts';
 import type { GitLabClient } from '../api/client.ts';
+import { hasArchive } from '../cleanup/policy.ts';
 import { httpStatus, NotFoundError, RelayError } from '../errors.ts';
 import { logger } from '../log.ts';
 import { sleep } from '../util/concurrency.ts';
-import type { FetchSettings } from '../inputs/settings.ts';
+import { notUpstreamError, type FetchSettings } from '../inputs/settings.ts';
 import { findTriggeringPipeline } from './bridges.ts';
 import { childPipelinesHint, findSiblingPipeline, resolveTreeJobs } from './tree.ts';
 import { ACTIVE_STATUSES, failStatus, pollSchedule, resolvePipelineJobs, waitForArchive } from './pipeline.ts';
@@ -87,7 +88,7 @@ async function resolveByRef(client: GitLabClient, settings: FetchSettings, ref: 
   if (!pipeline) return sourceForRef(settings.project, ref, jobName); // GitLab will answer 404 with its own words
   let best: GitLabJob | undefined;
   for await (const page of client.paginate<GitLabJob>(`/projects/${p}/pipelines/${pipeline.id}/jobs`, { per_page: 100 })) {
-    for (const job of page) if (job.name === jobName && job.artifacts_file && (!best || job.id > best.id)) best = job;
+    for (const job of page) if (job.name === jobName && hasArchive(job) && (!best || job.id > best.id)) best = job;
   }
   if (!best) {
     // GitLab also looks in same-project child pipelines; let it decide.
@@ -157,6 +158,39 @@ async function resolveInTree(client: GitLabClient, settings: FetchSettings, pipe
   }));
 }
 
+/**
+ * project was given as a path and the upstream variables carry the numeric ID (CI_UPSTREAM_PROJECT_ID always does,
+ * lib/gitlab/ci/variables/builder/pipeline.rb), or the other way round: compare identities. GET /projects/:id
+ * tells when the token may read it; otherwise the upstream pipeline's jobs through the given project answer only
+ * when the pipeline belongs to it (pipelines are looked up in that project: user_project.all_pipelines.find).
+ */
+async function confirmUpstreamProject(client: GitLabClient, settings: FetchSettings): Promise<void> {
+  const upstream = settings.upstream;
+  if (!upstream) return;
+  const given = encodeProject(settings.project);
+  try {
+    const { body } = await client.getJson<{ id: number; path_with_namespace: string }>(`/projects/${given}`);
+    const same = String(body.id) === upstream.project || body.path_with_namespace.toLowerCase() === upstream.project.toLowerCase();
+    if (!same) throw notUpstreamError(settings.project, upstream, ` but project ${body.id} (${body.path_with_namespace})`);
+    logger.info(`Project ${settings.project} is project ${body.id}, the upstream project (${upstream.variables}).`);
+    return;
+  } catch (err) {
+    if (!isRefusal(err)) throw err;
+  }
+  try {
+    await client.getJson(`/projects/${given}/pipelines/${settings.pipelineId}/jobs`, { per_page: 1 });
+    logger.info(`Pipeline ${settings.pipelineId} belongs to ${settings.project}: it is the upstream project (${upstream.variables}).`);
+    return;
+  } catch (err) {
+    if (!isRefusal(err)) throw err;
+    throw notUpstreamError(
+      settings.project,
+      upstream,
+      ` (or the token cannot see it: HTTP ${httpStatus(err)} for pipeline ${settings.pipelineId} there)`,
+    );
+  }
+}
+
 export async function resolveSources(client: GitLabClient, settings: FetchSettings): Promise<ResolvedSource[]> {
   switch (settings.selector) {
     case 'job_id':
@@ -172,8 +206,9 @@ export async function resolveSources(client: GitLabClient, settings: FetchSettin
     case 'bridge': {
       const pipelineId =
         settings.selector === 'bridge'
-          ? (await findTriggeringPipeline(client, settings.project, settings.ownPipelineId as number)).pipelineId
+          ? (await findTriggeringPipeline(client, settings.project, settings.ownPipelineId as number, settings.tokenType)).pipelineId
           : (settings.pipelineId as number);
+      if (settings.selector === 'upstream' && settings.confirmUpstreamProject) await confirmUpstreamProject(client, settings);
       if (settings.selector === 'upstream' && settings.upstream) {
         logger.info(`Upstream pipeline ${pipelineId} of ${settings.project}, from ${settings.upstream.variables}.`);
       }

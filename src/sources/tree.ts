@@ -13,19 +13,11 @@ import { logger } from '../log.ts';
 import { sleep } from '../util/concurrency.ts';
 import { jobNameMatcher } from './match.ts';
 import { ACTIVE_STATUSES, failStatus, listPipelineJobs, pollSchedule } from './pipeline.ts';
+import { listTriggerJobs, type TriggerJob } from './trigger-jobs.ts';
 import type { GitLabJob } from './types.ts';
 
 /** Child levels below the selected pipeline that GitLab can create (MAX_NESTED_CHILDREN). */
 export const MAX_CHILD_DEPTH = 2;
-
-/** The subset of GitLab's Bridge entity (JobBasic + downstream_pipeline) we read. */
-export interface TriggerJob {
-  id: number;
-  name: string;
-  status: string;
-  pipeline?: { id: number; project_id: number } | null;
-  downstream_pipeline?: { id: number; project_id: number; status?: string; source?: string; ref?: string } | null;
-}
 
 /** One pipeline of the tree: the selected one (via []) or a descendant (via = trigger job names from the top). */
 export interface PipelineNode {
@@ -41,19 +33,6 @@ export interface TreeJob {
 }
 
 const isRefusal = (err: unknown) => [401, 403, 404].includes(httpStatus(err) ?? 0);
-
-/**
- * The pipeline's trigger jobs, the one place they are listed: GET .../bridges (deprecated in 19.2 for
- * .../trigger_jobs, which answers the same entities), so switching endpoints is a change here only.
- */
-export async function listTriggerJobs(client: GitLabClient, project: string, pipelineId: number): Promise<TriggerJob[]> {
-  const out: TriggerJob[] = [];
-  for await (const page of client.paginate<TriggerJob>(`/projects/${encodeProject(project)}/pipelines/${pipelineId}/bridges`, {
-    per_page: 100,
-  }))
-    out.push(...page);
-  return out;
-}
 
 function refusedTriggerJobs(err: unknown, project: string, pipelineId: number): RelayError {
   const status = httpStatus(err) ?? 0;

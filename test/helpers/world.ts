@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
-import { startSimulator, type Job, type Project, type Simulator } from '../../src/simulator/index.ts';
+import { startSimulator, type Job, type ProfileName, type Project, type Simulator } from '../../src/simulator/index.ts';
 import { pythonZip, type SpecEntry } from './archives.ts';
 import { cleanEnv } from './run.ts';
 
@@ -40,11 +40,11 @@ export interface World {
   close(): Promise<void>;
 }
 
-export async function startWorld(opts: { downloadMode?: 'redirect' | 'proxy' | 'local' } = {}): Promise<World> {
+export async function startWorld(opts: { downloadMode?: 'redirect' | 'proxy' | 'local'; profile?: ProfileName } = {}): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'artifact-relay-e2e-'));
   const workspace = join(dir, 'workspace');
   mkdirSync(workspace);
-  const sim = await startSimulator({ downloadMode: opts.downloadMode ?? 'redirect' });
+  const sim = await startSimulator({ downloadMode: opts.downloadMode ?? 'redirect', profile: opts.profile ?? 'newest' });
   const zip = (name: string, entries: SpecEntry[]) => pythonZip(join(dir, name), entries);
   const archive = zip('build.zip', BUILD_ENTRIES);
   const oldArchive = zip('old.zip', [{ name: 'dist/app', data: 'OLD BUILD\n', mode: 0o755 }]);
