@@ -2,6 +2,7 @@
 // them while the archive still downloads), inflated with zlib, and checked by one routine (EntryCheck: inflated size
 // against the declaration and the caps, the ratio, CRC-32), whether the entry is inflated in memory or streamed.
 import type { FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { ArchiveError } from '../errors.ts';
@@ -11,7 +12,8 @@ import { type Caps, checkRatio, mb } from './plan.ts';
 /** Resolves once bytes [0, end) of the archive are on disk (unset: the archive is complete). */
 export type Available = ((end: number) => Promise<void>) | undefined;
 
-const CHUNK = 256 * 1024;
+/** Reads and inflated pieces of a large entry: big enough that the thread-pool round trips per byte stay few. */
+const CHUNK = 512 * 1024;
 /** Room for the local extra field when guessing where small entries' data starts (Info-ZIP writes 28 bytes). */
 const LOCAL_EXTRA_SLACK = 64;
 
@@ -97,20 +99,48 @@ export async function dataStart(fh: FileHandle, rec: LeanRecord, path: string, a
   return rec.offsetToLocalFileHeader + 30 + header.readUInt16LE(26) + header.readUInt16LE(28);
 }
 
+/** Where an entry's local header and data probably end (the local extra field may be longer than this guess). */
+export function guessEnd(rec: LeanRecord): number {
+  return rec.offsetToLocalFileHeader + 30 + Buffer.byteLength(rec.path) + LOCAL_EXTRA_SLACK + rec.compressedSize;
+}
+
 /**
- * Reads an entry's compressed bytes in one piece (small entries): usually one read covering the local header too,
- * guessing its length from the central directory (the local extra field may differ: then a second, exact read).
+ * Bytes [from, end) of the archive in one read (several small entries at once), once they are on disk; fewer at the
+ * end of the file.
  */
-async function readRaw(fh: FileHandle, rec: LeanRecord, path: string, available: Available): Promise<Buffer> {
+export async function readSpan(fh: FileHandle, from: number, end: number, available: Available): Promise<{ buf: Buffer; from: number }> {
+  await available?.(end);
+  const buf = Buffer.allocUnsafe(end - from);
+  const { bytesRead } = await fh.read(buf, 0, buf.length, from);
+  return { buf: buf.subarray(0, bytesRead), from };
+}
+
+/** An entry's compressed bytes from a span read before, or undefined when the span does not hold them all. */
+function fromSpan(span: { buf: Buffer; from: number }, rec: LeanRecord): Buffer | undefined {
+  const at = rec.offsetToLocalFileHeader - span.from;
+  if (at < 0 || at + 30 > span.buf.length || span.buf.readUInt32LE(at) !== LOCAL_HEADER_SIG) return undefined;
+  const start = at + 30 + span.buf.readUInt16LE(at + 26) + span.buf.readUInt16LE(at + 28);
+  return start + rec.compressedSize <= span.buf.length ? span.buf.subarray(start, start + rec.compressedSize) : undefined;
+}
+
+/**
+ * Reads an entry's compressed bytes in one piece (small entries): from `span` when given and it holds them, else one
+ * read covering the local header too, guessing its length from the central directory (the local extra field may
+ * differ: then a second, exact read).
+ */
+async function readRaw(
+  fh: FileHandle,
+  rec: LeanRecord,
+  path: string,
+  available: Available,
+  span?: { buf: Buffer; from: number },
+): Promise<Buffer> {
+  const inSpan = span && fromSpan(span, rec);
+  if (inSpan) return inSpan;
   const offset = rec.offsetToLocalFileHeader;
-  const guess = 30 + Buffer.byteLength(rec.path) + LOCAL_EXTRA_SLACK + rec.compressedSize;
-  await available?.(offset + guess);
-  const buf = Buffer.allocUnsafe(guess);
-  const got = (await fh.read(buf, 0, guess, offset)).bytesRead;
-  if (got >= 30 && buf.readUInt32LE(0) === LOCAL_HEADER_SIG) {
-    const at = 30 + buf.readUInt16LE(26) + buf.readUInt16LE(28);
-    if (at + rec.compressedSize <= got) return buf.subarray(at, at + rec.compressedSize);
-  }
+  const got = await readSpan(fh, offset, guessEnd(rec), available);
+  const guessed = fromSpan(got, rec);
+  if (guessed) return guessed;
   const start = await dataStart(fh, rec, path, available);
   await available?.(start + rec.compressedSize);
   const raw = Buffer.allocUnsafe(rec.compressedSize);
@@ -127,12 +157,12 @@ export async function readWhole(
   fh: FileHandle,
   rec: LeanRecord,
   path: string,
-  opts: { available: Available; budget?: Budget; limit?: number },
+  opts: { available: Available; budget?: Budget; limit?: number; span?: { buf: Buffer; from: number } },
 ): Promise<Buffer> {
   if (opts.limit !== undefined && rec.uncompressedSize > opts.limit) {
     throw new ArchiveError(`entry too large (${rec.uncompressedSize} bytes)`, path);
   }
-  const raw = await readRaw(fh, rec, path, opts.available);
+  const raw = await readRaw(fh, rec, path, opts.available, opts.span);
   let data: Buffer;
   try {
     data =
@@ -176,7 +206,8 @@ export async function streamEntry(
 ): Promise<number> {
   const start = await dataStart(fh, rec, path, available);
   const check = new EntryCheck(rec, path, budget);
-  const source = () => rawChunks(fh, start, rec.compressedSize, path, available);
+  // One piece read ahead, not Readable.from's default of 16: memory stays a few pieces per entry.
+  const source = Readable.from(rawChunks(fh, start, rec.compressedSize, path, available), { highWaterMark: 1 });
   const sink = async (chunks: AsyncIterable<Buffer>) => {
     for await (const chunk of chunks) {
       check.add(chunk);

@@ -7,7 +7,7 @@ import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { runPool } from '../util/concurrency.ts';
 import { readDirectoryFromFile, type LeanRecord } from './central-directory.ts';
-import { type Available, Budget, readWhole, streamEntry } from './entry-data.ts';
+import { type Available, Budget, guessEnd, readSpan, readWhole, streamEntry } from './entry-data.ts';
 import {
   byOffset,
   type Caps,
@@ -54,6 +54,9 @@ export interface ExtractResult {
 }
 
 const SMALL_ENTRY = 64 * 1024;
+/** Consecutive small entries are read together, in one read of at most this span (and this many entries). */
+const BATCH_SPAN = 1024 * 1024;
+const BATCH_ENTRIES = 512;
 const SYMLINK_MAX = 4096;
 
 type ListOptions = Pick<ExtractOptions, 'include' | 'exclude' | 'directory' | 'available'>;
@@ -95,26 +98,51 @@ export async function listArchive(zipFile: string, opts: ListOptions = {}): Prom
     .map((p) => toEntry(p, p.type === 'file' ? p.record.uncompressedSize : p.type === 'symlink' ? Buffer.byteLength(p.target!) : 0));
 }
 
+/** Files (in archive order) grouped into tasks: runs of neighbouring small entries read at once, or one large entry. */
+function tasksOf(files: PlannedEntry[]): PlannedEntry[][] {
+  const tasks: PlannedEntry[][] = [];
+  let run: PlannedEntry[] = [];
+  for (const p of files) {
+    if (p.record.compressedSize >= SMALL_ENTRY) {
+      if (run.length > 0) tasks.push(run);
+      run = [];
+      tasks.push([p]);
+      continue;
+    }
+    if (run.length > 0 && (run.length >= BATCH_ENTRIES || guessEnd(p.record) - run[0]!.record.offsetToLocalFileHeader > BATCH_SPAN)) {
+      tasks.push(run);
+      run = [];
+    }
+    run.push(p);
+  }
+  if (run.length > 0) tasks.push(run);
+  return tasks;
+}
+
 /**
  * The files, in archive order (the disk reads sequentially, and while downloading each worker waits for the next bytes
- * to arrive), `concurrency` at a time: small ones inflated in memory and written synchronously, large ones streamed.
+ * to arrive), `concurrency` tasks at a time: runs of small files read in one piece, inflated in memory and written
+ * synchronously; large files streamed.
  */
 async function writeFiles(zipFile: string, root: string, files: PlannedEntry[], budget: Budget, opts: ExtractOptions): Promise<void> {
   const zipFh = await open(zipFile, 'r');
   try {
-    await runPool(files, opts.concurrency ?? 4, async (p) => {
-      budget.addFile(p.path);
-      const target = join(root, p.path);
-      const mtime = dosTime(p.record);
-      if (p.record.compressedSize < SMALL_ENTRY) {
-        const data = await readWhole(zipFh, p.record, p.path, { available: opts.available, budget });
-        writeSmallFile(target, data, p.mode, mtime);
-        p.size = data.length;
+    await runPool(tasksOf(files), opts.concurrency ?? 4, async (task) => {
+      const first = task[0]!;
+      if (first.record.compressedSize >= SMALL_ENTRY) {
+        budget.addFile(first.path);
+        first.size = await writeLargeFile(join(root, first.path), first.mode, dosTime(first.record), (out) =>
+          streamEntry(zipFh, first.record, first.path, budget, opts.available as Available, (chunk) => out.write(chunk)),
+        );
         return;
       }
-      p.size = await writeLargeFile(target, p.mode, mtime, (out) =>
-        streamEntry(zipFh, p.record, p.path, budget, opts.available as Available, (chunk) => out.write(chunk)),
-      );
+      const span = await readSpan(zipFh, first.record.offsetToLocalFileHeader, guessEnd(task[task.length - 1]!.record), opts.available);
+      for (const p of task) {
+        budget.addFile(p.path);
+        const data = await readWhole(zipFh, p.record, p.path, { available: opts.available, budget, span });
+        writeSmallFile(join(root, p.path), data, p.mode, dosTime(p.record));
+        p.size = data.length;
+      }
     });
   } finally {
     await zipFh.close();
