@@ -1,8 +1,5 @@
 // artifact-relay entrypoint: parse the command line, run one command, map errors to exit codes.
 // 0 done, 1 runtime failure, 2 invalid input. Never a stack trace for a user mistake.
-import { runCleanup } from './commands/cleanup.ts';
-import { runFetch } from './commands/fetch.ts';
-import { readCleanupSettings } from './inputs/cleanup-settings.ts';
 import { RelayError, UsageError } from './errors.ts';
 import { helpText } from './help.ts';
 import { installSignalHandlers } from './lifecycle.ts';
@@ -13,15 +10,22 @@ import { logger, redact, registerSecret } from './log.ts';
 
 type Command = (flags: Map<string, string | true>, env: NodeJS.ProcessEnv) => Promise<unknown>;
 
+// Commands are imported when run (esbuild keeps them in the bundle, evaluated lazily): --version and --help load
+// neither got nor unzipper.
 const commands: Record<string, Command> = {
   fetch: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.fetch, flags, env);
     registerSecret(String(raw.values.token ?? ''));
+    const { runFetch } = await import('./commands/fetch.ts');
     await runFetch(readFetchSettings(raw, env));
   },
   cleanup: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.cleanup, flags, env);
     registerSecret(String(raw.values.token ?? ''));
+    const [{ runCleanup }, { readCleanupSettings }] = await Promise.all([
+      import('./commands/cleanup.ts'),
+      import('./inputs/cleanup-settings.ts'),
+    ]);
     await runCleanup(readCleanupSettings(raw, env));
   },
 };
