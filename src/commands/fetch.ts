@@ -29,6 +29,11 @@ const DOWNLOAD_CONCURRENCY = 3;
 const TAIL_REQUEST = 64 * 1024;
 /** A directory larger than this is not buffered in memory from ranged requests: download, then unpack. */
 const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
+/**
+ * Smaller archives are downloaded, then unpacked, even where Range works: their download is too short for unpacking
+ * alongside it to save time, and both compete for the same CPU. ARTIFACT_RELAY_OVERLAP=1 overlaps at any size.
+ */
+const OVERLAP_MIN_BYTES = (Number(process.env.ARTIFACT_RELAY_OVERLAP_MIN_MB) || 64) * 1024 * 1024;
 
 /** The overlapped download was restarted or changed under us: its extraction is discarded and redone from the file. */
 class Abandoned extends Error {}
@@ -177,9 +182,12 @@ async function fetchArchive(
   summary: SourceSummary,
 ): Promise<void> {
   const forcedOff = process.env.ARTIFACT_RELAY_OVERLAP === '0';
-  const tail = forcedOff ? undefined : await directoryFromTail(client, source);
+  const found = forcedOff ? undefined : await directoryFromTail(client, source);
+  const small = found !== undefined && found.total < OVERLAP_MIN_BYTES && process.env.ARTIFACT_RELAY_OVERLAP !== '1';
+  const tail = small ? undefined : found;
   if (!tail) {
-    logger.info(`Download, then unpack (${forcedOff ? 'ARTIFACT_RELAY_OVERLAP=0' : 'no Range support'})`);
+    const why = forcedOff ? 'ARTIFACT_RELAY_OVERLAP=0' : small ? `below ${formatBytes(OVERLAP_MIN_BYTES)}` : 'no Range support';
+    logger.info(`Download, then unpack (${why})`);
     await section(`Download ${source.label}`, async () => logger.info((await downloadArchive(client, source, zip, summary)).report), false);
     await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
     return;
