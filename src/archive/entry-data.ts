@@ -108,9 +108,15 @@ export function guessEnd(rec: LeanRecord): number {
  * Bytes [from, end) of the archive in one read (several small entries at once), once they are on disk; fewer at the
  * end of the file.
  */
-export async function readSpan(fh: FileHandle, from: number, end: number, available: Available): Promise<{ buf: Buffer; from: number }> {
+export async function readSpan(
+  fh: FileHandle,
+  from: number,
+  end: number,
+  available: Available,
+  into?: Buffer,
+): Promise<{ buf: Buffer; from: number }> {
   await available?.(end);
-  const buf = Buffer.allocUnsafe(end - from);
+  const buf = into && into.length >= end - from ? into.subarray(0, end - from) : Buffer.allocUnsafe(end - from);
   const { bytesRead } = await fh.read(buf, 0, buf.length, from);
   return { buf: buf.subarray(0, bytesRead), from };
 }

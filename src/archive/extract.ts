@@ -126,6 +126,8 @@ function tasksOf(files: PlannedEntry[]): PlannedEntry[][] {
  */
 async function writeFiles(zipFile: string, root: string, files: PlannedEntry[], budget: Budget, opts: ExtractOptions): Promise<void> {
   const zipFh = await open(zipFile, 'r');
+  // Span buffers are reused (one per running task): fresh 1 MiB buffers would wait for the garbage collector.
+  const spare: Buffer[] = [];
   try {
     await runPool(tasksOf(files), opts.concurrency ?? 4, async (task) => {
       const first = task[0]!;
@@ -136,12 +138,18 @@ async function writeFiles(zipFile: string, root: string, files: PlannedEntry[], 
         );
         return;
       }
-      const span = await readSpan(zipFh, first.record.offsetToLocalFileHeader, guessEnd(task[task.length - 1]!.record), opts.available);
-      for (const p of task) {
-        budget.addFile(p.path);
-        const data = await readWhole(zipFh, p.record, p.path, { available: opts.available, budget, span });
-        writeSmallFile(join(root, p.path), data, p.mode, dosTime(p.record));
-        p.size = data.length;
+      const into = spare.pop() ?? Buffer.allocUnsafe(BATCH_SPAN);
+      try {
+        const end = guessEnd(task[task.length - 1]!.record);
+        const span = await readSpan(zipFh, first.record.offsetToLocalFileHeader, end, opts.available, into);
+        for (const p of task) {
+          budget.addFile(p.path);
+          const data = await readWhole(zipFh, p.record, p.path, { available: opts.available, budget, span });
+          writeSmallFile(join(root, p.path), data, p.mode, dosTime(p.record)); // synchronous: `into` is free after it
+          p.size = data.length;
+        }
+      } finally {
+        spare.push(into);
       }
     });
   } finally {

@@ -34,6 +34,34 @@ const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
  * alongside it to save time, and both compete for the same CPU. ARTIFACT_RELAY_OVERLAP=1 overlaps at any size.
  */
 const OVERLAP_MIN_BYTES = (Number(process.env.ARTIFACT_RELAY_OVERLAP_MIN_MB) || 64) * 1024 * 1024;
+/** How often a download is checked for whether it leaves the CPU idle enough for unpacking alongside it. */
+const OVERLAP_PROBE_MS = 500;
+
+/**
+ * Resolves when unpacking should start: unpacking alongside the download pays only while the download leaves the CPU
+ * idle (bound by the network). Every OVERLAP_PROBE_MS this process's CPU time is compared with the time passed: below
+ * half a core, unpacking starts; a download that keeps the CPU busy (a fast server nearby) is left alone and the
+ * archive is unpacked once complete. ARTIFACT_RELAY_OVERLAP=1 starts at once.
+ */
+function whenToUnpack(downloading: Promise<unknown>): Promise<void> {
+  if (process.env.ARTIFACT_RELAY_OVERLAP === '1') return Promise.resolve();
+  return new Promise((resolve) => {
+    let cpu = process.cpuUsage();
+    let at = performance.now();
+    const timer = setInterval(() => {
+      const used = process.cpuUsage(cpu);
+      const now = performance.now();
+      if ((used.user + used.system) / 1000 < 0.5 * (now - at)) done();
+      cpu = process.cpuUsage();
+      at = now;
+    }, OVERLAP_PROBE_MS);
+    const done = () => {
+      clearInterval(timer);
+      resolve();
+    };
+    downloading.then(done, done);
+  });
+}
 
 /** The overlapped download was restarted or changed under us: its extraction is discarded and redone from the file. */
 class Abandoned extends Error {}
@@ -220,12 +248,11 @@ async function fetchArchive(
       throw err;
     },
   );
-  const unpacking = unpackArchive(settings, source, zip, stagingDir, destSub, summary, {
-    directory: tail.directory,
-    available: mark.wait,
-  }).catch((err) => {
-    extractError = err;
-  });
+  const unpacking = whenToUnpack(downloading)
+    .then(() => unpackArchive(settings, source, zip, stagingDir, destSub, summary, { directory: tail.directory, available: mark.wait }))
+    .catch((err) => {
+      extractError = err;
+    });
   // Both settle before anything else touches staging; a download failure is the error to report (the extraction
   // only saw its consequences).
   const [downloaded] = await Promise.allSettled([downloading, unpacking]);
