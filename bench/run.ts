@@ -188,6 +188,8 @@ const relay = (jobId: number, out: string) => [
   String(jobId),
   '--path',
   out,
+  '--max-files',
+  '10000000',
 ];
 const all: Contender[] = [
   { id: 'ar', label: 'artifact-relay fetch', cmd: relay },

@@ -1,5 +1,6 @@
 // `artifact-relay fetch`: resolve sources, download each archive (or single files), unpack into a staging
 // folder beside the destination, and move into place only when everything verified.
+import { readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createGitLabClient, type DownloadOptions, type GitLabClient } from '../api/client.ts';
@@ -38,21 +39,36 @@ const OVERLAP_MIN_BYTES = (Number(process.env.ARTIFACT_RELAY_OVERLAP_MIN_MB) || 
 const OVERLAP_PROBE_MS = 500;
 
 /**
+ * The main thread's time on a CPU plus its time waiting for one, in ms (Linux: /proc/thread-self/schedstat), else
+ * the process's CPU time. On a busy machine a starved download waits for the CPU: that is not idle time either.
+ */
+function busyMs(): number {
+  try {
+    const [run, wait] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number);
+    if (Number.isFinite(run) && Number.isFinite(wait)) return ((run as number) + (wait as number)) / 1e6;
+  } catch {
+    // not Linux
+  }
+  const used = process.cpuUsage();
+  return (used.user + used.system) / 1000;
+}
+
+/**
  * Resolves when unpacking should start: unpacking alongside the download pays only while the download leaves the CPU
- * idle (bound by the network). Every OVERLAP_PROBE_MS this process's CPU time is compared with the time passed: below
- * half a core, unpacking starts; a download that keeps the CPU busy (a fast server nearby) is left alone and the
- * archive is unpacked once complete. ARTIFACT_RELAY_OVERLAP=1 starts at once.
+ * idle (bound by the network). Every OVERLAP_PROBE_MS the main thread's busy time (busyMs) is compared with the time
+ * passed: below half of it, unpacking starts; a download that keeps the CPU busy (a fast server nearby, or a busy
+ * machine) is left alone and the archive is unpacked once complete. ARTIFACT_RELAY_OVERLAP=1 starts at once.
  */
 function whenToUnpack(downloading: Promise<unknown>): Promise<void> {
   if (process.env.ARTIFACT_RELAY_OVERLAP === '1') return Promise.resolve();
   return new Promise((resolve) => {
-    let cpu = process.cpuUsage();
+    let busy = busyMs();
     let at = performance.now();
     const timer = setInterval(() => {
-      const used = process.cpuUsage(cpu);
+      const nowBusy = busyMs();
       const now = performance.now();
-      if ((used.user + used.system) / 1000 < 0.5 * (now - at)) done();
-      cpu = process.cpuUsage();
+      if (nowBusy - busy < 0.5 * (now - at)) done();
+      busy = nowBusy;
       at = now;
     }, OVERLAP_PROBE_MS);
     const done = () => {
