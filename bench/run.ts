@@ -90,9 +90,10 @@ async function must(cmd: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv
   return r.output;
 }
 
+let timedRuns = 0;
 /** Runs `cmd` under GNU time: wall, user+sys of it and its waited-for children, peak RSS of the largest process. */
 async function timed(cmd: string[], cwd: string, runEnv: NodeJS.ProcessEnv): Promise<Sample> {
-  const timeFile = join(cwd, '..', `${process.pid}.time`);
+  const timeFile = join(cwd, '..', `${process.pid}-${++timedRuns}.time`);
   const r = await run(['/usr/bin/time', '-f', '%e %U %S %M', '-o', timeFile, ...cmd], { cwd, env: runEnv });
   if (r.code !== 0) throw new Error(`${cmd.join(' ')} exited ${r.code}:\n${r.output.slice(-5000)}`);
   const [wall, user, sys, rss] = (await readFile(timeFile, 'utf8')).trim().split('\n').pop()!.split(' ').map(Number) as number[];
@@ -318,7 +319,9 @@ try {
     const t = await peakRss('tiny');
     const w = join('/dev/shm', `artifact-relay-bench-node-${process.pid}`);
     await mkdir(w, { recursive: true });
-    const nodeRss = median(await Promise.all([0, 1, 2].map(() => timed([...NODE, '-e', '0'], w, cleanEnv).then((s) => s.rssMB))));
+    const nodeRuns: number[] = [];
+    for (let i = 0; i < 3; i++) nodeRuns.push((await timed([...NODE, '-e', '0'], w, cleanEnv)).rssMB);
+    const nodeRss = median(nodeRuns);
     await rm(w, { recursive: true, force: true });
     extra.push({
       name: 'peak RSS above node -e 0, tiny archive',
