@@ -414,7 +414,7 @@ const md = [
   '',
   `| ${header.join(' | ')} |`,
   `|${header.map((_, i) => (i < 3 ? ' --- ' : ' ---: ')).join('|')}|`,
-  ...cells.map((c) => `| ${c.join(' | ')} |`),
+  ...cells.map((c) => `| ${c.map((x) => x.replace(/\|/g, '\\|')).join(' | ')} |`),
   '',
   ...targetLines.map((t) => `- ${t}`),
   ...notes.map((n) => `- ${n}`),
