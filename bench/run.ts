@@ -1,56 +1,82 @@
-// The benchmark of issue 4: `npm run bench` (options: --size-mb 500 --runs 3 --out bench-results/latest.json
-// --only a,b,c1,c2,d --keep --readme --work-dir DIR; or env BENCH_SIZE_MB, BENCH_RUNS, BENCH_OUT, BENCH_ONLY, BENCH_KEEP,
-// BENCH_WORK_DIR). The archive is cached in os.tmpdir()/artifact-relay-bench; the trees are unpacked under --work-dir
-// (default: that same folder; /dev/shm takes the disk's file-creation cost out of the comparison).
-// Serves a generated archive from the simulator and times, alternating round by round, artifact-relay against
-// curl+unzip, unzip alone against artifact-relay's extraction, and python-gitlab's CLI+unzip.
+// The benchmark (issues 4 and 12): `npm run bench [-- options]`. Serves generated archives from the simulator (302 to
+// its storage origin, which honours Range) and times, alternating contender by contender in each round, artifact-relay
+// fetch (unpacking while downloading, and the plain download-then-unpack path) against curl + Info-ZIP unzip,
+// curl + bsdtar, curl | bsdtar (streaming), a Go net/http + archive/zip downloader (bench/go-fetch, stdlib only, as
+// GitLab Runner's), python-gitlab's CLI + unzip, and curl alone. Each shape is unpacked on disk and on tmpfs (/dev/shm).
+// Prints wall, CPU (user+sys, children included) and peak RSS with ratios against curl + bsdtar; --readme writes the
+// table into README.md.
+//
+// Options (each also as an env var BENCH_<NAME>):
+//   --shapes small,mixed,big     archive shapes (bench/gen-zip.py; also many83k, many300k)
+//   --runs 3                     alternating rounds (medians are reported)
+//   --only ar,ar-plain,...       contenders (ids below)
+//   --dirs disk,tmpfs            where the trees are unpacked (disk: os.tmpdir(); tmpfs: /dev/shm)
+//   --memory                     also measure peak RSS of artifact-relay on many83k and many300k and on a tiny archive
+//   --startup                    also time `artifact-relay --version` against `node -e 0`
+//   --readme                     write the table between the BENCH markers of README.md
+//   --out bench-results/latest.json
+// Archives are cached in os.tmpdir()/artifact-relay-bench (generation takes minutes for the large shapes).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { build } from 'esbuild';
 import { startSimulator } from '../src/simulator/index.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const started = performance.now();
 const { values: flags } = parseArgs({
   options: {
-    'size-mb': { type: 'string' },
+    shapes: { type: 'string' },
     runs: { type: 'string' },
-    out: { type: 'string' },
     only: { type: 'string' },
-    keep: { type: 'boolean' },
+    dirs: { type: 'string' },
+    memory: { type: 'boolean' },
+    startup: { type: 'boolean' },
     readme: { type: 'boolean' },
-    'work-dir': { type: 'string' },
+    out: { type: 'string' },
   },
 });
 const env = process.env;
-const sizeMb = Number(flags['size-mb'] ?? env.BENCH_SIZE_MB ?? 500);
+const list = (s: string | undefined, dflt: string) =>
+  (s ?? dflt)
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+const shapes = list(flags.shapes ?? env.BENCH_SHAPES, 'small,mixed,big');
 const runs = Number(flags.runs ?? env.BENCH_RUNS ?? 3);
+const only = list(flags.only ?? env.BENCH_ONLY, '');
+const dirs = list(flags.dirs ?? env.BENCH_DIRS, 'disk,tmpfs');
+const memory = flags.memory ?? env.BENCH_MEMORY === '1';
+const startup = flags.startup ?? env.BENCH_STARTUP === '1';
+const readmePath = flags.readme || env.BENCH_README ? resolve(repo, 'README.md') : null;
 const outJson = resolve(repo, flags.out ?? env.BENCH_OUT ?? 'bench-results/latest.json');
 const outMd = outJson.replace(/(\.json)?$/, '.md');
-const only = (flags.only ?? env.BENCH_ONLY ?? '')
-  .split(',')
-  .map((s) => s.trim())
-  .filter(Boolean);
-const keep = flags.keep ?? env.BENCH_KEEP === '1';
-const readmePath = flags.readme || env.BENCH_README ? resolve(repo, env.BENCH_README ?? 'README.md') : null;
 
 const TOKEN = 'glpat-bench-token-0123456789';
 const JOB_TOKEN = 'glcbt-bench-job-token-0123456789';
 const cacheDir = join(os.tmpdir(), 'artifact-relay-bench');
-const archive = join(cacheDir, `archive-${sizeMb}.zip`);
-const work = join(resolve(flags['work-dir'] ?? env.BENCH_WORK_DIR ?? cacheDir), `artifact-relay-bench-work-${process.pid}`);
+const workRoots: Record<string, string> = { disk: cacheDir, tmpfs: '/dev/shm' };
+const BUNDLE = join(repo, 'dist/artifact-relay.mjs');
+/** Node flags the image's artifact-relay wrapper uses (Dockerfile): measure what users run. */
+const NODE = ['node', '--max-semi-space-size=1'];
 
-/** Runs a command; resolves with its exit code and its stdout+stderr. */
+interface Sample {
+  wall: number;
+  cpu: number;
+  rssMB: number;
+}
+
 function run(cmd: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; output: string }> {
   return new Promise((res, rej) => {
     const child = spawn(cmd[0]!, cmd.slice(1), { cwd: opts.cwd, env: opts.env ?? env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
-    const add = (d: Buffer) => (output += d.toString());
+    const add = (d: Buffer) => {
+      output += d.toString();
+      if (output.length > 1_000_000) output = output.slice(-100_000);
+    };
     child.stdout.on('data', add);
     child.stderr.on('data', add);
     child.on('error', rej);
@@ -58,13 +84,23 @@ function run(cmd: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}
   });
 }
 
-async function must(cmd: string[], opts: { cwd?: string } = {}): Promise<string> {
+async function must(cmd: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
   const r = await run(cmd, opts);
   if (r.code !== 0) throw new Error(`${cmd.join(' ')} exited ${r.code}:\n${r.output.slice(-5000)}`);
   return r.output;
 }
 
-// 1. The archive, generated once per size and cached.
+let timedRuns = 0;
+/** Runs `cmd` under GNU time: wall, user+sys of it and its waited-for children, peak RSS of the largest process. */
+async function timed(cmd: string[], cwd: string, runEnv: NodeJS.ProcessEnv): Promise<Sample> {
+  const timeFile = join(cwd, '..', `${process.pid}-${++timedRuns}.time`);
+  const r = await run(['/usr/bin/time', '-f', '%e %U %S %M', '-o', timeFile, ...cmd], { cwd, env: runEnv });
+  if (r.code !== 0) throw new Error(`${cmd.join(' ')} exited ${r.code}:\n${r.output.slice(-5000)}`);
+  const [wall, user, sys, rss] = (await readFile(timeFile, 'utf8')).trim().split('\n').pop()!.split(' ').map(Number) as number[];
+  await rm(timeFile, { force: true });
+  return { wall: wall!, cpu: user! + sys!, rssMB: rss! / 1024 };
+}
+
 interface ArchiveInfo {
   bytes: number;
   entries: number;
@@ -72,271 +108,322 @@ interface ArchiveInfo {
   inflated: number;
   composition: Record<string, { files: number; bytes: number }>;
 }
-async function ensureArchive(): Promise<ArchiveInfo> {
+
+/** The archive of a shape, generated once and cached. */
+async function ensureArchive(shape: string): Promise<{ zip: string; info: ArchiveInfo }> {
   await mkdir(cacheDir, { recursive: true });
-  if (!existsSync(archive) || !existsSync(`${archive}.json`)) {
+  const zip = join(cacheDir, `shape-${shape}.zip`);
+  if (!existsSync(zip) || !existsSync(`${zip}.json`)) {
     const t = performance.now();
-    const tree = join(cacheDir, `tree-${sizeMb}`);
-    await rm(tree, { recursive: true, force: true });
-    console.log(`generating a ${sizeMb} MB archive in ${archive} ...`);
-    const composition = JSON.parse(await must(['python3', join(repo, 'bench/gen-tree.py'), tree, String(sizeMb), '3.6']));
-    await rm(`${archive}.tmp`, { force: true });
-    await must(['zip', '-q', '-r', `${archive}.tmp`, '.'], { cwd: tree });
-    await rm(tree, { recursive: true, force: true });
-    const names = (await must(['zipinfo', '-1', `${archive}.tmp`])).split('\n').filter(Boolean);
-    const totals = /([\d]+) bytes uncompressed, (\d+) bytes compressed/.exec(await must(['zipinfo', '-t', `${archive}.tmp`]))!;
-    const info: ArchiveInfo = {
-      bytes: Number(totals[2]),
-      entries: names.length,
-      files: names.filter((n) => !n.endsWith('/')).length,
-      inflated: Number(totals[1]),
-      composition,
-    };
-    await writeFile(`${archive}.json`, JSON.stringify(info));
-    await rename(`${archive}.tmp`, archive);
+    console.log(`generating the ${shape} archive in ${zip} ...`);
+    const info = JSON.parse(await must(['python3', join(repo, 'bench/gen-zip.py'), shape, `${zip}.tmp`])) as ArchiveInfo;
+    await writeFile(`${zip}.json`, JSON.stringify(info));
+    await rename(`${zip}.tmp`, zip);
     console.log(`generated in ${((performance.now() - t) / 1000).toFixed(0)} s`);
   }
-  const info = JSON.parse(await readFile(`${archive}.json`, 'utf8')) as ArchiveInfo;
-  info.bytes = (await stat(archive)).size;
-  return info;
+  const info = JSON.parse(await readFile(`${zip}.json`, 'utf8')) as ArchiveInfo;
+  const { size } = await import('node:fs/promises').then((fs) => fs.stat(zip));
+  info.bytes = size;
+  return { zip, info };
 }
 
-/** Files and bytes of a tree (regular files only). */
 async function treeStats(dir: string): Promise<{ files: number; bytes: number }> {
   const sizes = (await must(['find', dir, '-type', 'f', '-printf', '%s\\n'])).split('\n').filter(Boolean);
   return { files: sizes.length, bytes: sizes.reduce((a, s) => a + Number(s), 0) };
 }
 
-const mb = (n: number) => (n / 1024 / 1024).toFixed(0);
+const mib = (n: number) => (n / 1024 / 1024).toFixed(0);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+const fmt = (n: number | null | undefined, d = 2) => (n == null ? '-' : n.toFixed(d));
 
-const info = await ensureArchive();
-console.log(`archive: ${mb(info.bytes)} MB, ${info.entries} entries (${info.files} files), ${mb(info.inflated)} MB inflated`);
+// The Go contender, built from source each time (stdlib only).
+const goBin = join(repo, 'bench/.build/go-fetch');
+await mkdir(dirname(goBin), { recursive: true });
+await must(['go', 'build', '-o', goBin, '.'], { cwd: join(repo, 'bench/go-fetch'), env: { ...env, GO111MODULE: 'off' } });
 
-// extract-local bundled once, so tsx's startup is not measured.
-const extractLocal = join(repo, 'bench/.build/extract-local.mjs');
-await build({
-  entryPoints: [join(repo, 'bench/extract-local.ts')],
-  outfile: extractLocal,
-  bundle: true,
-  platform: 'node',
-  target: 'node20',
-  format: 'esm',
-  logLevel: 'warning',
-  external: ['@aws-sdk/client-s3'],
-  banner: { js: "import { createRequire as __arCreateRequire } from 'node:module';\nconst require = __arCreateRequire(import.meta.url);" },
-});
-
-// 2. The simulator, redirecting downloads to its storage origin.
 const sim = await startSimulator({ downloadMode: 'redirect' });
 const project = sim.addProject({ path: 'bench/app' });
 const pipeline = sim.addPipeline({ projectId: project.id, ref: 'main', status: 'success' });
-const job = sim.addJob({ pipelineId: pipeline.id, name: 'build', status: 'success', archive });
 sim.addAccessToken(TOKEN, { kind: 'project', role: 'maintainer', scopes: ['api'] });
-const artifactsUrl = `${sim.apiUrl}/projects/${project.id}/jobs/${job.id}/artifacts`;
-
-// python-gitlab: its CLI calls GET /api/v4/user first when given a private token. When the simulator does not
-// answer that, use a job token (no /user call) of a running job in the same project.
 const notes: string[] = [];
-const wanted = (id: string) => only.length === 0 || only.includes(id);
-let pgAuth: string[] | null = null;
-if (wanted('d')) {
-  if ((await run(['/usr/bin/python3', '-c', 'import gitlab'])).code !== 0) await run(['apt-get', 'install', '-y', 'python3-gitlab']);
-  if ((await run(['/usr/bin/python3', '-c', 'import gitlab'])).code !== 0) {
-    notes.push('(d) skipped: python3-gitlab is not installable here.');
-  } else {
-    const user = await fetch(`${sim.apiUrl}/user`, { headers: { 'PRIVATE-TOKEN': TOKEN } });
-    if (user.ok) {
-      pgAuth = ['--private-token', TOKEN];
-    } else {
-      const consumer = sim.addJob({ pipelineId: pipeline.id, name: 'consume', status: 'running' });
-      sim.addJobToken(JOB_TOKEN, consumer.id);
-      pgAuth = ['--job-token', JOB_TOKEN];
-      notes.push(
-        `(d) uses --job-token: the simulator answers GET /api/v4/user with ${user.status}, which python-gitlab's CLI calls first with --private-token.`,
-      );
-    }
-  }
-}
+const cleanEnv: NodeJS.ProcessEnv = Object.fromEntries(
+  Object.entries(env).filter(
+    ([k]) => !k.startsWith('CI_') && !k.startsWith('INPUT_') && !k.startsWith('GITLAB_') && !k.startsWith('ARTIFACT_RELAY_'),
+  ),
+);
 
-// 3. Contenders. Each runs in its own work dir W, unpacking into W/out.
+// python-gitlab's CLI calls GET /api/v4/user first with a private token; where the simulator does not answer that,
+// it uses the job token of a running job in the same project (no /user call).
+let pgAuth: string[] | null = null;
+if ((await run(['/usr/bin/python3', '-c', 'import gitlab'])).code === 0) {
+  const user = await fetch(`${sim.apiUrl}/user`, { headers: { 'PRIVATE-TOKEN': TOKEN } });
+  if (user.ok) pgAuth = ['--private-token', TOKEN];
+  else {
+    const consumer = sim.addJob({ pipelineId: pipeline.id, name: 'consume', status: 'running' });
+    sim.addJobToken(JOB_TOKEN, consumer.id);
+    pgAuth = ['--job-token', JOB_TOKEN];
+    notes.push(`python-gitlab uses --job-token (the simulator answers GET /api/v4/user with ${user.status}).`);
+  }
+} else notes.push('python-gitlab skipped: python3-gitlab is not installed (apt-get install python3-gitlab).');
+
 interface Contender {
   id: string;
   label: string;
-  baseline?: string;
-  cmd: (w: string) => string[];
+  cmd: (jobId: number, out: string) => string[];
+  env?: NodeJS.ProcessEnv;
 }
 const sh = (script: string) => ['sh', '-c', script];
-/** Node flags the image's artifact-relay wrapper uses (Dockerfile): measure what users run. */
-const NODE = ['node', '--max-semi-space-size=1'];
+const url = (jobId: number) => `${sim.apiUrl}/projects/${project.id}/jobs/${jobId}/artifacts`;
+const curl = (jobId: number) => `curl -sfL -H "PRIVATE-TOKEN: ${TOKEN}" '${url(jobId)}'`;
+const relay = (jobId: number, out: string) => [
+  ...NODE,
+  BUNDLE,
+  'fetch',
+  '--server-url',
+  sim.url,
+  '--token',
+  TOKEN,
+  '--project',
+  String(project.id),
+  '--job-id',
+  String(jobId),
+  '--path',
+  out,
+  '--max-files',
+  '10000000',
+];
 const all: Contender[] = [
+  { id: 'ar', label: 'artifact-relay fetch', cmd: relay },
+  { id: 'ar-plain', label: 'artifact-relay fetch, ARTIFACT_RELAY_OVERLAP=0', cmd: relay, env: { ARTIFACT_RELAY_OVERLAP: '0' } },
+  { id: 'unzip', label: 'curl + unzip -q', cmd: (j, out) => sh(`${curl(j)} -o a.zip && unzip -q a.zip -d ${out}`) },
+  { id: 'bsdtar', label: 'curl + bsdtar', cmd: (j, out) => sh(`${curl(j)} -o a.zip && mkdir ${out} && bsdtar -xf a.zip -C ${out}`) },
+  { id: 'bsdtar-pipe', label: 'curl | bsdtar (streaming)', cmd: (j, out) => sh(`mkdir ${out} && ${curl(j)} | bsdtar -xf - -C ${out}`) },
+  { id: 'go', label: 'Go net/http + archive/zip', cmd: (j, out) => [goBin, url(j), TOKEN, out] },
   {
-    id: 'a',
-    label: 'artifact-relay fetch (API → unpacked tree)',
-    baseline: 'b',
-    cmd: (w) => [
-      ...NODE,
-      join(repo, 'dist/artifact-relay.mjs'),
-      'fetch',
-      '--server-url',
-      sim.url,
-      '--token',
-      TOKEN,
-      '--project',
-      String(project.id),
-      '--job-id',
-      String(job.id),
-      '--path',
-      join(w, 'out'),
-    ],
-  },
-  {
-    id: 'b',
-    label: 'curl -L + unzip -q',
-    cmd: () => sh(`curl -sfL -H "PRIVATE-TOKEN: ${TOKEN}" -o a.zip '${artifactsUrl}' && unzip -q a.zip -d out`),
-  },
-  { id: 'c1', label: 'unzip -q (local zip)', cmd: () => ['unzip', '-q', archive, '-d', 'out'] },
-  { id: 'c2', label: 'artifact-relay extraction (local zip)', baseline: 'c1', cmd: () => [...NODE, extractLocal, archive, 'out'] },
-  {
-    id: 'd',
+    id: 'pygl',
     label: 'python-gitlab CLI + unzip -q',
-    baseline: 'b',
-    cmd: () =>
+    cmd: (j, out) =>
       sh(
-        `/usr/bin/python3 -m gitlab --server-url '${sim.url}' ${pgAuth!.join(' ')} project-job artifacts --project-id ${project.id} --id ${job.id} > a.zip && unzip -q a.zip -d out`,
+        `/usr/bin/python3 -m gitlab --server-url '${sim.url}' ${pgAuth!.join(' ')} project-job artifacts --project-id ${project.id} --id ${j} > a.zip && unzip -q a.zip -d ${out}`,
       ),
   },
+  { id: 'curl', label: 'download alone (curl > /dev/null)', cmd: (j) => sh(`${curl(j)} > /dev/null`) },
 ];
-const contenders = all.filter((c) => wanted(c.id) && (c.id !== 'd' || pgAuth));
+const contenders = all.filter((c) => (only.length === 0 || only.includes(c.id)) && (c.id !== 'pygl' || pgAuth));
+const BASE = 'bsdtar';
 
-// A clean environment: no CI_* variables leaking into artifact-relay's defaults.
-const cleanEnv = Object.fromEntries(
-  Object.entries(env).filter(([k]) => !k.startsWith('CI_') && !k.startsWith('INPUT_') && !k.startsWith('GITLAB_')),
-);
-const samples = new Map<string, { wall: number; rssKiB: number }[]>(contenders.map((c) => [c.id, []]));
-const verified = new Map<string, { files: number; bytes: number }>();
-const benchStart = performance.now();
-try {
-  for (let round = 1; round <= runs; round++) {
-    for (const c of contenders) {
-      const w = join(work, c.id);
-      await rm(w, { recursive: true, force: true });
-      await mkdir(w, { recursive: true });
-      const timeFile = join(work, `${c.id}.time`);
-      const r = await run(['/usr/bin/time', '-f', '%e %M', '-o', timeFile, ...c.cmd(w)], { cwd: w, env: cleanEnv });
-      if (r.code !== 0) throw new Error(`(${c.id}) exited ${r.code}:\n${r.output.slice(-5000)}`);
-      const [wall, rss] = (await readFile(timeFile, 'utf8')).trim().split('\n').pop()!.split(' ').map(Number) as [number, number];
-      samples.get(c.id)!.push({ wall, rssKiB: rss });
-      // The tree must match the archive's listing (so (a) matches (b)): checked outside the timed region.
-      const got = await treeStats(join(w, 'out'));
-      if (got.files !== info.files || got.bytes !== info.inflated) {
-        throw new Error(`(${c.id}) unpacked ${got.files} files / ${got.bytes} bytes, the archive has ${info.files} / ${info.inflated}`);
+interface Row {
+  shape: string;
+  dir: string;
+  id: string;
+  label: string;
+  wall: number;
+  cpu: number;
+  rssMB: number;
+  wallRatio: number | null;
+  cpuRatio: number | null;
+  samples: Sample[];
+}
+const rows: Row[] = [];
+const archives: Record<string, ArchiveInfo> = {};
+const extra: { name: string; value: number; limit: number; unit: string; note?: string }[] = [];
+
+async function runShape(shape: string): Promise<void> {
+  const { zip, info } = await ensureArchive(shape);
+  archives[shape] = info;
+  const job = sim.addJob({ pipelineId: pipeline.id, name: `build-${shape}`, status: 'success', archive: zip });
+  console.log(`\n${shape}: ${mib(info.bytes)} MiB zip, ${info.entries} entries, ${mib(info.inflated)} MiB inflated`);
+  for (const dir of dirs) {
+    const work = join(workRoots[dir]!, `artifact-relay-bench-work-${process.pid}`);
+    const samples = new Map<string, Sample[]>(contenders.map((c) => [c.id, []]));
+    try {
+      for (let round = 1; round <= runs; round++) {
+        for (const c of contenders) {
+          const w = join(work, c.id);
+          await rm(w, { recursive: true, force: true });
+          await mkdir(w, { recursive: true });
+          await run(['sync']);
+          const s = await timed(c.cmd(job.id, join(w, 'out')), w, { ...cleanEnv, ...c.env });
+          samples.get(c.id)!.push(s);
+          if (c.id !== 'curl') {
+            const got = await treeStats(join(w, 'out'));
+            if (got.files !== info.files || got.bytes !== info.inflated) {
+              throw new Error(
+                `(${c.id}) unpacked ${got.files} files / ${got.bytes} bytes; the archive has ${info.files} / ${info.inflated}`,
+              );
+            }
+          }
+          console.log(`${shape} ${dir} round ${round} ${c.id.padEnd(11)} ${fmt(s.wall)} s  cpu ${fmt(s.cpu)} s  ${fmt(s.rssMB, 0)} MB`);
+          await rm(w, { recursive: true, force: true });
+        }
       }
-      verified.set(c.id, got);
-      console.log(`round ${round} (${c.id}) ${wall.toFixed(2)} s, ${mb(rss * 1024)} MB peak RSS`);
-      await rm(w, { recursive: true, force: true });
+    } finally {
+      await rm(work, { recursive: true, force: true });
     }
+    const base = samples.get(BASE);
+    const baseWall = base?.length ? median(base.map((s) => s.wall)) : null;
+    const baseCpu = base?.length ? median(base.map((s) => s.cpu)) : null;
+    for (const c of contenders) {
+      const s = samples.get(c.id)!;
+      const wall = median(s.map((x) => x.wall));
+      const cpu = median(s.map((x) => x.cpu));
+      rows.push({
+        shape,
+        dir,
+        id: c.id,
+        label: c.label,
+        wall,
+        cpu,
+        rssMB: Math.max(...s.map((x) => x.rssMB)),
+        wallRatio: baseWall ? wall / baseWall : null,
+        cpuRatio: baseCpu ? cpu / baseCpu : null,
+        samples: s,
+      });
+    }
+  }
+}
+
+/** Peak RSS of one artifact-relay fetch of a shape (memory targets), unpacked on tmpfs. */
+async function peakRss(shape: string): Promise<{ rss: number; info: ArchiveInfo }> {
+  const { zip, info } = await ensureArchive(shape);
+  const job = sim.addJob({ pipelineId: pipeline.id, name: `mem-${shape}`, status: 'success', archive: zip });
+  const w = join('/dev/shm', `artifact-relay-bench-mem-${process.pid}`);
+  await rm(w, { recursive: true, force: true });
+  await mkdir(w, { recursive: true });
+  try {
+    const s = await timed(relay(job.id, join(w, 'out')), w, cleanEnv);
+    console.log(`memory ${shape}: ${info.entries} entries, ${mib(info.bytes)} MiB zip: ${fmt(s.rssMB, 0)} MB peak RSS, ${fmt(s.wall)} s`);
+    return { rss: s.rssMB, info };
+  } finally {
+    await rm(w, { recursive: true, force: true });
+  }
+}
+
+try {
+  for (const shape of shapes) await runShape(shape);
+  if (memory) {
+    const m83 = await peakRss('many83k');
+    extra.push({ name: `peak RSS, ${m83.info.entries} entries / ${mib(m83.info.bytes)} MiB`, value: m83.rss, limit: 100, unit: ' MB' });
+    const m300 = await peakRss('many300k');
+    extra.push({ name: `peak RSS, ${m300.info.entries} entries`, value: m300.rss, limit: 150, unit: ' MB' });
+    // A tiny archive against Node's own baseline (node -e 0 under the same flags).
+    const tiny = join(cacheDir, 'shape-tiny.zip');
+    if (!existsSync(`${tiny}.json`)) {
+      await must([
+        'python3',
+        '-c',
+        `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(tiny)}, 'w') as z:\n  z.writestr('a.txt', 'hello')`,
+      ]);
+      await writeFile(`${tiny}.json`, JSON.stringify({ bytes: 0, entries: 1, files: 1, inflated: 5, composition: {} }));
+    }
+    const t = await peakRss('tiny');
+    const w = join('/dev/shm', `artifact-relay-bench-node-${process.pid}`);
+    await mkdir(w, { recursive: true });
+    const nodeRuns: number[] = [];
+    for (let i = 0; i < 3; i++) nodeRuns.push((await timed([...NODE, '-e', '0'], w, cleanEnv)).rssMB);
+    const nodeRss = median(nodeRuns);
+    await rm(w, { recursive: true, force: true });
+    extra.push({
+      name: 'peak RSS above node -e 0, tiny archive',
+      value: t.rss - nodeRss,
+      limit: 30,
+      unit: ' MB',
+      note: `${fmt(t.rss, 0)} MB vs ${fmt(nodeRss, 0)} MB`,
+    });
+  }
+  if (startup) {
+    const w = join('/dev/shm', `artifact-relay-bench-startup-${process.pid}`);
+    await mkdir(w, { recursive: true });
+    const walls = { node: [] as number[], version: [] as number[] };
+    for (let i = 0; i < 15; i++) {
+      walls.node.push((await timed([...NODE, '-e', '0'], w, cleanEnv)).wall);
+      walls.version.push((await timed([...NODE, BUNDLE, '--version'], w, cleanEnv)).wall);
+    }
+    await rm(w, { recursive: true, force: true });
+    const [n, v] = [median(walls.node), median(walls.version)];
+    extra.push({
+      name: 'artifact-relay --version / node -e 0',
+      value: v / Math.max(n, 0.01),
+      limit: 1.5,
+      unit: 'x',
+      note: `${fmt(v)} s vs ${fmt(n)} s`,
+    });
+    notes.push('Startup: 15 alternating runs each, medians; GNU time reports 10 ms steps.');
   }
 } finally {
   await sim.close();
-  await rm(work, { recursive: true, force: true });
-  if (!keep) for (const f of [archive, `${archive}.json`]) await rm(f, { force: true });
 }
-const benchSeconds = (performance.now() - benchStart) / 1000;
 
-// 4. Results.
-const rows = contenders.map((c) => {
-  const s = samples.get(c.id)!;
-  const walls = s.map((x) => x.wall);
-  const base = c.baseline && samples.get(c.baseline)?.length ? median(samples.get(c.baseline)!.map((x) => x.wall)) : null;
-  return {
-    id: c.id,
-    label: c.label,
-    median: median(walls),
-    min: Math.min(...walls),
-    max: Math.max(...walls),
-    ratio: base ? median(walls) / base : null,
-    baseline: c.baseline ?? null,
-    peakRssMB: Math.max(...s.map((x) => x.rssKiB)) / 1024,
-    samples: s,
-  };
-});
-const row = (id: string) => rows.find((r) => r.id === id);
-const target = (name: string, value: number | null | undefined, limit: number, unit = '') =>
-  value == null ? { name, value: null, limit, status: 'n/a' } : { name, value, limit, status: value <= limit ? 'PASS' : 'MISS', unit };
-const targets = [
-  target('(a)/(b) wall ≤ 1.0', row('a')?.ratio, 1.0),
-  target('(c2)/(c1) wall ≤ 1.5', row('c2')?.ratio, 1.5),
-  {
-    ...target('peak RSS of (a) < 150 MB', row('a')?.peakRssMB, 150, ' MB'),
-    ...(row('a') && { status: row('a')!.peakRssMB < 150 ? 'PASS' : 'MISS' }),
-  },
-];
+// Results.
 const cpus = os.cpus();
-const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GB RAM, ${os.type()} ${os.release()}, Node ${process.version}`;
-const comp = Object.entries(info.composition)
-  .map(([k, v]) => `${k} ${v.files} files / ${mb(v.bytes)} MB`)
-  .join(', ');
-const archiveLine = `${mb(info.bytes)} MB zip (Info-ZIP zip -r), ${info.entries} entries (${info.files} files), ${mb(info.inflated)} MB inflated: ${comp}`;
-const workDir = flags['work-dir'] ?? env.BENCH_WORK_DIR;
-const command = `npm run bench -- --size-mb ${sizeMb} --runs ${runs}${only.length ? ` --only ${only.join(',')}` : ''}${workDir ? ` --work-dir ${workDir}` : ''}`;
-notes.push(
-  'All runs are warm-cache (page cache cannot be dropped here); the simulator runs in the bench process on 127.0.0.1.',
-  'Wall and peak RSS come from GNU time (%e %M); for sh -c pipelines %M is the max RSS of the biggest single process, not a sum.',
-);
+const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GB RAM, Linux ${os.release()}, Node ${process.version}`;
+const command = `npm run bench -- --shapes ${shapes.join(',')} --runs ${runs}${only.length ? ` --only ${only.join(',')}` : ''} --dirs ${dirs.join(',')}${memory ? ' --memory' : ''}${startup ? ' --startup' : ''}`;
+const targets: { name: string; value: number | null; limit: number; unit: string; status: string; note?: string }[] = [];
+const get = (shape: string, dir: string, id: string) => rows.find((r) => r.shape === shape && r.dir === dir && r.id === id);
+for (const shape of shapes) {
+  for (const dir of dirs) {
+    const ar = get(shape, dir, 'ar');
+    const plain = get(shape, dir, 'ar-plain');
+    if (ar?.wallRatio != null)
+      targets.push({ name: `${shape}, ${dir}: wall vs curl + bsdtar`, value: ar.wallRatio, limit: 1.0, unit: 'x', status: '' });
+    if (ar?.cpuRatio != null)
+      targets.push({ name: `${shape}, ${dir}: CPU vs curl + bsdtar`, value: ar.cpuRatio, limit: 1.5, unit: 'x', status: '' });
+    if (ar && plain)
+      targets.push({ name: `${shape}, ${dir}: overlapped wall vs plain`, value: ar.wall / plain.wall, limit: 1.0, unit: 'x', status: '' });
+  }
+}
+for (const e of extra) targets.push({ ...e, status: '' });
+for (const t of targets) t.status = t.value == null ? 'n/a' : t.value <= t.limit ? 'PASS' : 'MISS';
 
-const fmt = (n: number | null, d = 2) => (n == null ? '-' : n.toFixed(d));
-const header = ['contender', 'median s', 'min s', 'max s', 'ratio', 'peak RSS MB'];
+const header = ['shape', 'dir', 'contender', 'wall s', 'CPU s', 'peak RSS MB', 'wall ratio', 'CPU ratio'];
 const cells = rows.map((r) => [
-  `(${r.id}) ${r.label}`,
-  fmt(r.median),
-  fmt(r.min),
-  fmt(r.max),
-  r.ratio == null ? '-' : `${fmt(r.ratio)} vs (${r.baseline})`,
-  fmt(r.peakRssMB, 0),
+  r.shape,
+  r.dir,
+  r.label,
+  fmt(r.wall),
+  fmt(r.cpu),
+  fmt(r.rssMB, 0),
+  r.wallRatio == null ? '-' : fmt(r.wallRatio),
+  r.cpuRatio == null ? '-' : fmt(r.cpuRatio),
 ]);
-const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
-const line = (c: string[]) => c.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
+const shapeLines = Object.entries(archives).map(
+  ([s, a]) =>
+    `${s}: ${mib(a.bytes)} MiB zip, ${a.entries} entries, ${mib(a.inflated)} MiB inflated (${Object.entries(a.composition)
+      .map(([k, v]) => `${k} ${v.files} / ${mib(v.bytes)} MiB`)
+      .join(', ')})`,
+);
+notes.push(
+  `Medians of ${runs} alternating rounds; ratios are against curl + bsdtar in the same shape and folder. CPU is user+sys of the command and the children it waited for (curl included); peak RSS is of the largest single process (GNU time %M).`,
+  'Warm cache (the page cache cannot be dropped here); the simulator runs in the bench process on 127.0.0.1 and is not counted.',
+);
 const targetLines = targets.map(
-  (t) => `${t.status.padEnd(4)}  ${t.name}: ${t.value == null ? 'not measured' : `${fmt(t.value)}${t.unit ?? ''}`}`,
+  (t) =>
+    `${t.status} ${t.name}: ${t.value == null ? 'not measured' : `${fmt(t.value)}${t.unit}`} (limit ${t.limit}${t.unit})${t.note ? `, ${t.note}` : ''}`,
 );
-
-console.log(
-  `\nmachine: ${machine}\narchive: ${archiveLine}\nunpacked under: ${work}\nruns: ${runs} (alternating), bench ${benchSeconds.toFixed(0)} s, total ${((performance.now() - started) / 1000).toFixed(0)} s\n`,
-);
+const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
+const line = (c: string[]) => c.map((x, i) => (i < 3 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
+console.log(`\nmachine: ${machine}\n${shapeLines.join('\n')}\n`);
 console.log([line(header), ...cells.map(line)].join('\n'));
 console.log(`\n${targetLines.join('\n')}\n${notes.map((n) => `note: ${n}`).join('\n')}`);
-console.log(
-  `trees verified against the archive listing: ${[...verified.keys()].map((k) => `(${k})`).join(' ')} = ${info.files} files, ${info.inflated} bytes`,
-);
+console.log(`total ${((performance.now() - started) / 1000).toFixed(0)} s`);
 
 const md = [
   `Measured with \`${command}\` on ${machine}.`,
-  `Archive: ${archiveLine}. Served by the simulator in redirect mode (302 to its storage origin).`,
+  'Archives (bench/gen-zip.py), served by the simulator in redirect mode (302 to its storage origin, which honours Range):',
+  ...shapeLines.map((l) => `- ${l}`),
   '',
   `| ${header.join(' | ')} |`,
-  `|${header.map((_, i) => (i === 0 ? ' --- ' : ' ---: ')).join('|')}|`,
-  ...cells.map((c) => `| ${c.join(' | ')} |`),
+  `|${header.map((_, i) => (i < 3 ? ' --- ' : ' ---: ')).join('|')}|`,
+  ...cells.map((c) => `| ${c.map((x) => x.replace(/\|/g, '\\|')).join(' | ')} |`),
   '',
-  ...targets.map((t) => `- ${t.status} ${t.name}: ${t.value == null ? 'not measured' : `${fmt(t.value)}${t.unit ?? ''}`}`),
+  ...targetLines.map((t) => `- ${t}`),
   ...notes.map((n) => `- ${n}`),
 ].join('\n');
-
 await mkdir(dirname(outJson), { recursive: true });
-const result = {
-  date: new Date().toISOString(),
-  command,
-  machine,
-  archive: info,
-  runs,
-  benchSeconds,
-  totalSeconds: (performance.now() - started) / 1000,
-  rows,
-  targets,
-  notes,
-  verified: Object.fromEntries(verified),
-};
-await writeFile(outJson, `${JSON.stringify(result, null, 2)}\n`);
+await writeFile(
+  outJson,
+  `${JSON.stringify({ date: new Date().toISOString(), command, machine, archives, runs, rows, targets, notes }, null, 2)}\n`,
+);
 await writeFile(outMd, `${md}\n`);
 console.log(`wrote ${outJson} and ${outMd}`);
 if (readmePath) {

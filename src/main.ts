@@ -1,10 +1,5 @@
 // artifact-relay entrypoint: parse the command line, run one command, map errors to exit codes.
 // 0 done, 1 runtime failure, 2 invalid input, 3 fetched but keep refused (fetch keep: true). Never a stack trace for a user mistake.
-import { runCleanup } from './commands/cleanup.ts';
-import { recoverEarlierRun, runFetch } from './commands/fetch.ts';
-import { runKeep } from './commands/keep.ts';
-import { readKeepSettings } from './inputs/keep-settings.ts';
-import { readCleanupSettings } from './inputs/cleanup-settings.ts';
 import { RelayError, UsageError } from './errors.ts';
 import { helpText } from './help.ts';
 import { describeInterruption, installSignalHandlers } from './lifecycle.ts';
@@ -20,20 +15,28 @@ if (DEBUG) logger.level = 4;
 
 type Command = (flags: Map<string, string | true>, env: NodeJS.ProcessEnv) => Promise<unknown>;
 
+// Commands are imported when run (esbuild keeps them in the bundle, evaluated lazily): --version and --help load
+// neither got nor unzipper.
 const commands: Record<string, Command> = {
   fetch: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.fetch, flags, env);
     registerSecret(String(raw.values.token ?? ''));
+    const { runFetch } = await import('./commands/fetch.ts');
     await runFetch(readFetchSettings(raw, env));
   },
   cleanup: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.cleanup, flags, env);
     registerSecret(String(raw.values.token ?? ''));
+    const [{ runCleanup }, { readCleanupSettings }] = await Promise.all([
+      import('./commands/cleanup.ts'),
+      import('./inputs/cleanup-settings.ts'),
+    ]);
     await runCleanup(readCleanupSettings(raw, env));
   },
   keep: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.keep, flags, env);
     registerSecret(String(raw.values.token ?? ''));
+    const [{ runKeep }, { readKeepSettings }] = await Promise.all([import('./commands/keep.ts'), import('./inputs/keep-settings.ts')]);
     await runKeep(readKeepSettings(raw, env));
   },
 };
@@ -52,6 +55,7 @@ async function recover(argv: string[], env: NodeJS.ProcessEnv): Promise<number> 
   const pathInput = typeof raw === 'string' && raw ? raw : env.INPUT_PATH?.trim() || '.';
   const baseDir = env.CI_PROJECT_DIR?.trim() || process.cwd();
   const dest = resolve(baseDir, pathInput);
+  const { recoverEarlierRun } = await import('./commands/fetch.ts');
   await recoverEarlierRun({ dest, baseDir });
   logger.success(`Nothing interrupted is left in or beside ${pathInput}.`);
   return 0;

@@ -1,5 +1,6 @@
 // `artifact-relay fetch`: resolve sources, download each archive (or single files), unpack into a staging
 // folder beside the destination, and move into place only when everything verified.
+import { readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { createGitLabClient, type DownloadOptions, type GitLabClient, type ParallelOptions } from '../api/client.ts';
@@ -39,6 +40,56 @@ const TAIL_REQUEST = 64 * 1024;
 const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
 /** Archives from this size on are fetched as parallel ranges (input connections) where storage allows. */
 const PARALLEL_MIN_BYTES = 2 * 1024 * 1024;
+/**
+ * Smaller archives are downloaded, then unpacked, even where Range works: their download is too short for unpacking
+ * alongside it to save time, and both compete for the same CPU. ARTIFACT_RELAY_OVERLAP=1 overlaps at any size
+ * (settings.overlapMinBytes, ARTIFACT_RELAY_OVERLAP_MIN_MB, default 64 MiB).
+ */
+/**
+ */
+/** How often a download is checked for whether it leaves the CPU idle enough for unpacking alongside it. */
+const OVERLAP_PROBE_MS = 500;
+
+/**
+ * The main thread's time on a CPU plus its time waiting for one, in ms (Linux: /proc/thread-self/schedstat), else
+ * the process's CPU time. On a busy machine a starved download waits for the CPU: that is not idle time either.
+ */
+function busyMs(): number {
+  try {
+    const [run, wait] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number);
+    if (Number.isFinite(run) && Number.isFinite(wait)) return ((run as number) + (wait as number)) / 1e6;
+  } catch {
+    // not Linux
+  }
+  const used = process.cpuUsage();
+  return (used.user + used.system) / 1000;
+}
+
+/**
+ * Resolves when unpacking should start: unpacking alongside the download pays only while the download leaves the CPU
+ * idle (bound by the network). Every OVERLAP_PROBE_MS the main thread's busy time (busyMs) is compared with the time
+ * passed: below half of it, unpacking starts; a download that keeps the CPU busy (a fast server nearby, or a busy
+ * machine) is left alone and the archive is unpacked once complete. ARTIFACT_RELAY_OVERLAP=1 starts at once.
+ */
+function whenToUnpack(downloading: Promise<unknown>, overlap: FetchSettings['overlap']): Promise<void> {
+  if (overlap === 'always') return Promise.resolve();
+  return new Promise((resolve) => {
+    let busy = busyMs();
+    let at = performance.now();
+    const timer = setInterval(() => {
+      const nowBusy = busyMs();
+      const now = performance.now();
+      if (nowBusy - busy < 0.5 * (now - at)) done();
+      busy = nowBusy;
+      at = now;
+    }, OVERLAP_PROBE_MS);
+    const done = () => {
+      clearInterval(timer);
+      resolve();
+    };
+    downloading.then(done, done);
+  });
+}
 
 /** The overlapped download was restarted or changed under us: its extraction is discarded and redone from the file. */
 class Abandoned extends Error {}
@@ -190,10 +241,23 @@ async function fetchArchive(
   destSub: string,
   summary: SourceSummary,
 ): Promise<void> {
-  const forcedOff = !settings.overlap;
-  const tail = forcedOff ? undefined : await directoryFromTail(client, source);
+  const found = settings.overlap === 'never' ? undefined : await directoryFromTail(client, source);
+  // Parallel ranges pay whatever the CPU does (storage limits each connection); they need a validator, so that every
+  // range is provably of the object the tail came from.
+  const parallel =
+    found && settings.connections > 1 && found.total >= PARALLEL_MIN_BYTES && (found.etag || found.lastModified)
+      ? { total: found.total, validators: { etag: found.etag, lastModified: found.lastModified }, connections: settings.connections }
+      : undefined;
+  const small = found !== undefined && !parallel && settings.overlap === 'auto' && found.total < settings.overlapMinBytes;
+  const tail = small ? undefined : found;
   if (!tail) {
-    logger.info(`Download, then unpack (${forcedOff ? 'ARTIFACT_RELAY_OVERLAP=0' : 'no Range support'})`);
+    const why =
+      settings.overlap === 'never'
+        ? 'ARTIFACT_RELAY_OVERLAP=0'
+        : small
+          ? `below ${formatBytes(settings.overlapMinBytes)}`
+          : 'no Range support';
+    logger.info(`Download, then unpack (${why})`);
     await section(
       `Download ${source.label}`,
       async () =>
@@ -205,11 +269,6 @@ async function fetchArchive(
     await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
     return;
   }
-  // Parallel ranges need a validator, so that every range is provably of the object the tail came from.
-  const parallel =
-    settings.connections > 1 && tail.total >= PARALLEL_MIN_BYTES && (tail.etag || tail.lastModified)
-      ? { total: tail.total, validators: { etag: tail.etag, lastModified: tail.lastModified }, connections: settings.connections }
-      : undefined;
   logger.info(
     `Unpacking while downloading (${tail.directory.length} entries in the directory${parallel ? `, ${parallel.connections} connections` : ''})`,
   );
@@ -252,12 +311,11 @@ async function fetchArchive(
       throw err;
     },
   );
-  const unpacking = unpackArchive(settings, source, zip, stagingDir, destSub, summary, {
-    directory: tail.directory,
-    available: mark.wait,
-  }).catch((err) => {
-    extractError = err;
-  });
+  const unpacking = whenToUnpack(downloading, settings.overlap)
+    .then(() => unpackArchive(settings, source, zip, stagingDir, destSub, summary, { directory: tail.directory, available: mark.wait }))
+    .catch((err) => {
+      extractError = err;
+    });
   // Both settle before anything else touches staging; a download failure is the error to report (the extraction
   // only saw its consequences).
   const [downloaded] = await Promise.allSettled([downloading, unpacking]);

@@ -97,8 +97,13 @@ export interface FetchSettings extends ConnectionSettings {
   pollMs: number;
   /** Interval of download progress lines (ARTIFACT_RELAY_PROGRESS_MS, default 5000). */
   progressMs: number;
-  /** Unpack while downloading when the server supports Range (ARTIFACT_RELAY_OVERLAP=0 turns it off). */
-  overlap: boolean;
+  /**
+   * Unpack while downloading where the server supports Range: auto (archives of overlapMinBytes and up, while the
+   * download leaves the CPU idle), always (ARTIFACT_RELAY_OVERLAP=1) or never (ARTIFACT_RELAY_OVERLAP=0).
+   */
+  overlap: 'auto' | 'always' | 'never';
+  /** Smallest archive unpacked while downloading under overlap auto (ARTIFACT_RELAY_OVERLAP_MIN_MB, default 64). */
+  overlapMinBytes: number;
 }
 
 /** API base URL: server_url when given, else $CI_API_V4_URL, else the server_url default + /api/v4. */
@@ -452,6 +457,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     keepFailure: str(raw, 'keep_failure') === 'warn' ? 'warn' : 'fail',
     pollMs: envMs(env, 'ARTIFACT_RELAY_POLL_MS') || 3000,
     progressMs: envMs(env, 'ARTIFACT_RELAY_PROGRESS_MS') || 5000,
-    overlap: env.ARTIFACT_RELAY_OVERLAP?.trim() !== '0',
+    overlap: ({ '0': 'never', '1': 'always' } as const)[env.ARTIFACT_RELAY_OVERLAP?.trim() ?? ''] ?? 'auto',
+    overlapMinBytes: (envMs(env, 'ARTIFACT_RELAY_OVERLAP_MIN_MB') || 64) * 1024 * 1024,
   };
 }
