@@ -214,7 +214,10 @@ describe('cleanup refusals: exit 2 before any request (the settings are read bef
 describe('ARTIFACT_RELAY_* knobs are read into the settings', () => {
   test('defaults', () => {
     const s = settingsFor(['--job-id', '5'], CI);
-    assert.deepEqual([s.pollMs, s.progressMs, s.overlap, s.retryBaseMs, s.retryMaxWaitMs], [3000, 5000, true, undefined, undefined]);
+    assert.deepEqual(
+      [s.pollMs, s.progressMs, s.overlap, s.overlapMinBytes, s.retryBaseMs, s.retryMaxWaitMs, s.rateLimitWindowMs],
+      [3000, 5000, 'auto', 64 * 1024 * 1024, undefined, undefined, 60_000],
+    );
   });
   test('set', () => {
     const s = settingsFor(['--job-id', '5'], {
@@ -224,8 +227,14 @@ describe('ARTIFACT_RELAY_* knobs are read into the settings', () => {
       ARTIFACT_RELAY_OVERLAP: '0',
       ARTIFACT_RELAY_RETRY_BASE_MS: '20',
       ARTIFACT_RELAY_RETRY_MAX_WAIT_MS: '200',
+      ARTIFACT_RELAY_OVERLAP_MIN_MB: '2',
+      ARTIFACT_RELAY_RATE_WINDOW_MS: '150',
     });
-    assert.deepEqual([s.pollMs, s.progressMs, s.overlap, s.retryBaseMs, s.retryMaxWaitMs], [100, 300, false, 20, 200]);
+    assert.deepEqual(
+      [s.pollMs, s.progressMs, s.overlap, s.overlapMinBytes, s.retryBaseMs, s.retryMaxWaitMs, s.rateLimitWindowMs],
+      [100, 300, 'never', 2 * 1024 * 1024, 20, 200, 150],
+    );
+    assert.equal(settingsFor(['--job-id', '5'], { ...CI, ARTIFACT_RELAY_OVERLAP: '1' }).overlap, 'always');
     assert.equal(settingsFor(['--job-id', '5'], { ...CI, ARTIFACT_RELAY_RETRY_BASE_MS: 'fast' }).retryBaseMs, undefined);
   });
 });

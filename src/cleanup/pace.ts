@@ -32,7 +32,7 @@ export class AdaptivePace {
   constructor(cap: number, opts: PaceOptions = {}) {
     this.cap = Math.max(1, Math.floor(cap));
     this.limit = this.cap;
-    this.slowMs = opts.slowMs ?? (Number(process.env.ARTIFACT_RELAY_SLOW_MS) || 5000);
+    this.slowMs = opts.slowMs ?? 5000;
     this.recoverAfter = opts.recoverAfter ?? 20;
     this.onChange = opts.onChange;
   }

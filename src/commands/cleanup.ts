@@ -283,6 +283,7 @@ function logStorage(storage: StorageReport, top = 10): void {
 
 export async function runCleanup(settings: CleanupSettings, givenClient?: GitLabClient): Promise<CleanupReport> {
   const pace = new AdaptivePace(settings.concurrency, {
+    slowMs: settings.slowDeleteMs,
     onChange: (c) => logger.info(`Pace: ${c.from} -> ${c.to} deletion(s) in flight (${c.why}).`),
   });
   const client =

@@ -21,6 +21,7 @@ import { safeFolderName } from '../sources/match.ts';
 import { mapLimit } from '../util/concurrency.ts';
 import { mergeTree } from '../workspace/merge.ts';
 import {
+  pauseAtStep,
   commitStaging,
   conflictError,
   createRun,
@@ -407,6 +408,7 @@ export async function runFetch(
   settings: FetchSettings,
   client: GitLabClient = createGitLabClient({ ...settings, userAgent: `artifact-relay/${version}` }),
 ): Promise<FetchSummary> {
+  const commitHook = settings.commitPauseStep === undefined ? undefined : pauseAtStep(settings.commitPauseStep);
   const started = Date.now();
   const summary: FetchSummary = {
     found: false,
@@ -501,7 +503,7 @@ export async function runFetch(
     summary.found = staged.length > 0;
     if (summary.found) {
       if (single) {
-        await commitStaging(staging, settings.dest, { overwrite: settings.overwrite, workDir: run.root });
+        await commitStaging(staging, settings.dest, { overwrite: settings.overwrite, workDir: run.root, onStep: commitHook });
       } else {
         // Compose the final tree inside staging, so the workspace sees one move.
         const merged = join(staging, '.merged');
@@ -513,7 +515,7 @@ export async function runFetch(
           await mergeTree(dir, into, () => `${sources[index].label}, and one of ${[...owners.values()].join('; ')}`);
           owners.set(index, sources[index].label);
         }
-        await commitStaging(merged, settings.dest, { overwrite: settings.overwrite, workDir: run.root });
+        await commitStaging(merged, settings.dest, { overwrite: settings.overwrite, workDir: run.root, onStep: commitHook });
       }
     }
   } finally {

@@ -33,6 +33,8 @@ export interface CleanupSettings extends ConnectionSettings {
   expireAll: boolean;
   dryRun: boolean;
   concurrency: number;
+  /** A deletion slower than this steps the pace down (ARTIFACT_RELAY_SLOW_MS, default 5000; tests shrink it). */
+  slowDeleteMs: number;
   report?: string;
   dotenv?: string;
   baseDir: string;
@@ -158,6 +160,7 @@ export function readCleanupSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd 
     expireAll,
     dryRun: bool(raw, 'dry_run'),
     concurrency: Math.floor(concurrency),
+    slowDeleteMs: Number(env.ARTIFACT_RELAY_SLOW_MS) || 5000,
     report: reportPath ? resolve(baseDir, reportPath) : undefined,
     dotenv: str(raw, 'dotenv') ? resolve(baseDir, str(raw, 'dotenv')) : undefined,
     baseDir,

@@ -104,6 +104,8 @@ export interface FetchSettings extends ConnectionSettings {
   overlap: 'auto' | 'always' | 'never';
   /** Smallest archive unpacked while downloading under overlap auto (ARTIFACT_RELAY_OVERLAP_MIN_MB, default 64). */
   overlapMinBytes: number;
+  /** Tests only (ARTIFACT_RELAY_TEST_COMMIT_PAUSE): pause the commit at this step until a signal arrives. */
+  commitPauseStep?: number;
 }
 
 /** API base URL: server_url when given, else $CI_API_V4_URL, else the server_url default + /api/v4. */
@@ -459,5 +461,6 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     progressMs: envMs(env, 'ARTIFACT_RELAY_PROGRESS_MS') || 5000,
     overlap: ({ '0': 'never', '1': 'always' } as const)[env.ARTIFACT_RELAY_OVERLAP?.trim() ?? ''] ?? 'auto',
     overlapMinBytes: (envMs(env, 'ARTIFACT_RELAY_OVERLAP_MIN_MB') || 64) * 1024 * 1024,
+    ...(env.ARTIFACT_RELAY_TEST_COMMIT_PAUSE?.trim() ? { commitPauseStep: Number(env.ARTIFACT_RELAY_TEST_COMMIT_PAUSE) } : {}),
   };
 }

@@ -195,17 +195,18 @@ export interface CommitOptions {
   /** The run folder that holds the journal and aside/ (default: the folder around `staging`). */
   workDir?: string;
   /**
-   * Called before each step; a throw is a failure of that step (fault injection). Defaults to the
-   * ARTIFACT_RELAY_TEST_COMMIT_PAUSE hook (tests only): at that step index, announce it on stderr and wait for a signal.
+   * Called before each step; a throw is a failure of that step (fault injection, or pauseAtStep in the tests).
    */
   onStep?: (step: CommitStep) => void | Promise<void>;
 }
 
-function pauseHook(): CommitOptions['onStep'] {
-  const at = process.env.ARTIFACT_RELAY_TEST_COMMIT_PAUSE;
-  if (at === undefined || at === '') return undefined;
+/**
+ * A commit hook for the tests (ARTIFACT_RELAY_TEST_COMMIT_PAUSE, read into the fetch settings): at step `at`,
+ * announce it on stderr and wait for a signal.
+ */
+export function pauseAtStep(at: number): NonNullable<CommitOptions['onStep']> {
   return async (step) => {
-    if (step.index !== Number(at)) return;
+    if (step.index !== at) return;
     process.stderr.write(`artifact-relay: commit paused at step ${step.index} (${step.phase}${step.path ? ` ${step.path}` : ''})\n`);
     await waitForSignal();
   };
@@ -292,7 +293,7 @@ async function rollback(
 export async function commitStaging(staging: string, dest: string, opts: CommitOptions): Promise<void> {
   const src = resolve(staging);
   const dst = resolve(dest);
-  const onStep = opts.onStep ?? pauseHook();
+  const onStep = opts.onStep;
   const dstSt = await lstatOrNull(dst);
   if (dstSt && !dstSt.isDirectory()) {
     throw new RelayError(
