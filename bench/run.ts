@@ -23,7 +23,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { startSimulator } from '../src/simulator/index.ts';
+import { startSimulator } from '../test/simulator/index.ts';
 
 const repo = fileURLToPath(new URL('..', import.meta.url));
 const started = performance.now();

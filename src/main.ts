@@ -1,12 +1,12 @@
 // artifact-relay entrypoint: parse the command line, run one command, map errors to exit codes.
 // 0 done, 1 runtime failure, 2 invalid input, 3 fetched but keep refused (fetch keep: true). Never a stack trace for a user mistake.
-import { RelayError, UsageError } from './errors.ts';
-import { helpText } from './help.ts';
-import { describeInterruption, installSignalHandlers } from './lifecycle.ts';
+import { RelayError, UsageError } from './runtime/errors.ts';
+import { helpText } from './inputs/help.ts';
+import { describeInterruption, installSignalHandlers } from './runtime/lifecycle.ts';
 import { readInputs, splitArgv } from './inputs/parse.ts';
 import { readFetchSettings } from './inputs/settings.ts';
 import { componentSpec, version } from './inputs/spec.ts';
-import { logger, redact, registerSecret } from './log.ts';
+import { logger, redact, registerSecret } from './runtime/log.ts';
 import { resolve } from 'node:path';
 
 /** ARTIFACT_RELAY_DEBUG: debug log lines and stack traces on errors. Read once, here. */

@@ -12,13 +12,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGitLabClient, parseLinkHeader, type ClientSettings } from '../src/api/client.ts';
-import { downloadToFile } from '../src/util/file-sink.ts';
+import { downloadToFile } from '../src/workspace/file-sink.ts';
 import { HttpStatusError, parseErrorBody, toRelayError } from '../src/api/errors.ts';
 import { proxyForUrl, shouldBypassProxy } from '../src/api/proxy.ts';
 import { isRetryableNetworkError, isRetryableStatus, rateLimitWindowMs, retryDelay, unhintedRateLimitDelay } from '../src/api/retry.ts';
 import { encodeArtifactPath, encodeProject, encodeRef, joinApi, redactUrl } from '../src/api/urls.ts';
-import { NotFoundError, RelayError } from '../src/errors.ts';
-import { logger } from '../src/log.ts';
+import { NotFoundError, RelayError } from '../src/runtime/errors.ts';
+import { logger } from '../src/runtime/log.ts';
 
 for (const k of Object.keys(process.env)) if (/_proxy$/i.test(k)) delete process.env[k];
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readDirectoryFromFile, readDirectoryFromTail } from '../src/archive/central-directory.ts';
 import { type ExtractOptions, extractArchive, listArchive } from '../src/archive/extract.ts';
-import { ArchiveError } from '../src/errors.ts';
+import { ArchiveError } from '../src/runtime/errors.ts';
 import { infoZip, pythonZip } from './helpers/archives.ts';
 import { snapshotTree } from './helpers/tree.ts';
 

@@ -5,10 +5,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import type { Job, Project, Simulator } from '../src/simulator/index.ts';
+import type { Job, Project, Simulator } from './simulator/index.ts';
 import { runBundle } from './helpers/run.ts';
 import { JOB_TOKEN, PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
-import { PROFILE_NAMES } from '../src/simulator/index.ts';
+import { PROFILE_NAMES } from './simulator/index.ts';
 
 const DAY = 86_400_000;
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
@@ -282,7 +282,7 @@ describe('cleanup scope and refusals', () => {
   }
 });
 
-// Key cleanup flows on every GitLab version profile (src/simulator/profiles.ts).
+// Key cleanup flows on every GitLab version profile (test/simulator/profiles.ts).
 for (const profile of PROFILE_NAMES) {
   describe(`cleanup on GitLab ${profile}`, () => {
     const world = useWorld({ profile });
@@ -358,7 +358,7 @@ for (const profile of PROFILE_NAMES) {
       }
       // lib/api/ci/jobs.rb check_rate_limit!(:jobs_index): the first listing finds the limit reached (limit 0, a
       // window opens), then one listing per window: each later project meets a 429 without Retry-After too
-      // (src/simulator/profiles.ts rateLimitExpiry says when a window ends). Counted, not timed.
+      // (test/simulator/profiles.ts rateLimitExpiry says when a window ends). Counted, not timed.
       sim.jobsIndexLimit = 0;
       sim.jobsIndexWindowMs = 1500;
       sim.afterRequests({ path: /\/projects\/\d+\/jobs$/ }, 1, () => {

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import type { Job, Project, Simulator } from '../src/simulator/index.ts';
+import type { Job, Project, Simulator } from './simulator/index.ts';
 import { BUNDLE, runBundle } from './helpers/run.ts';
 import { JOB_TOKEN, PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
 

@@ -8,7 +8,7 @@ import { syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { RelayError } from '../src/errors.ts';
+import { RelayError } from '../src/runtime/errors.ts';
 import { commitStaging, createRun, discardRun } from '../src/workspace/staging.ts';
 import { listing, snapshotTree } from './helpers/tree.ts';
 

@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { build } from 'esbuild';
-import { RelayError } from '../src/errors.ts';
+import { RelayError } from '../src/runtime/errors.ts';
 import { type CommitStep, commitStaging, createRun, discardRun, recoverInterrupted } from '../src/workspace/staging.ts';
 import { listing, snapshotTree } from './helpers/tree.ts';
 

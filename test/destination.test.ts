@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { UsageError } from '../src/errors.ts';
+import { UsageError } from '../src/runtime/errors.ts';
 import { readInputs, splitArgv } from '../src/inputs/parse.ts';
 import { readFetchSettings } from '../src/inputs/settings.ts';
 import { componentSpec } from '../src/inputs/spec.ts';

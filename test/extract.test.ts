@@ -11,7 +11,7 @@ import { Watermark } from '../src/archive/watermark.ts';
 import { compileGlobs, selectEntry } from '../src/archive/glob.ts';
 import { entryMode, entryType } from '../src/archive/modes.ts';
 import { validateEntryPath } from '../src/archive/validate.ts';
-import { ArchiveError } from '../src/errors.ts';
+import { ArchiveError } from '../src/runtime/errors.ts';
 import { buildTree, goZip, hostile, infoZip, pythonZip, type SpecEntry, unzipSnapshot } from './helpers/archives.ts';
 import { listing, snapshotTree } from './helpers/tree.ts';
 

@@ -9,7 +9,7 @@ import { describe, test } from 'node:test';
 import { hostile, unzipSnapshot } from './helpers/archives.ts';
 import { runBundle } from './helpers/run.ts';
 import { snapshotTree } from './helpers/tree.ts';
-import { PROFILES, PROFILE_NAMES } from '../src/simulator/index.ts';
+import { PROFILES, PROFILE_NAMES } from './simulator/index.ts';
 import { JOB_TOKEN, OAUTH_TOKEN, PRIVATE_TOKEN, tokenHeadersSeen, useWorld, type World } from './helpers/world.ts';
 
 function unzipReference(world: World, archive: string): ReturnType<typeof snapshotTree> {
@@ -571,7 +571,7 @@ describe('storage without Range support, or a download that must restart', () =>
   });
 });
 
-// Key fetch flows on every GitLab version profile (src/simulator/profiles.ts).
+// Key fetch flows on every GitLab version profile (test/simulator/profiles.ts).
 for (const profile of PROFILE_NAMES) {
   const routes = PROFILES[profile];
   describe(`fetch key flows on GitLab ${profile}`, () => {

@@ -1,13 +1,13 @@
 // Input parsing: precedence (flag, INPUT_*, component.yml default), list syntaxes, sizes, upstream detection.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { UsageError } from '../src/errors.ts';
+import { UsageError } from '../src/runtime/errors.ts';
 import { expandVariables, parseBytes, readInputs, splitArgv, splitList } from '../src/inputs/parse.ts';
 import { readCleanupSettings } from '../src/inputs/cleanup-settings.ts';
 import { readFetchSettings, resolveTokenType } from '../src/inputs/settings.ts';
 import { componentSpec } from '../src/inputs/spec.ts';
 import { jobNameMatcher, safeFolderName } from '../src/sources/match.ts';
-import { detectUpstream } from '../src/sources/upstream.ts';
+import { detectUpstream } from '../src/inputs/upstream.ts';
 
 const fetchSpec = componentSpec.commands.fetch;
 const settingsFor = (argv: string[], env: NodeJS.ProcessEnv) => {

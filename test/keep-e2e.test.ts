@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import type { Job } from '../src/simulator/index.ts';
+import type { Job } from './simulator/index.ts';
 import { runBundle } from './helpers/run.ts';
 import { JOB_TOKEN, PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
 

@@ -1,8 +1,8 @@
-// Secret masking (src/log.ts): every form a server or proxy could plausibly echo back is masked, and no output
+// Secret masking (src/runtime/log.ts): every form a server or proxy could plausibly echo back is masked, and no output
 // keeps enough of an encoded secret to decode it.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { redact, registerSecret } from '../src/log.ts';
+import { redact, registerSecret } from '../src/runtime/log.ts';
 
 const TOKEN = 'glpat-Mask/Me+Please=0123456789';
 registerSecret(TOKEN);

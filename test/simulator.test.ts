@@ -1,12 +1,12 @@
-// Tests of the embedded GitLab simulator (src/simulator) against the behaviour in shared/gitlab-api.md.
+// Tests of the embedded GitLab simulator (test/simulator) against the behaviour in GitLab's code (each route cites its file).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startSimulator } from '../src/simulator/index.ts';
-import type { Simulator } from '../src/simulator/index.ts';
+import { startSimulator } from './simulator/index.ts';
+import type { Simulator } from './simulator/index.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'sim-test-'));
 after(() => rmSync(work, { recursive: true, force: true }));

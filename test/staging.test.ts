@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, st
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { RelayError } from '../src/errors.ts';
+import { RelayError } from '../src/runtime/errors.ts';
 import { commitStaging, createRun, discardRun, discardStaging, findConflicts } from '../src/workspace/staging.ts';
 import { listing, snapshotTree } from './helpers/tree.ts';
 

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { matchTree, type PipelineNode } from '../src/sources/tree.ts';
-import type { GitLabJob } from '../src/sources/types.ts';
+import type { GitLabJob } from '../src/api/entities.ts';
 
 const job = (id: number, name: string): GitLabJob => ({ id, name, status: 'success', ref: 'main' });
 const node = (pipelineId: number, via: string[]): PipelineNode => ({ project: 'g/p', pipelineId, via, depth: via.length });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { runBundle } from './helpers/run.ts';
 import { snapshotTree } from './helpers/tree.ts';
-import { PROFILES, PROFILE_NAMES } from '../src/simulator/index.ts';
+import { PROFILES, PROFILE_NAMES } from './simulator/index.ts';
 import { PRIVATE_TOKEN, useWorld, type World } from './helpers/world.ts';
 
 const readJson = (file: string) => JSON.parse(readFileSync(file, 'utf8'));
@@ -440,7 +440,7 @@ describe('large pipelines and limited job tokens', () => {
   });
 });
 
-// Key upstream flows on every GitLab version profile (src/simulator/profiles.ts).
+// Key upstream flows on every GitLab version profile (test/simulator/profiles.ts).
 for (const profile of PROFILE_NAMES) {
   const routes = PROFILES[profile];
   describe(`upstream key flows on GitLab ${profile}`, () => {

@@ -1,7 +1,7 @@
 // Reading response bodies under rules: an idle timeout, a minimum speed (as curl's --speed-limit/--speed-time),
 // a deadline, and byte caps. A broken rule destroys the stream with an error the retry policy understands.
 import type { Readable } from 'node:stream';
-import { RelayError } from '../errors.ts';
+import { RelayError } from '../runtime/errors.ts';
 
 export interface BodyRules {
   /** Longest gap between two chunks. */

@@ -5,8 +5,8 @@
 // See machine-notes.md "got 14" for why got's defaults are not enough.
 import { rootCertificates } from 'node:tls';
 import got, { type OptionsInit, type RequestError, type RetryObject } from 'got';
-import { RelayError } from '../errors.ts';
-import { logger, redact, registerSecret } from '../log.ts';
+import { RelayError } from '../runtime/errors.ts';
+import { logger, redact, registerSecret } from '../runtime/log.ts';
 import { readCaFile } from '../util/ca-file.ts';
 import { type BodyRules, deadlineError, readBody } from './body.ts';
 import {
@@ -37,7 +37,7 @@ import {
 import { joinApi, redactUrl, type Query } from './urls.ts';
 
 export type { Query } from './urls.ts';
-export type { ByteSink, DownloadOptions, DownloadResult, Headers, TailResult, Validators } from './download.ts';
+export type { DownloadOptions, DownloadResult } from './download.ts';
 export type { ParallelOptions, ReadableSink } from './parallel.ts';
 
 export interface ClientSettings {

@@ -2,8 +2,8 @@
 // retry rules). The bytes go to a sink the caller owns: this module knows no file system.
 import { createHash, type Hash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { RelayError } from '../errors.ts';
-import { logger, redact } from '../log.ts';
+import { RelayError } from '../runtime/errors.ts';
+import { logger, redact } from '../runtime/log.ts';
 import { type BodyRules, networkError, pump, readBody } from './body.ts';
 import { isRetryableNetworkError } from './retry.ts';
 import { redactUrl } from './urls.ts';
@@ -129,7 +129,7 @@ export function sameObject(a: Validators, b: Validators): boolean {
  * carry, or undefined when it cannot resume and must restart from zero. Without a validator (strong ETag, or
  * Last-Modified with a Content-Length) a resume could splice two objects, so there is none.
  */
-export function resumeValidator(headers: Headers): Validators | undefined {
+function resumeValidator(headers: Headers): Validators | undefined {
   const acceptRanges = /\bbytes\b/i.test(header(headers, 'accept-ranges') ?? '');
   const lengthText = header(headers, 'content-length');
   const length = lengthText && /^\d+$/.test(lengthText) ? Number(lengthText) : undefined;

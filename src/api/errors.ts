@@ -1,7 +1,7 @@
 // Turns HTTP failures and network errors into RelayError / NotFoundError with advice a user can act on.
 // GitLab's error bodies come in several shapes (gitlab-api.md §0 "Error bodies"); we parse them by shape.
-import { NotFoundError, RelayError } from '../errors.ts';
-import { redact } from '../log.ts';
+import { NotFoundError, RelayError } from '../runtime/errors.ts';
+import { redact } from '../runtime/log.ts';
 import { redactUrl } from './urls.ts';
 
 export type TokenType = 'job' | 'private' | 'oauth' | 'none';

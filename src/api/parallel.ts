@@ -3,8 +3,8 @@
 // carries the object's validators (If-Range/If-Match), so all the bytes are of one object. The SHA-256 of the
 // whole archive is computed in order, reading each part back from the sink once the parts before it are done.
 import { createHash } from 'node:crypto';
-import { RelayError } from '../errors.ts';
-import { redact } from '../log.ts';
+import { RelayError } from '../runtime/errors.ts';
+import { redact } from '../runtime/log.ts';
 import { networkError, pump } from './body.ts';
 import {
   type ByteSink,

@@ -1,8 +1,8 @@
 // Retry policy: which failures are worth another attempt, and how long to wait before it.
 // GitLab's Rack::Attack sends Retry-After (seconds) and RateLimit-Reset (ABSOLUTE unix seconds; gitlab-api.md §5).
 
-export const MAX_BACKOFF_MS = 60_000;
-export const MAX_SERVER_WAIT_MS = 5 * 60_000;
+const MAX_BACKOFF_MS = 60_000;
+const MAX_SERVER_WAIT_MS = 5 * 60_000;
 
 export interface RetryHints {
   /** The `Retry-After` header: delta seconds or an HTTP date. */

@@ -1,7 +1,7 @@
 // URL building for GitLab API v4 paths (gitlab-api.md §1): project IDs or URL-encoded paths,
 // refs and artifact paths encoded per segment with their `/` kept.
 
-export type QueryValue = string | number | boolean | string[] | undefined;
+type QueryValue = string | number | boolean | string[] | undefined;
 export type Query = Record<string, QueryValue>;
 
 /** `:id` of a project: a numeric ID stays as is, a path is URL-encoded (`grp/proj` → `grp%2Fproj`). */
@@ -25,7 +25,7 @@ export function encodeArtifactPath(path: string): string {
 }
 
 /** Appends `query` to `params`: arrays become `key[]=a&key[]=b`; undefined values are skipped. */
-export function appendQuery(params: URLSearchParams, query: Query | undefined): void {
+function appendQuery(params: URLSearchParams, query: Query | undefined): void {
   if (!query) return;
   for (const [key, value] of Object.entries(query)) {
     if (value === undefined) continue;

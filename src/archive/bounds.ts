@@ -26,7 +26,7 @@ export function findOverlap(records: readonly Span[]): [Span, Span] | undefined 
 }
 
 /** Entries whose inflated total counts across the archive: a spread-out bomb has no single high-ratio entry. */
-export const ARCHIVE_RATIO_THRESHOLD = 10 * 1024 * 1024;
+const ARCHIVE_RATIO_THRESHOLD = 10 * 1024 * 1024;
 
 /** True when `inflated` bytes out of `compressed` (the whole selection) pass max_ratio, past the threshold. */
 export function archiveRatioExceeded(inflated: number, compressed: number, maxRatio: number): boolean {
@@ -41,7 +41,7 @@ const U32_MAX = 0xffffffff;
  * or undefined. A size or offset of 0xffffffff defers to the zip64 extra field (id 1), which must then hold an
  * 8-byte value for each deferred field, in the order uncompressed size, compressed size, local header offset.
  */
-export function zip64ExtraProblem(record: Buffer): string | undefined {
+function zip64ExtraProblem(record: Buffer): string | undefined {
   const deferred = [
     record.readUInt32LE(24) === U32_MAX && 'uncompressed size',
     record.readUInt32LE(20) === U32_MAX && 'compressed size',

@@ -7,7 +7,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import unzipper from 'unzipper';
-import { ArchiveError, RelayError } from '../errors.ts';
+import { ArchiveError, RelayError } from '../runtime/errors.ts';
 import { DirectoryProblem, findOverlap, scanDirectory } from './bounds.ts';
 
 /** The central-directory fields extraction needs; nothing else is kept per entry. */
@@ -28,7 +28,7 @@ export interface LeanRecord {
 export const LOCAL_HEADER_SIG = 0x04034b50;
 export const DAMAGED_ADVICE = 'Download the artifact again; if it keeps failing the archive on the server is damaged.';
 /** The end record (22 bytes) plus the longest possible comment: the end record is always inside this tail. */
-export const TAIL_BYTES = 22 + 0xffff;
+const TAIL_BYTES = 22 + 0xffff;
 
 function describeStart(buf: Buffer): string {
   const text = buf
@@ -39,7 +39,7 @@ function describeStart(buf: Buffer): string {
 }
 
 /** An HTML error page or an empty download gets a readable message instead of unzipper's. */
-export function checkHead(head: Buffer, size: number): void {
+function checkHead(head: Buffer, size: number): void {
   const sig = head.length >= 4 ? head.readUInt32LE(0) : 0;
   if (size < 22 || (sig !== LOCAL_HEADER_SIG && sig !== 0x06054b50)) {
     throw new ArchiveError(
@@ -54,7 +54,7 @@ export function checkHead(head: Buffer, size: number): void {
  * How many bytes from the end of the archive the end-of-central-directory record starts, searched backwards in the
  * archive's last bytes, so a long comment or a signature inside entry data cannot confuse unzipper's forward search.
  */
-export function endRecordTailSize(tail: Buffer): number {
+function endRecordTailSize(tail: Buffer): number {
   const eocd = Buffer.from([0x50, 0x4b, 0x05, 0x06]);
   let pos = tail.lastIndexOf(eocd);
   let fallback = -1;

@@ -5,7 +5,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { ArchiveError } from '../errors.ts';
+import { ArchiveError } from '../runtime/errors.ts';
 import { DAMAGED_ADVICE, LOCAL_HEADER_SIG, type LeanRecord } from './central-directory.ts';
 import { type Caps, checkArchiveRatio, checkRatio, mb } from './plan.ts';
 
@@ -53,7 +53,7 @@ export class Budget {
  * The one check of inflated data: `add` every inflated piece in order (counted against the declared size, the budget
  * and the ratio; CRC-32 accumulated), then `finish` (declared size reached, CRC equal).
  */
-export class EntryCheck {
+class EntryCheck {
   private inflated = 0;
   private crc = 0;
   constructor(
@@ -94,7 +94,7 @@ function corrupt(err: unknown, path: string): ArchiveError {
 }
 
 /** Reads the local file header and returns where the entry's data starts (waiting for the bytes when still downloading). */
-export async function dataStart(fh: FileHandle, rec: LeanRecord, path: string, available: Available): Promise<number> {
+async function dataStart(fh: FileHandle, rec: LeanRecord, path: string, available: Available): Promise<number> {
   await available?.(rec.offsetToLocalFileHeader + 30);
   const header = Buffer.alloc(30);
   const { bytesRead } = await fh.read(header, 0, 30, rec.offsetToLocalFileHeader);

@@ -2,7 +2,7 @@
 // methods, conflicts, symlink targets) and the declared-size cap checks. Nothing here touches the file system; the
 // symlink targets are read by the caller (entry-data.ts) and checked here.
 import { posix } from 'node:path';
-import { ArchiveError } from '../errors.ts';
+import { ArchiveError } from '../runtime/errors.ts';
 import { archiveRatioExceeded } from './bounds.ts';
 import type { LeanRecord } from './central-directory.ts';
 import { compileSelector } from './glob.ts';
@@ -28,7 +28,7 @@ export interface Caps {
 }
 
 export const HOSTILE_ADVICE = 'The archive is rejected as a whole; nothing was moved into place. Check the job that produced it.';
-export const RATIO_THRESHOLD = 10 * 1024 * 1024;
+const RATIO_THRESHOLD = 10 * 1024 * 1024;
 
 export function mb(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MiB`;
@@ -37,7 +37,7 @@ export function mb(n: number): string {
 /** "Version made by" hosts whose tools write `\` as the separator: MS-DOS/FAT, NTFS, VFAT. */
 const DOS_HOSTS = new Set([0, 11, 14]);
 
-export function checkMethod(rec: LeanRecord, path: string): void {
+function checkMethod(rec: LeanRecord, path: string): void {
   if ((rec.flags & 1) !== 0)
     throw new ArchiveError('encrypted entries are not supported', path, 'Publish the artifact without a password.');
   if (rec.compressionMethod !== 0 && rec.compressionMethod !== 8) {

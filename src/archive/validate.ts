@@ -1,5 +1,5 @@
 // Entry-name validation: every name in an archive must map to a safe relative POSIX path inside the destination.
-import { ArchiveError } from '../errors.ts';
+import { ArchiveError } from '../runtime/errors.ts';
 
 const ADVICE = 'The archive is rejected as a whole; nothing was written. Check the job that produced it.';
 

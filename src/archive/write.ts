@@ -3,7 +3,7 @@
 import { closeSync, constants as fsConstants, fchmodSync, futimesSync, openSync, writeSync } from 'node:fs';
 import { chmod, lstat, mkdir, open, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ArchiveError } from '../errors.ts';
+import { ArchiveError } from '../runtime/errors.ts';
 import type { LeanRecord } from './central-directory.ts';
 import { HOSTILE_ADVICE, type PlannedEntry } from './plan.ts';
 

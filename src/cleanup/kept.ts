@@ -3,7 +3,7 @@
 // keep_artifacts!), which is also what a job made with `expire_in: never` has (or any job when the instance's default
 // expiration is 0): the Job entity cannot tell the two apart, so both are treated as kept, the safe side.
 // The policy's other rules (older_than, keep_latest...) come first; this only spares jobs the policy would delete.
-import type { GitLabJob } from '../sources/types.ts';
+import type { GitLabJob } from '../api/entities.ts';
 
 export const KEPT_REASON = 'no expiry: kept, or expire_in never (delete_kept: false)';
 

@@ -1,9 +1,9 @@
 // The cleanup policy as a pure function: which jobs' artifacts go, which stay, and why. Kept separate from
 // listing and deleting so the rules can be read (and tested) in one place.
 import type { CleanupPolicy } from '../inputs/cleanup-settings.ts';
-import { jobNameMatcher } from '../sources/match.ts';
+import { nameMatcher } from '../util/glob.ts';
 import { isKept, KEPT_REASON } from './kept.ts';
-import type { GitLabJob } from '../sources/types.ts';
+import { type GitLabJob, hasArchive } from '../api/entities.ts';
 
 export interface Decision {
   job: GitLabJob;
@@ -14,12 +14,7 @@ export interface Decision {
   bytes: number;
 }
 
-/** Whether the job still has an archive (GitLab omits artifacts_file once it expired or was deleted). */
-export function hasArchive(job: GitLabJob): boolean {
-  return Boolean(job.artifacts_file) || (job.artifacts ?? []).some((a) => a.file_type === 'archive');
-}
-
-export function erasableBytes(job: GitLabJob): number {
+function erasableBytes(job: GitLabJob): number {
   const listed = (job.artifacts ?? []).filter((a) => a.file_type !== 'trace').reduce((n, a) => n + (a.size ?? 0), 0);
   return listed || job.artifacts_file?.size || 0;
 }
@@ -27,12 +22,12 @@ export function erasableBytes(job: GitLabJob): number {
 const archiveSize = (job: GitLabJob) => job.artifacts_file?.size ?? (job.artifacts ?? []).find((a) => a.file_type === 'archive')?.size ?? 0;
 const refKey = (job: GitLabJob) => `${job.tag ? 'tag' : 'branch'}:${job.ref ?? job.pipeline?.ref}`;
 const anyOf = (patterns: string[]) => {
-  const matchers = patterns.map(jobNameMatcher);
+  const matchers = patterns.map(nameMatcher);
   return (value: string) => matchers.some((m) => m(value));
 };
 
 /** The pipeline IDs kept by keep_latest: the newest N successful pipelines of each ref among the jobs seen. */
-export function latestPipelines(jobs: GitLabJob[], keepLatest: number): Set<number> {
+function latestPipelines(jobs: GitLabJob[], keepLatest: number): Set<number> {
   const byRef = new Map<string, Set<number>>();
   for (const job of jobs) {
     if (job.pipeline?.status !== 'success') continue;

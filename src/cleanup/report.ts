@@ -1,6 +1,6 @@
 // The storage report: artifact bytes per project and per policy reason, largest first, as JSON (in the cleanup
 // report, under `storage`) and as a Markdown table fit for the job log and a merge request comment.
-import { formatBytes } from '../log.ts';
+import { formatBytes } from '../runtime/log.ts';
 
 export interface ReasonTally {
   jobs: number;
@@ -18,7 +18,7 @@ export interface ProjectTally {
   by_reason: Record<string, ReasonTally>;
 }
 
-export interface StorageProjectRow {
+interface StorageProjectRow {
   project_id: number;
   path: string;
   artifact_bytes: number | null;

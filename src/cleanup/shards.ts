@@ -3,7 +3,7 @@
 // stable across runs and the shards are disjoint and together cover every project exactly once.
 
 /** FNV-1a (32 bit) of the decimal project ID: cheap, stable everywhere, and well spread for consecutive IDs. */
-export function projectHash(projectId: number): number {
+function projectHash(projectId: number): number {
   let h = 0x811c9dc5;
   for (const c of String(projectId)) {
     h ^= c.charCodeAt(0);

@@ -3,14 +3,15 @@
 import { createGitLabClient, type GitLabClient } from '../api/client.ts';
 import { encodeProject } from '../api/urls.ts';
 import { KEPT_REASON } from '../cleanup/kept.ts';
-import { applyPolicy, hasArchive } from '../cleanup/policy.ts';
-import { httpStatus, RelayError } from '../errors.ts';
+import { hasArchive } from '../api/entities.ts';
+import { applyPolicy } from '../cleanup/policy.ts';
+import { httpStatus, RelayError } from '../runtime/errors.ts';
 import type { CleanupSettings } from '../inputs/cleanup-settings.ts';
 import { version } from '../inputs/spec.ts';
-import { formatBytes, logger, section } from '../log.ts';
+import { formatBytes, logger, section } from '../runtime/log.ts';
 import { dotenvValue, writeAtomic } from '../outputs/summary.ts';
 import { jobNameMatcher } from '../sources/match.ts';
-import type { GitLabJob } from '../sources/types.ts';
+import type { GitLabJob } from '../api/entities.ts';
 import { AdaptivePace, runPaced } from '../cleanup/pace.ts';
 import {
   addTally,
@@ -33,13 +34,13 @@ interface Project {
 }
 
 /** A project the cleanup left alone, and why. */
-export interface SkippedProject {
+interface SkippedProject {
   project_id: number;
   path: string;
   reason: string;
 }
 
-export interface ProjectReport {
+interface ProjectReport {
   project_id: number;
   path: string;
   jobs_seen: number;

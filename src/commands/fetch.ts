@@ -8,12 +8,12 @@ import { readDirectoryFromTail, type LeanRecord } from '../archive/central-direc
 import { extractArchive, type ExtractResult } from '../archive/extract.ts';
 import { Watermark } from '../archive/watermark.ts';
 import { validateEntryPath } from '../archive/validate.ts';
-import { NotFoundError, RelayError } from '../errors.ts';
+import { NotFoundError, RelayError } from '../runtime/errors.ts';
 import { keepAfterFetch } from '../keep/after-fetch.ts';
-import { removeOnInterrupt } from '../lifecycle.ts';
+import { removeOnInterrupt } from '../runtime/lifecycle.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
 import { version } from '../inputs/spec.ts';
-import { formatBytes, logger, section } from '../log.ts';
+import { formatBytes, logger, section } from '../runtime/log.ts';
 import { displayPath, writeDotenv, writeSummary, type FetchSummary, type FetchedFile, type SourceSummary } from '../outputs/summary.ts';
 import { resolveSources } from '../sources/resolve.ts';
 import type { ResolvedSource } from '../sources/types.ts';
@@ -30,7 +30,7 @@ import {
   findConflicts,
   recoverInterrupted,
 } from '../workspace/staging.ts';
-import { downloadToFile, downloadToFileParallel, fileEndsWith } from '../util/file-sink.ts';
+import { downloadToFile, downloadToFileParallel, fileEndsWith } from '../workspace/file-sink.ts';
 
 const LISTED_ENTRIES = 200;
 /** Downloads of several jobs run concurrently, a few at a time: polite to the API, and the disk is shared anyway. */

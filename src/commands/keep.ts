@@ -1,16 +1,16 @@
 // `artifact-relay keep`: resolve jobs exactly as fetch does (src/sources), then keep their artifacts (remove the
 // expiry) without downloading anything. Dry run lists them. Every job is tried; failures are reported together.
 import { createGitLabClient, type GitLabClient } from '../api/client.ts';
-import { NotFoundError, RelayError } from '../errors.ts';
+import { NotFoundError, RelayError } from '../runtime/errors.ts';
 import type { KeepSettings } from '../inputs/keep-settings.ts';
 import { version } from '../inputs/spec.ts';
 import { keepAll, type KeepResult } from '../keep/keep.ts';
-import { logger } from '../log.ts';
+import { logger } from '../runtime/log.ts';
 import { dotenvValue, writeAtomic } from '../outputs/summary.ts';
 import { resolveSources } from '../sources/resolve.ts';
 import type { ResolvedSource } from '../sources/types.ts';
 
-export interface KeptSource {
+interface KeptSource {
   project_id: number | string;
   pipeline_id: number | null;
   job_id: number | null;

@@ -1,7 +1,7 @@
 // Turns the raw cleanup inputs into a typed CleanupSettings object. The refusals that protect a scheduled job
 // from deleting everything, or from trying with a token that cannot delete, happen here: before any request.
 import { resolve } from 'node:path';
-import { UsageError } from '../errors.ts';
+import { UsageError } from '../runtime/errors.ts';
 import { bool, list, num, parseBytes, str, type RawInputs } from './parse.ts';
 import { readConnectionSettings, type ConnectionSettings } from './settings.ts';
 
@@ -43,7 +43,7 @@ export interface CleanupSettings extends ConnectionSettings {
 const UNIT_MS: Record<string, number> = { m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
 
 /** `30d`, `12h`, `2w`, `90m` (an age before now) or an ISO date/time. */
-export function parseOlderThan(text: string, now: Date): Date | undefined {
+function parseOlderThan(text: string, now: Date): Date | undefined {
   const age = /^(\d+)\s*([mhdw])$/.exec(text.trim());
   if (age) return new Date(now.getTime() - Number(age[1]) * UNIT_MS[age[2]]);
   if (/^\d{4}-\d{2}-\d{2}/.test(text.trim())) {

@@ -2,8 +2,8 @@
 // fetch's selection inputs, plus connection, dry_run, summary, dotenv) over fetch's defaults for everything else,
 // read by readFetchSettings with the same rules and messages. The token is checked first: keep refuses job tokens
 // before any request.
-import { UsageError } from '../errors.ts';
-import { refuseKeepToken } from '../keep/keep.ts';
+import { UsageError } from '../runtime/errors.ts';
+import { refuseKeepToken } from './keep-token.ts';
 import { readInputs, str, type RawInputs } from './parse.ts';
 import { readConnectionSettings, readFetchSettings, type FetchSettings } from './settings.ts';
 import { componentSpec } from './spec.ts';

@@ -2,11 +2,11 @@
 // (with $VARIABLES expanded). Values are checked against the declared type/options/regex here, so every
 // later module gets typed values and every mistake becomes a UsageError naming the input.
 import { parseArgs } from 'node:util';
-import { UsageError } from '../errors.ts';
+import { UsageError } from '../runtime/errors.ts';
 import type { CommandSpec, InputSpec } from './spec.ts';
 
-export type InputValue = string | number | boolean | string[];
-export type Source = 'flag' | 'env' | 'default';
+type InputValue = string | number | boolean | string[];
+type Source = 'flag' | 'env' | 'default';
 
 export interface RawInputs {
   values: Record<string, InputValue>;

@@ -5,13 +5,13 @@ import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:pat
 import type { ClientSettings } from '../api/client.ts';
 import type { TokenType } from '../api/errors.ts';
 import { rateLimitWindowMs } from '../api/retry.ts';
-import { UsageError } from '../errors.ts';
-import { refuseKeepToken } from '../keep/keep.ts';
-import { describeMissingUpstream, detectUpstream, type UpstreamPipeline } from '../sources/upstream.ts';
+import { UsageError } from '../runtime/errors.ts';
+import { refuseKeepToken } from './keep-token.ts';
+import { describeMissingUpstream, detectUpstream, type UpstreamPipeline } from './upstream.ts';
 import { bool, list, num, parseBytes, str, type RawInputs } from './parse.ts';
 
 export type { TokenType };
-export type IfNotFound = 'fail' | 'warn' | 'ignore';
+type IfNotFound = 'fail' | 'warn' | 'ignore';
 
 /** What every command needs to talk to GitLab: the API client's settings, read from the shared inputs. */
 export type ConnectionSettings = Pick<
@@ -42,8 +42,8 @@ function envMs(env: NodeJS.ProcessEnv, name: string): number | undefined {
   return Number.isFinite(n) && n >= 0 ? n : undefined;
 }
 
-export type Selector = 'job_id' | 'ref' | 'pipeline' | 'upstream' | 'bridge';
-export type Layout = 'merge' | 'per-job';
+type Selector = 'job_id' | 'ref' | 'pipeline' | 'upstream' | 'bridge';
+type Layout = 'merge' | 'per-job';
 
 export interface FetchSettings extends ConnectionSettings {
   project: string;
@@ -109,7 +109,7 @@ export interface FetchSettings extends ConnectionSettings {
 }
 
 /** API base URL: server_url when given, else $CI_API_V4_URL, else the server_url default + /api/v4. */
-export function resolveApiUrl(raw: RawInputs, env: NodeJS.ProcessEnv): string {
+function resolveApiUrl(raw: RawInputs, env: NodeJS.ProcessEnv): string {
   const serverUrl = str(raw, 'server_url');
   const ciApi = env.CI_API_V4_URL?.trim();
   const chosen = raw.sources.server_url === 'default' && ciApi ? ciApi : serverUrl ? `${serverUrl.replace(/\/+$/, '')}/api/v4` : '';
@@ -229,7 +229,7 @@ function noSourceError(env: NodeJS.ProcessEnv, jobNames: string[]): UsageError {
  * The path as the kernel will resolve it: every existing component's symlinks followed (realpath), the missing rest
  * appended. undefined when an existing component cannot be resolved (a dangling link on the way).
  */
-export function realPathSoFar(path: string): string | undefined {
+function realPathSoFar(path: string): string | undefined {
   const rest: string[] = [];
   let p = resolve(path);
   for (;;) {

@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 
-export type InputType = 'string' | 'number' | 'boolean' | 'array';
+type InputType = 'string' | 'number' | 'boolean' | 'array';
 
 export interface InputSpec {
   type?: InputType;

@@ -2,9 +2,9 @@
 // summary and the dotenv stay, each source says kept true or false, and the failure is exit 3 (keep_failure: fail)
 // or a warning (keep_failure: warn).
 import type { GitLabClient } from '../api/client.ts';
-import { KeepFailedError } from '../errors.ts';
+import { KeepFailedError } from '../runtime/errors.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
-import { logger } from '../log.ts';
+import { logger } from '../runtime/log.ts';
 import type { FetchSummary } from '../outputs/summary.ts';
 import type { ResolvedSource } from '../sources/types.ts';
 import { keepAll } from './keep.ts';

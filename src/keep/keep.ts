@@ -2,7 +2,7 @@
 // lib/api/ci/job_artifacts.rb → app/models/ci/build.rb keep_artifacts!: artifacts_expire_at = nil). Shared by the
 // keep command and fetch's keep input.
 //
-// What GitLab answers (the simulator models the same, src/simulator/server.ts):
+// What GitLab answers (the simulator models the same, test/simulator/server.ts):
 // - job tokens: the route has no `job_token_allowed`, so a JOB-TOKEN is ignored and the request is anonymous; the
 //   API class's `before { authenticate_non_get! }` answers 401 whatever the project's visibility. Refused here
 //   before any request (refuseJobToken).
@@ -11,28 +11,14 @@
 //   which, so the job is read to explain it.
 // - 200 with the Job entity, artifacts_expire_at null. Keeping twice is harmless. 429/5xx are retried by the client.
 import type { GitLabClient } from '../api/client.ts';
-import type { TokenType } from '../api/errors.ts';
 import { encodeProject } from '../api/urls.ts';
-import { httpStatus, RelayError, UsageError } from '../errors.ts';
-import { logger } from '../log.ts';
-import type { GitLabJob, ResolvedSource } from '../sources/types.ts';
+import { httpStatus, RelayError } from '../runtime/errors.ts';
+import { logger } from '../runtime/log.ts';
+import type { GitLabJob } from '../api/entities.ts';
+import { KEEP_TOKEN_ADVICE } from '../inputs/keep-token.ts';
+import type { ResolvedSource } from '../sources/types.ts';
 
-export const KEEP_TOKEN_ADVICE =
-  'Put a project or group access token with the api scope and at least the Developer role on the project in `token` ' +
-  '(Settings > Access tokens), stored in a masked CI/CD variable.';
-
-/** Keep needs an access token: a job token (or none) is refused before any request. */
-export function refuseKeepToken(tokenType: TokenType, what: string): void {
-  if (tokenType === 'job') {
-    throw new UsageError(
-      `Input token is a CI/CD job token, and GitLab does not accept job tokens for keeping artifacts (${what}): the keep route allows no job token, so GitLab treats the request as anonymous and answers 401. ${KEEP_TOKEN_ADVICE}`,
-      'token',
-    );
-  }
-  if (tokenType === 'none') throw new UsageError(`Input token is empty, and ${what} needs one. ${KEEP_TOKEN_ADVICE}`, 'token');
-}
-
-export type KeepReason = 'expired' | 'missing' | 'job not found' | 'forbidden' | 'unauthorized' | 'no job ID' | 'error';
+type KeepReason = 'expired' | 'missing' | 'job not found' | 'forbidden' | 'unauthorized' | 'no job ID' | 'error';
 
 export interface KeepResult {
   kept: boolean;
@@ -105,7 +91,7 @@ async function explainNotFound(client: GitLabClient, source: ResolvedSource): Pr
 }
 
 /** Keeps one job's artifacts; never throws for an HTTP refusal or a network failure (the result says what went wrong). */
-export async function keepOne(client: GitLabClient, source: ResolvedSource): Promise<KeepResult> {
+async function keepOne(client: GitLabClient, source: ResolvedSource): Promise<KeepResult> {
   if (source.jobId === null) {
     return {
       kept: false,

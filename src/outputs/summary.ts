@@ -72,7 +72,7 @@ export function dotenvValue(value: string | number | boolean | null | undefined)
   return String(value).replace(/[\s"'#%\\]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }
 
-export function dotenvLines(summary: FetchSummary): string[] {
+function dotenvLines(summary: FetchSummary): string[] {
   const found = summary.sources.filter((s) => s.found);
   const first = found[0];
   const vars: Record<string, string | number | boolean | null | undefined> = {

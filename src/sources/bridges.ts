@@ -4,10 +4,10 @@
 // downstream pipeline is this one.
 import type { GitLabClient } from '../api/client.ts';
 import { encodeProject } from '../api/urls.ts';
-import { httpStatus, NotFoundError, RelayError } from '../errors.ts';
-import { logger } from '../log.ts';
+import { httpStatus, NotFoundError, RelayError } from '../runtime/errors.ts';
+import { logger } from '../runtime/log.ts';
 import { listTriggerJobs } from './trigger-jobs.ts';
-import type { GitLabPipeline } from './types.ts';
+import type { GitLabPipeline } from '../api/entities.ts';
 
 /** How many of the upstream project's newest pipelines are searched. */
 const SEARCHED_PIPELINES = 50;

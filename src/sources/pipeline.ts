@@ -1,14 +1,14 @@
 // Pipeline + job-name resolution: list every job of one pipeline, match names exactly or by glob, take the
 // newest attempt of each name, and wait while matched jobs are still running. Downloads then go by job ID.
 import type { GitLabClient } from '../api/client.ts';
-import { hasArchive } from '../cleanup/policy.ts';
+import { hasArchive } from '../api/entities.ts';
 import { encodeProject } from '../api/urls.ts';
-import { httpStatus, NotFoundError, RelayError } from '../errors.ts';
+import { httpStatus, NotFoundError, RelayError } from '../runtime/errors.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
-import { logger } from '../log.ts';
+import { logger } from '../runtime/log.ts';
 import { sleep } from '../util/concurrency.ts';
 import { jobNameMatcher } from './match.ts';
-import type { GitLabJob } from './types.ts';
+import type { GitLabJob } from '../api/entities.ts';
 
 /**
  * Statuses after which a job will still run by itself. `manual` is not one: it waits for a person.
@@ -26,7 +26,7 @@ export const ACTIVE_STATUSES = new Set([
 ]);
 
 /** How to get job IDs across when the token cannot list jobs: the recipe the README also shows. */
-export const JOB_ID_RECIPE =
+const JOB_ID_RECIPE =
   'Either put a project or group access token with read_api (Reporter role) on the upstream project in `token` ' +
   '(a masked CI/CD variable), or pass job IDs instead of names: in the upstream build job add ' +
   '`echo "BUILD_JOB_ID=$CI_JOB_ID" >> ids.env` with `artifacts: reports: dotenv: ids.env`, let the trigger job ' +
@@ -71,13 +71,13 @@ export async function listPipelineJobs(
   return jobs.sort((a, b) => b.id - a.id);
 }
 
-export interface MatchedJob {
+interface MatchedJob {
   pattern: string;
   job: GitLabJob;
 }
 
 /** The newest attempt of every job name matched by the patterns; each pattern must match at least one name. */
-export function matchJobs(jobs: GitLabJob[], patterns: string[], where: string): MatchedJob[] {
+function matchJobs(jobs: GitLabJob[], patterns: string[], where: string): MatchedJob[] {
   const newest = new Map<string, GitLabJob>();
   for (const job of jobs) {
     const seen = newest.get(job.name);

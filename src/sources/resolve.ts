@@ -4,17 +4,18 @@
 // cannot list pipelines or the job lives in a child pipeline.
 import { encodeArtifactPath, encodeProject, encodeRef } from '../api/urls.ts';
 import type { GitLabClient } from '../api/client.ts';
-import { hasArchive } from '../cleanup/policy.ts';
-import { httpStatus, NotFoundError, RelayError } from '../errors.ts';
-import { logger } from '../log.ts';
+import { hasArchive } from '../api/entities.ts';
+import { httpStatus, NotFoundError, RelayError } from '../runtime/errors.ts';
+import { logger } from '../runtime/log.ts';
 import { sleep } from '../util/concurrency.ts';
 import { notUpstreamError, type FetchSettings } from '../inputs/settings.ts';
 import { findTriggeringPipeline } from './bridges.ts';
 import { childPipelinesHint, findSiblingPipeline, resolveTreeJobs } from './tree.ts';
 import { ACTIVE_STATUSES, failStatus, pollSchedule, resolvePipelineJobs, waitForArchive } from './pipeline.ts';
-import type { GitLabJob, GitLabPipeline, ResolvedSource } from './types.ts';
+import type { GitLabJob, GitLabPipeline } from '../api/entities.ts';
+import type { ResolvedSource } from './types.ts';
 
-export function sourceForJob(
+function sourceForJob(
   project: string,
   job: { id: number; name?: string | null; pipelineId?: number | null; projectId?: number | null; ref?: string | null },
   selectedBy: ResolvedSource['selectedBy'],

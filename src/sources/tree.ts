@@ -7,17 +7,17 @@
 // reached_max_descendant_pipelines_depth), so a tree is at most the pipeline, its children and grandchildren.
 import type { GitLabClient } from '../api/client.ts';
 import { encodeProject } from '../api/urls.ts';
-import { httpStatus, NotFoundError, RelayError } from '../errors.ts';
+import { httpStatus, NotFoundError, RelayError } from '../runtime/errors.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
-import { logger } from '../log.ts';
+import { logger } from '../runtime/log.ts';
 import { sleep } from '../util/concurrency.ts';
 import { jobNameMatcher } from './match.ts';
 import { ACTIVE_STATUSES, failStatus, listPipelineJobs, pollSchedule } from './pipeline.ts';
 import { listTriggerJobs, type TriggerJob } from './trigger-jobs.ts';
-import type { GitLabJob } from './types.ts';
+import type { GitLabJob } from '../api/entities.ts';
 
 /** Child levels below the selected pipeline that GitLab can create (MAX_NESTED_CHILDREN). */
-export const MAX_CHILD_DEPTH = 2;
+const MAX_CHILD_DEPTH = 2;
 
 /** One pipeline of the tree: the selected one (via []) or a descendant (via = trigger job names from the top). */
 export interface PipelineNode {
@@ -53,7 +53,7 @@ const isChild = (b: TriggerJob) => {
 /** A trigger job that has not made its downstream pipeline yet, but will by itself. */
 const stillCreating = (b: TriggerJob) => !b.downstream_pipeline && ACTIVE_STATUSES.has(b.status);
 
-export function describeNode(node: PipelineNode): string {
+function describeNode(node: PipelineNode): string {
   if (node.depth === 0 && node.via.length === 0) return `pipeline ${node.pipelineId} of ${node.project}`;
   if (node.depth === 0) return `pipeline ${node.pipelineId} of ${node.project} (from trigger job "${node.via.join(' > ')}")`;
   return `child pipeline ${node.pipelineId} (trigger job "${node.via.join(' > ')}")`;

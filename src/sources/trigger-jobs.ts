@@ -3,8 +3,8 @@
 // else .../bridges, still served and answering the same entities.
 import type { GitLabClient } from '../api/client.ts';
 import { encodeProject } from '../api/urls.ts';
-import { httpStatus, type RelayError } from '../errors.ts';
-import { logger } from '../log.ts';
+import { httpStatus, type RelayError } from '../runtime/errors.ts';
+import { logger } from '../runtime/log.ts';
 
 /** The subset of GitLab's Bridge entity (JobBasic + downstream_pipeline) we read. */
 export interface TriggerJob {

@@ -20,28 +20,3 @@ export interface ResolvedSource {
   /** Human description: `job 42 (build) in grp/proj`. */
   label: string;
 }
-
-/** The subset of GitLab's Job entity we read. */
-export interface GitLabJob {
-  id: number;
-  name: string;
-  status: string;
-  ref: string;
-  web_url?: string;
-  created_at?: string;
-  finished_at?: string | null;
-  tag?: boolean;
-  pipeline?: { id: number; project_id: number; ref: string; status?: string; source?: string };
-  artifacts_file?: { filename: string; size: number } | null;
-  artifacts?: { file_type: string; size: number }[];
-  artifacts_expire_at?: string | null;
-}
-
-export interface GitLabPipeline {
-  id: number;
-  project_id: number;
-  ref: string;
-  status: string;
-  sha?: string;
-  web_url?: string;
-}

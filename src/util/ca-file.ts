@@ -1,6 +1,6 @@
 // Reads the PEM file of extra CA certificates (input ca_file) for the API client.
 import { readFileSync } from 'node:fs';
-import { RelayError } from '../errors.ts';
+import { RelayError } from '../runtime/errors.ts';
 
 /** The PEM text of `file`; a RelayError naming ca_file when it cannot be read or holds no certificate. */
 export function readCaFile(file: string): string {

@@ -4,7 +4,7 @@
 // will once everything is in place, and refuses any new link that would resolve outside the destination.
 import { lstat, readdir, readlink, realpath } from 'node:fs/promises';
 import { isAbsolute, join, relative, sep } from 'node:path';
-import { ArchiveError } from '../errors.ts';
+import { ArchiveError } from '../runtime/errors.ts';
 
 type Node = { kind: 'dir' } | { kind: 'link'; target: string } | { kind: 'other' } | { kind: 'missing' };
 
@@ -23,7 +23,7 @@ async function nodeAt(path: string): Promise<Node> {
 }
 
 /** The merged view: a staged entry wins over the destination's (files and links replace, folders merge). */
-export class FinalTree {
+class FinalTree {
   private readonly cache = new Map<string, Node>();
   private destReal: string | undefined;
 
@@ -92,7 +92,7 @@ export class FinalTree {
 }
 
 /** Every symlink in a staged tree, as [relative path, target]. */
-export async function stagedLinks(staging: string, rel = ''): Promise<[string, string][]> {
+async function stagedLinks(staging: string, rel = ''): Promise<[string, string][]> {
   const out: [string, string][] = [];
   for (const d of await readdir(join(staging, rel), { withFileTypes: true })) {
     const r = rel ? `${rel}/${d.name}` : d.name;

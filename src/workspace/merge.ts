@@ -3,7 +3,7 @@
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { RelayError } from '../errors.ts';
+import { RelayError } from '../runtime/errors.ts';
 
 async function sameContent(a: string, b: string): Promise<boolean> {
   const [sa, sb] = await Promise.all([lstat(a), lstat(b)]);

@@ -5,8 +5,8 @@
 import { chmod, lstat, mkdir, mkdtemp, open, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
-import { RelayError } from '../errors.ts';
-import { enterCritical, interruptedBy, keepOnInterrupt, noteDestination, waitForSignal } from '../lifecycle.ts';
+import { RelayError } from '../runtime/errors.ts';
+import { enterCritical, interruptedBy, keepOnInterrupt, noteDestination, waitForSignal } from '../runtime/lifecycle.ts';
 import { umask } from '../util/umask.ts';
 import { checkFinalLinks } from './links.ts';
 
@@ -166,7 +166,7 @@ export function conflictError(conflicts: string[], where: string): RelayError {
  * for each move, last first: when `staging/<path>` is gone the new entry was placed, and it is moved back there;
  * when `aside/<index>` exists the entry it replaced is moved back to `dest/<path>`.
  */
-export interface Journal {
+interface Journal {
   format: typeof JOURNAL_FORMAT;
   pid: number;
   host: string;

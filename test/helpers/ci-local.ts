@@ -12,17 +12,15 @@ import type { ErrorObject, ValidateFunction } from 'ajv';
 import { assertBundleFresh } from './run.ts';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const GITLAB_CI_LOCAL_VERSION = '4.73.0';
 const require = createRequire(import.meta.url);
 
-type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Schema = { [k: string]: any };
 
 /**
  * Extracts GitLab's CI schema (ci.json, draft-07) from gitlab-ci-local's bundle, where it is inlined as a
  * JavaScript object literal starting `{$schema:"http://json-schema.org/draft-07/schema#",$id:"https://gitlab.com/.gitlab-ci.yml"`.
  */
-export function loadGitlabCiSchema(): Schema {
+function loadGitlabCiSchema(): Schema {
   const bundle = readFileSync(require.resolve('gitlab-ci-local/dist/index.js'), 'utf8');
   const marker = '{$schema:"http://json-schema.org/draft-07/schema#",$id:"https://gitlab.com/.gitlab-ci.yml"';
   const start = bundle.indexOf(marker);
@@ -191,5 +189,3 @@ export function runCiLocal(cwd: string, args: string[], env: NodeJS.ProcessEnv, 
     });
   });
 }
-
-export type { Json };

@@ -4,7 +4,7 @@
 //   node commit-child.mjs '{"dest": "...", "incoming": {"a.txt": "new"}, "pause": 3}'
 import { mkdirSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { describeInterruption, installSignalHandlers, removeOnInterrupt, waitForSignal } from '../../src/lifecycle.ts';
+import { describeInterruption, installSignalHandlers, removeOnInterrupt, waitForSignal } from '../../src/runtime/lifecycle.ts';
 import { commitStaging, createRun, discardRun } from '../../src/workspace/staging.ts';
 
 const spec = JSON.parse(process.argv[2]) as { dest: string; incoming: Record<string, string | { link: string }>; pause: number };

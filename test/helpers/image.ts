@@ -3,10 +3,10 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const IMAGE = process.env.ARTIFACT_RELAY_IMAGE || 'localhost/artifact-relay:test';
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const IMAGE = process.env.ARTIFACT_RELAY_IMAGE || 'localhost/artifact-relay:test';
 /** Flags every `podman run` needs in this sandbox (hybrid cgroups, no CAP_SYS_RESOURCE). */
-export const RUN_FLAGS = ['--runtime', 'runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1000:1000'];
+const RUN_FLAGS = ['--runtime', 'runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1000:1000'];
 
 export interface Result {
   status: number | null;
@@ -14,11 +14,7 @@ export interface Result {
   stderr: string;
 }
 
-export function run(
-  cmd: string,
-  args: string[],
-  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
-): Promise<Result> {
+function run(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';

@@ -5,7 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
-import { startSimulator, type Job, type ProfileName, type Project, type Simulator } from '../../src/simulator/index.ts';
+import { startSimulator, type Job, type ProfileName, type Project, type Simulator } from '../simulator/index.ts';
 import { pythonZip, type SpecEntry } from './archives.ts';
 import { cleanEnv } from './run.ts';
 

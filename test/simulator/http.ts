@@ -32,7 +32,7 @@ export interface Ctx {
 }
 
 /** Parses a query string; `a[]=x&a[]=y` and repeated keys become arrays under `a`. */
-export function parseQuery(raw: string): Query {
+function parseQuery(raw: string): Query {
   const out: Query = {};
   for (const [k0, v] of new URLSearchParams(raw)) {
     const arr = k0.endsWith('[]');
@@ -88,10 +88,6 @@ export function send(ctx: Ctx, status: number, headers: Record<string, string>, 
 
 export function json(ctx: Ctx, status: number, value: unknown, headers: Record<string, string> = {}): void {
   send(ctx, status, { 'Content-Type': 'application/json', ...headers }, JSON.stringify(value));
-}
-
-export function message(ctx: Ctx, status: number, msg: string): void {
-  json(ctx, status, { message: msg });
 }
 
 export interface ByteRange {

@@ -49,7 +49,7 @@ export class Signer {
 }
 
 /** Opens the bytes [start, end] of an archive as a stream (or a buffer slice when in memory). */
-export function archiveBody(a: Archive, start: number, end: number): Buffer | Readable {
+function archiveBody(a: Archive, start: number, end: number): Buffer | Readable {
   if (a.buffer) return a.buffer.subarray(start, end + 1);
   if (end < start) return Readable.from([]);
   return createReadStream(a.path ?? '', { start, end });

@@ -2,14 +2,14 @@
 import { readFileSync, statSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 
-export type Visibility = 'private' | 'internal' | 'public';
+type Visibility = 'private' | 'internal' | 'public';
 export type Role = 'guest' | 'reporter' | 'developer' | 'maintainer' | 'owner';
 export type DownloadMode = 'redirect' | 'proxy' | 'local';
 
 export const ROLE_LEVEL: Record<Role, number> = { guest: 10, reporter: 20, developer: 30, maintainer: 40, owner: 50 };
 
 /** Archives up to this size are held in memory; bigger ones are streamed from disk. */
-export const MEMORY_LIMIT = 64 * 1024 * 1024;
+const MEMORY_LIMIT = 64 * 1024 * 1024;
 
 export interface Archive {
   size: number;
@@ -47,7 +47,7 @@ export interface Project {
   sharedWithGroups: number[];
 }
 
-export interface Upstream {
+interface Upstream {
   projectId: number;
   pipelineId: number;
   bridgeJobId?: number;
@@ -67,7 +67,7 @@ export interface Pipeline {
   upstream?: Upstream;
 }
 
-export interface ExtraArtifact {
+interface ExtraArtifact {
   file_type: string;
   size: number;
 }
@@ -177,7 +177,7 @@ export interface JobPatch {
 }
 
 /** GitLab's default for Settings > CI/CD > Default artifacts expiration (default_artifacts_expire_in). */
-export const DEFAULT_EXPIRE_IN_MS = 30 * 86_400_000;
+const DEFAULT_EXPIRE_IN_MS = 30 * 86_400_000;
 
 const TERMINAL = new Set(['success', 'failed', 'canceled', 'skipped']);
 

@@ -2,10 +2,10 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import type { DownloadOptions, DownloadResult, GitLabClient, ParallelOptions, Query, ReadableSink } from '../api/client.ts';
 import { RangeUnusable } from '../api/parallel.ts';
-import { logger } from '../log.ts';
-import { RelayError } from '../errors.ts';
+import { logger } from '../runtime/log.ts';
+import { RelayError } from '../runtime/errors.ts';
 
-export interface FileSink extends ReadableSink {
+interface FileSink extends ReadableSink {
   close(): Promise<void>;
 }
 
@@ -16,7 +16,7 @@ function writeError(file: string, err: unknown): RelayError {
 }
 
 /** Opens (creates or empties) `file` as a download sink. */
-export async function openFileSink(file: string): Promise<FileSink> {
+async function openFileSink(file: string): Promise<FileSink> {
   let fh: FileHandle;
   try {
     fh = await open(file, 'w+');

@@ -25,26 +25,8 @@ import type { ServerSettings } from './server.ts';
 import { PROFILES } from './profiles.ts';
 import type { Profile, ProfileName } from './profiles.ts';
 
-export type {
-  Group,
-  Project,
-  Pipeline,
-  Job,
-  DownloadMode,
-  FaultSpec,
-  RequestMatch,
-  RequestSeen,
-  RequestRecord,
-  AddProjectOptions,
-  AddPipelineOptions,
-  AddJobOptions,
-  AddAccessTokenOptions,
-  JobPatch,
-  Profile,
-  ProfileName,
-};
+export type { Project, Job, DownloadMode, ProfileName };
 export { PROFILES, PROFILE_NAMES } from './profiles.ts';
-export type { Visibility, Role, AccessToken, Archive, ExtraArtifact, Upstream, Bridge, AddBridgeOptions } from './model.ts';
 
 export interface Simulator {
   /** GitLab origin, http://127.0.0.1:PORT */

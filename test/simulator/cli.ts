@@ -1,4 +1,4 @@
-// `node --import tsx src/simulator/cli.ts [archive.zip] [--mode redirect|proxy|local]`:
+// `node --import tsx test/simulator/cli.ts [archive.zip] [--mode redirect|proxy|local]`:
 // starts a simulator with a demo project and prints its URLs and tokens; Ctrl-C stops it.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';

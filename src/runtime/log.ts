@@ -30,7 +30,7 @@ function base64Cores(value: Buffer, alphabet: 'base64' | 'base64url'): string[] 
  * lower-case hex, form encoding), JSON-escaped (also with `\/`), hex (lower and upper), and base64 and base64url
  * with or without padding at any alignment, which covers base64 of `user:token` (HTTP Basic credentials).
  */
-export function secretForms(value: string): string[] {
+function secretForms(value: string): string[] {
   const bytes = Buffer.from(value);
   const url = encodeURIComponent(value);
   const json = JSON.stringify(value).slice(1, -1);

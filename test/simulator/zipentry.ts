@@ -1,12 +1,11 @@
 // Reads entries out of a job's zip archive through its central directory (as Workhorse's gitlab-zip-cat).
 import unzipper from 'unzipper';
 import type { CentralDirectory, File as ZipFile } from 'unzipper';
-import type { Readable } from 'node:stream';
 import type { Archive } from './model.ts';
 
 const cache = new WeakMap<Archive, Promise<CentralDirectory>>();
 
-export function directory(a: Archive): Promise<CentralDirectory> {
+function directory(a: Archive): Promise<CentralDirectory> {
   let d = cache.get(a);
   if (!d) {
     d = a.buffer ? unzipper.Open.buffer(a.buffer) : unzipper.Open.file(a.path ?? '');
@@ -21,10 +20,6 @@ export async function findEntry(a: Archive, name: string): Promise<ZipFile | und
   const dir = await directory(a);
   const want = Buffer.from(name, 'utf8');
   return dir.files.find((f) => f.path === name || (f.pathBuffer && Buffer.compare(f.pathBuffer, want) === 0));
-}
-
-export function entryStream(f: ZipFile): Readable {
-  return f.stream();
 }
 
 export interface TreeItem {

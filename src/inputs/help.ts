@@ -1,6 +1,6 @@
 // `--help` text, generated from component.yml (the same source as the templates and the README tables).
-import { envName, flagName } from './inputs/parse.ts';
-import type { ComponentSpec } from './inputs/spec.ts';
+import { envName, flagName } from './parse.ts';
+import type { ComponentSpec } from './spec.ts';
 
 function wrap(text: string, width: number, indent: string): string {
   const words = text.replace(/\s+/g, ' ').trim().split(' ');

@@ -6,7 +6,7 @@
 // then says what is true about the destination.
 import { rmSync } from 'node:fs';
 
-export const HANDLED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+const HANDLED_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 export type HandledSignal = (typeof HANDLED_SIGNALS)[number];
 const EXIT_CODES: Record<HandledSignal, number> = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 };
 
