@@ -139,6 +139,38 @@ describe('partial fetch by Range', () => {
     assert.deepEqual(snapshotTree(join(world.workspace, 'partialx')), unzipReference(world, archive, ['-x', 'skip/*', 'keep/a.bin']));
   });
 
+  test('a selected range reset mid-body is retried alone; the result is still byte-exact', async () => {
+    world.sim.clearFaults();
+    const archive = partialArchive('partial-retry.zip');
+    const { entries, directoryStart } = layout(archive);
+    const at = (name: string) => entries.find((e) => e.name === name)!.offset;
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'partial-retry', status: 'success' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
+    world.sim.injectFault({
+      origin: 'storage',
+      kind: 'reset',
+      range: new RegExp(`^bytes=${at('keep/b.bin')}-`),
+      afterBytes: 100_000,
+      times: 1,
+    });
+    world.sim.requests.length = 0;
+    try {
+      const r = await runBundle(fetchArgs(j.id, 'partialr', ['--include', 'keep/**']), world.env());
+      assert.equal(r.status, 0, r.output);
+      const b = { first: at('keep/b.bin'), last: at('skip/y.bin') - 1 };
+      assert.deepEqual(
+        rangesRequested(world).sort((x, y) => x.first - y.first),
+        [{ first: at('keep/a.bin'), last: at('skip/x.bin') - 1 }, b, b, { first: at('link'), last: directoryStart - 1 }],
+        'only the failed range asked for again',
+      );
+      const summary = readJson(join(world.workspace, 'partialr.json')).sources[0];
+      assert.equal(summary.partial, true);
+      assert.deepEqual(snapshotTree(join(world.workspace, 'partialr')), unzipReference(world, archive, ['keep/*']));
+    } finally {
+      world.sim.clearFaults();
+    }
+  });
+
   test('a selection of most of the archive downloads it whole (partial does not pay)', async () => {
     world.sim.clearFaults();
     const archive = partialArchive('most.zip');
