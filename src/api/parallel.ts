@@ -35,6 +35,12 @@ export interface ParallelOptions {
   /** Bytes per range; default: total / (4 × connections), between 1 and 32 MiB. */
   partBytes?: number;
   maxBytes?: number;
+  /**
+   * Only these bytes [start, end) of the object (a partial fetch: the selected entries of a zip), sorted and
+   * disjoint, each range cut at MAX_PART (or partBytes); no sha256 then (it would describe only part of the object),
+   * onWritten is not called, and maxBytes caps the bytes fetched.
+   */
+  ranges?: readonly { start: number; end: number }[];
   /** Called once bytes [0, n) are all written (the parts before n are complete). */
   onWritten?: (n: number) => void;
   onProgress?: (p: { bytes: number; total?: number }) => void;
@@ -61,15 +67,27 @@ export function planParts(total: number, connections: number, partBytes?: number
  * Downloads `apiUrl` as parallel ranges into `sink`. Throws RangeUnusable (before or after writing some parts) when
  * the object changed or a range was not answered as asked; other failures are the client's errors.
  */
+/** Each range cut into parts of at most `partBytes` (default MAX_PART). */
+function splitRanges(ranges: readonly { start: number; end: number }[], partBytes?: number): { start: number; end: number }[] {
+  const size = Math.max(1, partBytes ?? MAX_PART);
+  const parts: { start: number; end: number }[] = [];
+  for (const r of ranges) for (let start = r.start; start < r.end; start += size) parts.push({ start, end: Math.min(r.end, start + size) });
+  return parts;
+}
+
 export async function parallelDownload(t: Transport, apiUrl: URL, sink: ReadableSink, o: ParallelOptions): Promise<DownloadResult> {
-  if (o.maxBytes !== undefined && o.total > o.maxBytes) {
+  const partial = o.ranges !== undefined;
+  const wanted = partial ? (o.ranges ?? []).reduce((n, r) => n + (r.end - r.start), 0) : o.total;
+  if (o.maxBytes !== undefined && wanted > o.maxBytes) {
     throw new RelayError(
-      `Download ${redactUrl(apiUrl)}: the archive (${o.total} bytes) is larger than max_archive_bytes (${o.maxBytes} bytes).`,
+      `Download ${redactUrl(apiUrl)}: ${partial ? 'the selected ranges' : 'the archive'} (${wanted} bytes) ${partial ? 'are' : 'is'} larger than max_archive_bytes (${o.maxBytes} bytes).`,
       'Raise max_archive_bytes if archives this large are expected.',
       { status: 0, code: 'ERR_BODY_TOO_LARGE' },
     );
   }
-  const parts = planParts(o.total, o.connections, o.partBytes);
+  if (partial && (o.ranges ?? []).some((r) => r.start < 0 || r.end > o.total || r.end <= r.start))
+    throw new Error('a range outside the object');
+  const parts = partial ? splitRanges(o.ranges ?? [], o.partBytes) : planParts(o.total, o.connections, o.partBytes);
   const done = new Array<boolean>(parts.length).fill(false);
   const hash = createHash('sha256');
   let prefix = 0; // parts [0, prefix) are hashed
@@ -143,13 +161,14 @@ export async function parallelDownload(t: Transport, apiUrl: URL, sink: Readable
         at += chunk.length;
         received += chunk.length;
         partReceived += chunk.length;
-        o.onProgress?.({ bytes: received, total: o.total });
+        o.onProgress?.({ bytes: received, total: wanted });
       });
       if (at !== part.end)
         throw networkError(`${range} ended after ${at - part.start} of ${part.end - part.start} bytes`, 'ERR_INCOMPLETE_BODY');
     });
     if (unusable) throw unusable;
     done[index] = true;
+    if (partial) return;
     hashing = hashing.then(advance);
     await hashing;
   };
@@ -170,8 +189,8 @@ export async function parallelDownload(t: Transport, apiUrl: URL, sink: Readable
   await hashing;
   await sink.truncate(o.total);
   return {
-    bytes: o.total,
-    sha256: hash.digest('hex'),
+    bytes: wanted,
+    sha256: partial ? '' : hash.digest('hex'),
     redirected: source?.redirected ?? false,
     finalUrl: redact(redactUrl(source?.url ?? apiUrl)),
     attempts,

@@ -395,6 +395,8 @@ export async function readDirectoryFromTail(
   total: number,
   readRange: (start: number, end: number) => Promise<Buffer>,
   opts: DirectoryOptions = {},
+  /** Set to where the central directory starts (the end of the last entry's bytes). */
+  where: { directoryStart?: number } = {},
 ): Promise<LeanRecord[] | undefined> {
   let tailSize: number;
   try {
@@ -414,6 +416,7 @@ export async function readDirectoryFromTail(
   };
   try {
     const { start } = await layout(tailSize, total, readAt);
+    where.directoryStart = start;
     await readAt(Math.min(start, total), 0);
     const records = await parse(tailSize, total, readAt, (s, e) => Readable.from(slices(bytes.subarray(s - from, e - from))), opts);
     checkBounds(records, total);

@@ -6,6 +6,8 @@ import { dirname, join } from 'node:path';
 import { createGitLabClient, type DownloadOptions, type GitLabClient, type ParallelOptions } from '../api/client.ts';
 import { readDirectoryFromTail, type LeanRecord } from '../archive/central-directory.ts';
 import { extractArchive, type ExtractResult } from '../archive/extract.ts';
+import { planPartial } from '../archive/ranges.ts';
+import { RangeUnusable } from '../api/parallel.ts';
 import { Watermark } from '../archive/watermark.ts';
 import { validateEntryPath } from '../archive/validate.ts';
 import { NotFoundError, RelayError } from '../runtime/errors.ts';
@@ -30,7 +32,7 @@ import {
   findConflicts,
   recoverInterrupted,
 } from '../workspace/staging.ts';
-import { downloadToFile, downloadToFileParallel, fileEndsWith } from '../workspace/file-sink.ts';
+import { downloadToFile, downloadToFileParallel, fileEndsWith, openFileSink } from '../workspace/file-sink.ts';
 
 const LISTED_ENTRIES = 200;
 /** Downloads of several jobs run concurrently, a few at a time: polite to the API, and the disk is shared anyway. */
@@ -207,26 +209,116 @@ function sameEtag(a: string | undefined, b: string | undefined): boolean {
 async function directoryFromTail(
   client: GitLabClient,
   source: ResolvedSource,
-): Promise<{ directory: LeanRecord[]; total: number; etag?: string; lastModified?: string; buffer: Buffer } | undefined> {
+): Promise<
+  { directory: LeanRecord[]; total: number; etag?: string; lastModified?: string; buffer: Buffer; directoryStart?: number } | undefined
+> {
   const tail = await client.readRange(source.archivePath, source.archiveQuery, -TAIL_REQUEST).catch((err) => {
     if ((err as RelayError).details?.status === 416) return undefined; // e.g. an empty file: the download explains
     throw err;
   });
   if (!tail) return undefined;
   let changed = false;
-  const directory = await readDirectoryFromTail(tail.buffer, tail.total, async (start, end) => {
-    const more =
-      end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end, tail);
-    if (!more || more.total !== tail.total || !sameEtag(more.etag, tail.etag)) {
-      changed = true;
-      throw new Error('the rest of the central directory could not be read by range');
-    }
-    return more.buffer;
-  }).catch((err) => {
+  const where: { directoryStart?: number } = {};
+  const directory = await readDirectoryFromTail(
+    tail.buffer,
+    tail.total,
+    async (start, end) => {
+      const more =
+        end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end, tail);
+      if (!more || more.total !== tail.total || !sameEtag(more.etag, tail.etag)) {
+        changed = true;
+        throw new Error('the rest of the central directory could not be read by range');
+      }
+      return more.buffer;
+    },
+    {},
+    where,
+  ).catch((err) => {
     if (changed) return undefined;
     throw err;
   });
-  return directory && { directory, total: tail.total, etag: tail.etag, lastModified: tail.lastModified, buffer: tail.buffer };
+  return (
+    directory && {
+      directory,
+      total: tail.total,
+      etag: tail.etag,
+      lastModified: tail.lastModified,
+      buffer: tail.buffer,
+      directoryStart: where.directoryStart,
+    }
+  );
+}
+
+/**
+ * Partial fetch (README "Behaviour: Streaming"): with include/exclude leaving at most half of the archive's bytes to
+ * fetch (planPartial), only the selected entries' ranges are downloaded (the directory came with the tail), at their
+ * offsets in a sparse file of the archive's size, then unpacked with the directory from the tail. Resolves false
+ * when it does not apply or Range turned out unusable (the file emptied again: the caller downloads the whole archive).
+ */
+async function fetchPartial(
+  client: GitLabClient,
+  settings: FetchSettings,
+  source: ResolvedSource,
+  found: NonNullable<Awaited<ReturnType<typeof directoryFromTail>>>,
+  zip: string,
+  stagingDir: string,
+  destSub: string,
+  summary: SourceSummary,
+): Promise<boolean> {
+  // Every range carries a validator (If-Range/If-Match), so all the bytes are provably of the object the tail came from.
+  if (found.directoryStart === undefined || !(found.etag || found.lastModified)) return false;
+  if (found.buffer.length >= found.total) return false; // the tail already held the whole archive: nothing to skip
+  const plan = planPartial(found.directory, {
+    include: settings.include,
+    exclude: settings.exclude,
+    directoryStart: found.directoryStart,
+    total: found.total,
+  });
+  if (!plan) return false;
+  const skipped = found.total - plan.bytes;
+  logger.info(
+    `Partial fetch by Range: only the selected entries (${plan.entries} of ${found.directory.length}): ${formatBytes(plan.bytes)} in ${plan.ranges.length} range(s), skipping ${formatBytes(skipped)} of ${formatBytes(found.total)} (${Math.floor((skipped / found.total) * 100)}%)`,
+  );
+  const started = Date.now();
+  const sink = await openFileSink(zip);
+  let result: Awaited<ReturnType<GitLabClient['downloadParallel']>>;
+  try {
+    result = await section(
+      `Download ${source.label} (selected ranges)`,
+      () =>
+        client.downloadParallel(source.archivePath, source.archiveQuery, sink, {
+          total: found.total,
+          validators: { etag: found.etag, lastModified: found.lastModified },
+          connections: Math.max(1, settings.connections),
+          ranges: plan.ranges,
+          maxBytes: settings.maxArchiveBytes,
+          onProgress: progressLogger('downloaded', settings.progressMs),
+        }),
+      false,
+    );
+  } catch (err) {
+    if (!(err instanceof RangeUnusable)) throw err;
+    logger.info(`Downloading the whole archive instead: ${err.message}`);
+    await sink.truncate(0);
+    return false;
+  } finally {
+    await sink.close();
+  }
+  const seconds = (Date.now() - started) / 1000;
+  summary.archive_bytes = found.total;
+  summary.sha256 = null;
+  summary.partial = true;
+  summary.ranges_fetched = plan.ranges.length;
+  summary.bytes_fetched = result.bytes;
+  await unpackArchive(settings, source, zip, stagingDir, destSub, summary, {
+    directory: found.directory,
+    available: () => Promise.resolve(), // every range is written
+  });
+  logger.info(
+    `Downloaded ${formatBytes(result.bytes)} of ${formatBytes(found.total)} in ${plan.ranges.length} range(s) in ${seconds.toFixed(1)} s` +
+      `${result.redirected ? ` from ${new URL(result.finalUrl).host}` : ''}${result.attempts > 1 ? ` after ${result.attempts} attempts` : ''}; no sha256 of the archive (only part of it was downloaded)`,
+  );
+  return true;
 }
 
 /**
@@ -243,6 +335,7 @@ async function fetchArchive(
   summary: SourceSummary,
 ): Promise<void> {
   const found = settings.overlap === 'never' ? undefined : await directoryFromTail(client, source);
+  if (found && (await fetchPartial(client, settings, source, found, zip, stagingDir, destSub, summary))) return;
   // Parallel ranges pay whatever the CPU does (storage limits each connection); they need a validator, so that every
   // range is provably of the object the tail came from.
   const parallel =

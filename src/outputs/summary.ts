@@ -31,6 +31,11 @@ export interface SourceSummary {
   keep_error?: string;
   /** child_pipelines / sibling_project: the trigger jobs from the selected pipeline to the job's pipeline ([] for the selected one). */
   via_trigger_jobs?: string[];
+  /** A partial fetch (include/exclude by Range): only the selected entries' bytes came, so sha256 is null. */
+  partial?: boolean;
+  /** With partial: the ranges requested and the bytes they held. */
+  ranges_fetched?: number;
+  bytes_fetched?: number;
 }
 
 export interface FetchSummary {

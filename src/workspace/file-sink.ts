@@ -16,7 +16,7 @@ function writeError(file: string, err: unknown): RelayError {
 }
 
 /** Opens (creates or empties) `file` as a download sink. */
-async function openFileSink(file: string): Promise<FileSink> {
+export async function openFileSink(file: string): Promise<FileSink> {
   let fh: FileHandle;
   try {
     fh = await open(file, 'w+');
