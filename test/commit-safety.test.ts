@@ -60,6 +60,9 @@ describe('links resolved against the destination as it will be after the commit'
       { e: { link: '.' } },
       { n: { link: 'e/e' }, m: { link: 'n/../outside.txt' } },
     ],
+    // An existing link that points inside now (a dangling a/.., read as the root) and outside once a -> . arrives.
+    ['an existing dangling b -> a/.. once the archive brings a -> .', { b: { link: 'a/..' } }, { a: { link: '.' } }],
+    ['an existing sub/b -> ../a/.. once the archive brings a -> .', { 'sub/b': { link: '../a/..' } }, { a: { link: '.' } }],
   ];
   for (const [name, existing, incoming] of escaping) {
     test(`refused: ${name}`, async () => {
@@ -84,6 +87,12 @@ describe('links resolved against the destination as it will be after the commit'
     await commitStaging(s.staging, s.dest, { overwrite: true });
     assert.ok(snapshotTree(s.dest).some((e) => e.path === 'through-abs' && e.target === 'abs/f'));
     assert.ok(snapshotTree(s.dest).some((e) => e.path === 'y' && e.target === 'x/x/sub/f'));
+  });
+
+  test('accepted: existing links that stay inside, or already led outside, are not blamed on the archive', async () => {
+    const s = await setup({ b: { link: 'a/../sub' }, p: { link: '..' }, 'sub/f': 'f' }, { a: { link: 'sub' }, n: { link: 'sub/f' } });
+    await commitStaging(s.staging, s.dest, { overwrite: true });
+    assert.ok(snapshotTree(s.dest).some((e) => e.path === 'a' && e.target === 'sub'));
   });
 
   test('a file entry under an existing symlinked folder (x -> elsewhere, entry x/file) never lands outside', async () => {

@@ -28,7 +28,8 @@ class FinalTree {
   private destReal: string | undefined;
 
   constructor(
-    private readonly staging: string,
+    /** The staged tree laid over the destination; undefined: the destination as it is now. */
+    private readonly staging: string | undefined,
     /** The destination, or undefined when it does not exist yet. */
     private readonly dest: string | undefined,
   ) {}
@@ -36,7 +37,7 @@ class FinalTree {
   async node(rel: string): Promise<Node> {
     let n = this.cache.get(rel);
     if (n) return n;
-    n = await nodeAt(join(this.staging, rel));
+    n = this.staging === undefined ? ({ kind: 'missing' } as Node) : await nodeAt(join(this.staging, rel));
     if ((n.kind === 'missing' || n.kind === 'dir') && this.dest) {
       const d = await nodeAt(join(this.dest, rel));
       if (n.kind === 'missing') n = d;
@@ -91,30 +92,46 @@ class FinalTree {
   }
 }
 
-/** Every symlink in a staged tree, as [relative path, target]. */
-async function stagedLinks(staging: string, rel = ''): Promise<[string, string][]> {
+/** Every symlink in a tree, as [relative path, target] (folders that are links are not entered). */
+async function linksIn(root: string, rel = ''): Promise<[string, string][]> {
   const out: [string, string][] = [];
-  for (const d of await readdir(join(staging, rel), { withFileTypes: true })) {
+  for (const d of await readdir(join(root, rel), { withFileTypes: true })) {
     const r = rel ? `${rel}/${d.name}` : d.name;
-    if (d.isSymbolicLink()) out.push([r, await readlink(join(staging, r))]);
-    else if (d.isDirectory()) out.push(...(await stagedLinks(staging, r)));
+    if (d.isSymbolicLink()) out.push([r, await readlink(join(root, r))]);
+    else if (d.isDirectory()) out.push(...(await linksIn(root, r)));
   }
   return out;
 }
 
-/** Throws ArchiveError for the first staged link that would point outside `dest` once committed. */
+function escapeError(rel: string, target: string, existing: boolean): ArchiveError {
+  return new ArchiveError(
+    existing
+      ? `symlink escapes the destination once merged with what is already there (the existing ${rel} -> ${target} would point outside through the archive's links)`
+      : `symlink escapes the destination once merged with what is already there (${rel} -> ${target})`,
+    rel,
+    'Nothing was moved into place. A link in the destination (or from another job) makes this link point outside it; check the job that produced the archive.',
+  );
+}
+
+/**
+ * Throws ArchiveError for the first link that would point outside `dest` once committed: a staged link, or a link
+ * already in the destination that points inside now and would point outside through the staged links (a dangling
+ * `b -> a/..` once the archive brings `a -> .`). New links are the only entries that change where an existing link
+ * leads, so the destination is walked only when the staging tree has some.
+ */
 export async function checkFinalLinks(staging: string, dest: string | undefined): Promise<void> {
-  const links = await stagedLinks(staging);
+  const links = await linksIn(staging);
   if (links.length === 0) return;
-  const tree = new FinalTree(staging, dest);
+  const final = new FinalTree(staging, dest);
+  const from = (rel: string) => rel.split('/').slice(0, -1);
   for (const [rel, target] of links) {
-    const from = rel.split('/').slice(0, -1);
-    if ((await tree.resolve(from, target)) === undefined) {
-      throw new ArchiveError(
-        `symlink escapes the destination once merged with what is already there (${rel} -> ${target})`,
-        rel,
-        'Nothing was moved into place. A link in the destination (or from another job) makes this link point outside it; check the job that produced the archive.',
-      );
-    }
+    if ((await final.resolve(from(rel), target)) === undefined) throw escapeError(rel, target, false);
+  }
+  if (!dest) return;
+  const now = new FinalTree(undefined, dest);
+  for (const [rel, target] of await linksIn(dest)) {
+    if ((await final.node(rel)).kind !== 'link' || (await nodeAt(join(staging, rel))).kind !== 'missing') continue; // replaced
+    if ((await now.resolve(from(rel), target)) === undefined) continue; // already outside before: not ours to judge
+    if ((await final.resolve(from(rel), target)) === undefined) throw escapeError(rel, target, true);
   }
 }
