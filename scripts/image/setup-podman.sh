@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent: installs podman/buildah/runc/debootstrap when missing and writes a containers.conf that
-# makes runc and the ulimits this sandbox needs the defaults (see /work/shared/machine-notes.md).
+# makes runc and the ulimits this sandbox needs the defaults (crun fails on hybrid cgroups; setrlimit is refused without explicit ulimits).
 # Prints the `export CONTAINERS_CONF=...` line to use; sourcing this script exports it.
 set -euo pipefail
 missing=()

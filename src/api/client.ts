@@ -2,7 +2,7 @@
 // RateLimit-Reset, jittered backoff) and follow redirects through a beforeRedirect hook that keeps credentials
 // on GitLab's origin. Downloads and ranged reads run their own resumable loop (download.ts) over `get`, which
 // follows redirects itself so that a resume can go straight back to the storage URL.
-// See machine-notes.md "got 14" for why got's defaults are not enough.
+// got 14 alone is not enough: across origins it forwards JOB-TOKEN/PRIVATE-TOKEN, has no timeout by default, and its streams do not retry.
 import { rootCertificates } from 'node:tls';
 import got, { type OptionsInit, type RequestError, type RetryObject } from 'got';
 import { RelayError } from '../runtime/errors.ts';
@@ -515,7 +515,7 @@ class Client implements GitLabClient {
   }
 
   async delete(path: string, query?: Query): Promise<{ status: number; body: unknown; headers: Headers }> {
-    // 409: the project is undergoing a stats refresh (gitlab-api.md §0): worth waiting for.
+    // 409: the project is undergoing a stats refresh (lib/api/ci/job_artifacts.rb): worth waiting for.
     const { status, body, headers } = await this.requestJson<unknown>('DELETE', this.url(path, query), undefined, [409]);
     return { status, body, headers };
   }

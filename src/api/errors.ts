@@ -1,5 +1,5 @@
 // Turns HTTP failures and network errors into RelayError / NotFoundError with advice a user can act on.
-// GitLab's error bodies come in several shapes (gitlab-api.md §0 "Error bodies"); we parse them by shape.
+// GitLab's error bodies come in several shapes (Grape's `error`, the helpers' `message`, Workhorse's plain text; lib/api/helpers.rb, lib/api/api.rb); we parse them by shape.
 import { NotFoundError, RelayError } from '../runtime/errors.ts';
 import { redact } from '../runtime/log.ts';
 import { redactUrl } from './urls.ts';

@@ -1,5 +1,5 @@
 // Retry policy: which failures are worth another attempt, and how long to wait before it.
-// GitLab's Rack::Attack sends Retry-After (seconds) and RateLimit-Reset (ABSOLUTE unix seconds; gitlab-api.md §5).
+// GitLab's Rack::Attack sends Retry-After (seconds) and RateLimit-Reset (ABSOLUTE unix seconds; lib/gitlab/rack_attack/request_throttle_data.rb).
 
 const MAX_BACKOFF_MS = 60_000;
 const MAX_SERVER_WAIT_MS = 5 * 60_000;

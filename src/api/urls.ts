@@ -1,4 +1,4 @@
-// URL building for GitLab API v4 paths (gitlab-api.md §1): project IDs or URL-encoded paths,
+// URL building for GitLab API v4 paths (lib/api/ci/job_artifacts.rb): project IDs or URL-encoded paths,
 // refs and artifact paths encoded per segment with their `/` kept.
 
 type QueryValue = string | number | boolean | string[] | undefined;

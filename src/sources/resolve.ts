@@ -1,5 +1,5 @@
 // Turns the selector inputs (job_id, or ref + job) into concrete jobs to download.
-// The exact job ID is preferred (gitlab-api.md §8): for ref + job we look the latest successful pipeline
+// The exact job ID is preferred (gitlab-org/gitlab#25071: by-ref downloads race with running pipelines): for ref + job we look the latest successful pipeline
 // up ourselves and download by job ID; GitLab's by-ref endpoint is the logged fallback when the token
 // cannot list pipelines or the job lives in a child pipeline.
 import { encodeArtifactPath, encodeProject, encodeRef } from '../api/urls.ts';

@@ -1,5 +1,5 @@
 // Builds and runs the artifact-relay container image with podman (no Docker engine, no registry pulls: the
-// base is made locally by scripts/image/make-base.sh). See /work/shared/machine-notes.md for the flags.
+// base is made locally by scripts/image/make-base.sh). scripts/image/setup-podman.sh says why the flags.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 

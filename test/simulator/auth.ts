@@ -1,4 +1,4 @@
-// Authentication (job tokens, access tokens, anonymous) and per-project authorization, per gitlab-api.md §0 and §2.
+// Authentication (job tokens, access tokens, anonymous) and per-project authorization, as lib/gitlab/auth/auth_finders.rb and app/models/ci/job_token/scope.rb do it.
 import { ROLE_LEVEL } from './model.ts';
 import type { AccessToken, Job, Project, Role, Store } from './model.ts';
 import { q1 } from './http.ts';
