@@ -1,0 +1,391 @@
+// One whole archive: downloaded (over one connection or as parallel ranges), or only its selected entries' ranges,
+// and unpacked into a staging folder, while it downloads where that pays (the server honours Range, the archive is
+// big enough, the download leaves the CPU idle), else from the complete file.
+import { readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DownloadOptions, GitLabClient, ParallelOptions } from '../api/client.ts';
+import { readDirectoryFromTail, type LeanRecord } from '../archive/central-directory.ts';
+import { extractArchive, type ExtractResult } from '../archive/extract.ts';
+import { planPartial } from '../archive/ranges.ts';
+import { RangeUnusable } from '../api/parallel.ts';
+import { Watermark } from '../archive/watermark.ts';
+import type { RelayError } from '../runtime/errors.ts';
+import type { FetchSettings } from '../inputs/settings.ts';
+import { formatBytes, logger, section } from '../runtime/log.ts';
+import { displayPath, type SourceSummary } from '../outputs/summary.ts';
+import type { ResolvedSource } from '../sources/types.ts';
+import { conflictError, discardStaging, findConflicts } from '../workspace/staging.ts';
+import { downloadToFile, downloadToFileParallel, fileEndsWith, openFileSink } from '../workspace/file-sink.ts';
+
+const LISTED_ENTRIES = 200;
+/** First request of an overlapped fetch: the archive's last bytes, where the end record and usually the whole directory are. */
+const TAIL_REQUEST = 64 * 1024;
+/** A directory larger than this is not buffered in memory from ranged requests: download, then unpack. */
+const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
+/** Archives from this size on are fetched as parallel ranges (input connections) where storage allows. */
+const PARALLEL_MIN_BYTES = 2 * 1024 * 1024;
+/**
+ * Smaller archives are downloaded, then unpacked, even where Range works: their download is too short for unpacking
+ * alongside it to save time, and both compete for the same CPU. ARTIFACT_RELAY_OVERLAP=1 overlaps at any size
+ * (settings.overlapMinBytes, ARTIFACT_RELAY_OVERLAP_MIN_MB, default 64 MiB).
+ */
+/**
+ */
+/** How often a download is checked for whether it leaves the CPU idle enough for unpacking alongside it. */
+const OVERLAP_PROBE_MS = 500;
+
+/**
+ * The main thread's time on a CPU plus its time waiting for one, in ms (Linux: /proc/thread-self/schedstat), else
+ * the process's CPU time. On a busy machine a starved download waits for the CPU: that is not idle time either.
+ */
+function busyMs(): number {
+  try {
+    const [run, wait] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number);
+    if (Number.isFinite(run) && Number.isFinite(wait)) return ((run as number) + (wait as number)) / 1e6;
+  } catch {
+    // not Linux
+  }
+  const used = process.cpuUsage();
+  return (used.user + used.system) / 1000;
+}
+
+/**
+ * Resolves when unpacking should start: unpacking alongside the download pays only while the download leaves the CPU
+ * idle (bound by the network). Every OVERLAP_PROBE_MS the main thread's busy time (busyMs) is compared with the time
+ * passed: below half of it, unpacking starts; a download that keeps the CPU busy (a fast server nearby, or a busy
+ * machine) is left alone and the archive is unpacked once complete. ARTIFACT_RELAY_OVERLAP=1 starts at once.
+ */
+function whenToUnpack(downloading: Promise<unknown>, overlap: FetchSettings['overlap']): Promise<void> {
+  if (overlap === 'always') return Promise.resolve();
+  return new Promise((resolve) => {
+    let busy = busyMs();
+    let at = performance.now();
+    const timer = setInterval(() => {
+      const nowBusy = busyMs();
+      const now = performance.now();
+      if (nowBusy - busy < 0.5 * (now - at)) done();
+      busy = nowBusy;
+      at = now;
+    }, OVERLAP_PROBE_MS);
+    const done = () => {
+      clearInterval(timer);
+      resolve();
+    };
+    downloading.then(done, done);
+  });
+}
+
+/** The overlapped download was restarted or changed under us: its extraction is discarded and redone from the file. */
+class Abandoned extends Error {}
+
+/** Progress lines on long downloads every `intervalMs` (settings.progressMs): often enough to show life, rare enough for a 4 MB job log. */
+export function progressLogger(label: string, intervalMs: number) {
+  const started = Date.now();
+  let lastLog = started;
+  return (p: { bytes: number; total?: number }) => {
+    const now = Date.now();
+    if (now - lastLog < intervalMs) return;
+    lastLog = now;
+    const rate = p.bytes / Math.max((now - started) / 1000, 0.001);
+    const of = p.total ? ` of ${formatBytes(p.total)} (${Math.floor((p.bytes / p.total) * 100)}%)` : '';
+    logger.info(`  ${label}: ${formatBytes(p.bytes)}${of} at ${formatBytes(rate)}/s`);
+  };
+}
+
+/** Downloads the archive; `report` is the one-line account (size, rate, origin, attempts, sha256) to log. */
+export async function downloadArchive(
+  client: GitLabClient,
+  source: ResolvedSource,
+  file: string,
+  summary: SourceSummary,
+  progressMs: number,
+  opts: DownloadOptions = {},
+  parallel: Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes'> | undefined = undefined,
+) {
+  const started = Date.now();
+  const all = { ...opts, onProgress: progressLogger('downloaded', progressMs) };
+  const result = parallel
+    ? await downloadToFileParallel(client, source.archivePath, source.archiveQuery, file, parallel, all)
+    : await downloadToFile(client, source.archivePath, source.archiveQuery, file, all);
+  const seconds = (Date.now() - started) / 1000;
+  summary.archive_bytes = result.bytes;
+  summary.sha256 = result.sha256;
+  const report =
+    `Downloaded ${formatBytes(result.bytes)} in ${seconds.toFixed(1)} s (${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)` +
+    `${result.redirected ? ` from ${new URL(result.finalUrl).host}` : ''}${result.attempts > 1 ? ` after ${result.attempts} attempts` : ''}; sha256 ${result.sha256}`;
+  return { result, report };
+}
+
+function logEntries(result: ExtractResult): void {
+  for (const e of result.entries.slice(0, LISTED_ENTRIES)) {
+    const what = e.type === 'symlink' ? ` -> ${e.target}` : e.type === 'directory' ? '/' : `  ${formatBytes(e.size)}`;
+    logger.info(`  ${e.mode.toString(8).padStart(4, '0')} ${e.path}${what}`);
+  }
+  if (result.entries.length > LISTED_ENTRIES) logger.info(`  ... and ${result.entries.length - LISTED_ENTRIES} more`);
+}
+
+/** Refuses before writing when overwrite is false and files would be replaced. */
+export async function checkConflicts(settings: FetchSettings, planned: string[], destSub: string): Promise<void> {
+  if (settings.overwrite) return;
+  const dest = destSub ? join(settings.dest, destSub) : settings.dest;
+  const conflicts = await findConflicts(dest, planned);
+  if (conflicts.length > 0) throw conflictError(conflicts, displayPath(dest, settings.baseDir));
+}
+
+/**
+ * Unpacks one archive into `stagingDir`: a downloaded one, or (with `available`) one still being downloaded. The
+ * conflict check (overwrite: false) runs on the validated plan, before anything is written.
+ */
+export async function unpackArchive(
+  settings: FetchSettings,
+  source: ResolvedSource,
+  zip: string,
+  stagingDir: string,
+  destSub: string,
+  summary: SourceSummary,
+  overlap: { directory: LeanRecord[]; available: (end: number) => Promise<void> } | undefined = undefined,
+): Promise<void> {
+  const result = await section(`Unpack ${source.label}`, async () => {
+    const r = await extractArchive(zip, stagingDir, {
+      include: settings.include,
+      exclude: settings.exclude,
+      directory: overlap?.directory,
+      available: overlap?.available,
+      beforeWrite: (paths) => checkConflicts(settings, paths, destSub),
+      maxBytes: settings.maxBytes,
+      maxFiles: settings.maxFiles,
+      maxRatio: settings.maxRatio,
+    });
+    logEntries(r);
+    return r;
+  });
+  summary.files = result.files + result.symlinks;
+  summary.bytes = result.bytes;
+}
+
+/** Two answers are of the same archive unless both carry an ETag and they differ (the sizes are compared too). */
+function sameEtag(a: string | undefined, b: string | undefined): boolean {
+  return a === undefined || b === undefined || a === b;
+}
+
+/** The archive's directory from its tail (ranged requests), or undefined when the server ignores Range or it is not a zip. */
+async function directoryFromTail(
+  client: GitLabClient,
+  source: ResolvedSource,
+): Promise<
+  { directory: LeanRecord[]; total: number; etag?: string; lastModified?: string; buffer: Buffer; directoryStart?: number } | undefined
+> {
+  const tail = await client.readRange(source.archivePath, source.archiveQuery, -TAIL_REQUEST).catch((err) => {
+    if ((err as RelayError).details?.status === 416) return undefined; // e.g. an empty file: the download explains
+    throw err;
+  });
+  if (!tail) return undefined;
+  let changed = false;
+  const where: { directoryStart?: number } = {};
+  const directory = await readDirectoryFromTail(
+    tail.buffer,
+    tail.total,
+    async (start, end) => {
+      const more =
+        end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end, tail);
+      if (!more || more.total !== tail.total || !sameEtag(more.etag, tail.etag)) {
+        changed = true;
+        throw new Error('the rest of the central directory could not be read by range');
+      }
+      return more.buffer;
+    },
+    {},
+    where,
+  ).catch((err) => {
+    if (changed) return undefined;
+    throw err;
+  });
+  return (
+    directory && {
+      directory,
+      total: tail.total,
+      etag: tail.etag,
+      lastModified: tail.lastModified,
+      buffer: tail.buffer,
+      directoryStart: where.directoryStart,
+    }
+  );
+}
+
+/**
+ * Partial fetch (README "Behaviour: Streaming"): with include/exclude leaving at most half of the archive's bytes to
+ * fetch (planPartial), only the selected entries' ranges are downloaded (the directory came with the tail), at their
+ * offsets in a sparse file of the archive's size, then unpacked with the directory from the tail. Resolves false
+ * when it does not apply or Range turned out unusable (the file emptied again: the caller downloads the whole archive).
+ */
+async function fetchPartial(
+  client: GitLabClient,
+  settings: FetchSettings,
+  source: ResolvedSource,
+  found: NonNullable<Awaited<ReturnType<typeof directoryFromTail>>>,
+  zip: string,
+  stagingDir: string,
+  destSub: string,
+  summary: SourceSummary,
+): Promise<boolean> {
+  // Every range carries a validator (If-Range/If-Match), so all the bytes are provably of the object the tail came from.
+  if (found.directoryStart === undefined || !(found.etag || found.lastModified)) return false;
+  if (found.buffer.length >= found.total) return false; // the tail already held the whole archive: nothing to skip
+  const plan = planPartial(found.directory, {
+    include: settings.include,
+    exclude: settings.exclude,
+    directoryStart: found.directoryStart,
+    total: found.total,
+  });
+  if (!plan) return false;
+  const skipped = found.total - plan.bytes;
+  logger.info(
+    `Partial fetch by Range: only the selected entries (${plan.entries} of ${found.directory.length}): ${formatBytes(plan.bytes)} in ${plan.ranges.length} range(s), skipping ${formatBytes(skipped)} of ${formatBytes(found.total)} (${Math.floor((skipped / found.total) * 100)}%)`,
+  );
+  const started = Date.now();
+  const sink = await openFileSink(zip);
+  let result: Awaited<ReturnType<GitLabClient['downloadParallel']>>;
+  try {
+    result = await section(
+      `Download ${source.label} (selected ranges)`,
+      () =>
+        client.downloadParallel(source.archivePath, source.archiveQuery, sink, {
+          total: found.total,
+          validators: { etag: found.etag, lastModified: found.lastModified },
+          connections: Math.max(1, settings.connections),
+          ranges: plan.ranges,
+          maxBytes: settings.maxArchiveBytes,
+          onProgress: progressLogger('downloaded', settings.progressMs),
+        }),
+      false,
+    );
+  } catch (err) {
+    if (!(err instanceof RangeUnusable)) throw err;
+    logger.info(`Downloading the whole archive instead: ${err.message}`);
+    await sink.truncate(0);
+    return false;
+  } finally {
+    await sink.close();
+  }
+  const seconds = (Date.now() - started) / 1000;
+  summary.archive_bytes = found.total;
+  summary.sha256 = null;
+  summary.partial = true;
+  summary.ranges_fetched = plan.ranges.length;
+  summary.bytes_fetched = result.bytes;
+  await unpackArchive(settings, source, zip, stagingDir, destSub, summary, {
+    directory: found.directory,
+    available: () => Promise.resolve(), // every range is written
+  });
+  logger.info(
+    `Downloaded ${formatBytes(result.bytes)} of ${formatBytes(found.total)} in ${plan.ranges.length} range(s) in ${seconds.toFixed(1)} s` +
+      `${result.redirected ? ` from ${new URL(result.finalUrl).host}` : ''}${result.attempts > 1 ? ` after ${result.attempts} attempts` : ''}; no sha256 of the archive (only part of it was downloaded)`,
+  );
+  return true;
+}
+
+/**
+ * A whole archive, unpacked while it downloads when the server supports Range; otherwise (or when the download
+ * restarts from zero or changes under us) downloaded first and unpacked from the complete file.
+ */
+export async function fetchArchive(
+  client: GitLabClient,
+  settings: FetchSettings,
+  source: ResolvedSource,
+  zip: string,
+  stagingDir: string,
+  destSub: string,
+  summary: SourceSummary,
+): Promise<void> {
+  const found = settings.overlap === 'never' ? undefined : await directoryFromTail(client, source);
+  if (found && (await fetchPartial(client, settings, source, found, zip, stagingDir, destSub, summary))) return;
+  // Parallel ranges pay whatever the CPU does (storage limits each connection); they need a validator, so that every
+  // range is provably of the object the tail came from.
+  const parallel =
+    found && settings.connections > 1 && found.total >= PARALLEL_MIN_BYTES && (found.etag || found.lastModified)
+      ? { total: found.total, validators: { etag: found.etag, lastModified: found.lastModified }, connections: settings.connections }
+      : undefined;
+  const small = found !== undefined && !parallel && settings.overlap === 'auto' && found.total < settings.overlapMinBytes;
+  const tail = small ? undefined : found;
+  if (!tail) {
+    const why =
+      settings.overlap === 'never'
+        ? 'ARTIFACT_RELAY_OVERLAP=0'
+        : small
+          ? `below ${formatBytes(settings.overlapMinBytes)}`
+          : 'no Range support';
+    logger.info(`Download, then unpack (${why})`);
+    await section(
+      `Download ${source.label}`,
+      async () =>
+        logger.info(
+          (await downloadArchive(client, source, zip, summary, settings.progressMs, { maxBytes: settings.maxArchiveBytes })).report,
+        ),
+      false,
+    );
+    await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
+    return;
+  }
+  logger.info(
+    `Unpacking while downloading (${tail.directory.length} entries in the directory${parallel ? `, ${parallel.connections} connections` : ''})`,
+  );
+  const mark = new Watermark();
+  let extractError: Error | undefined;
+  let abandoned = false;
+  let downloadReport = '';
+  await writeFile(zip, ''); // the extraction opens the file while the download writes it
+  const downloading = downloadArchive(
+    client,
+    source,
+    zip,
+    summary,
+    settings.progressMs,
+    {
+      maxBytes: settings.maxArchiveBytes,
+      expectedSize: tail.total,
+      onWritten: (n) => {
+        if (extractError && !abandoned) throw extractError; // a rejected archive stops the download at once
+        mark.advance(n);
+      },
+      onRestart: () => {
+        abandoned = true;
+        mark.fail(new Abandoned('the download restarted from zero'));
+      },
+    },
+    parallel,
+  ).then(
+    async ({ result: r, report }) => {
+      downloadReport = report;
+      // The directory came from the tail request: the body must be that same object (its tail byte for byte,
+      // whatever validators the storage sends), else unpack what was downloaded, which the sha256 describes.
+      if (r.bytes !== tail.total || !sameEtag(r.etag, tail.etag) || !(await fileEndsWith(zip, tail.buffer))) {
+        abandoned = true;
+        mark.fail(new Abandoned('the archive changed while downloading'));
+      } else mark.finish(r.bytes);
+    },
+    (err) => {
+      mark.fail(err);
+      throw err;
+    },
+  );
+  const unpacking = whenToUnpack(downloading, settings.overlap)
+    .then(() => unpackArchive(settings, source, zip, stagingDir, destSub, summary, { directory: tail.directory, available: mark.wait }))
+    .catch((err) => {
+      extractError = err;
+    });
+  // Both settle before anything else touches staging; a download failure is the error to report (the extraction
+  // only saw its consequences).
+  const [downloaded] = await Promise.allSettled([downloading, unpacking]);
+  if (downloaded.status === 'rejected') throw downloaded.reason;
+  logger.info(downloadReport); // after the (collapsed) unpack section, so it shows
+  if (abandoned) {
+    const why = await mark.wait(tail.total).catch((err: Error) => err);
+    logger.info(`Unpacking again from the downloaded file: ${why instanceof Error ? why.message : 'the download restarted'}`);
+    await discardStaging(stagingDir);
+    await mkdir(stagingDir, { recursive: true });
+    await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
+    return;
+  }
+  if (extractError) throw extractError;
+}
