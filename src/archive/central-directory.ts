@@ -173,20 +173,12 @@ const BATCH = 2048;
  * Parses the directory with unzipper's Open.custom, BATCH records at a time: each call sees a small virtual zip made of
  * the remaining directory bytes and a synthetic end record announcing BATCH records at offset 0 (local header offsets
  * in the records stay the real ones). Each batch is copied into lean records and unzipper's objects are dropped.
- * `stream(start, end)` gives the archive's bytes [start, end).
+ * `stream(start, end)` gives the archive's bytes [start, end); `records` is the count parse() established.
  */
 async function parseWithUnzipper(
-  tailSize: number,
-  size: number,
-  readAt: ReadAt,
+  { records: total, start, end }: Layout,
   stream: (start: number, end: number) => Readable,
-  opts: DirectoryOptions,
 ): Promise<LeanRecord[]> {
-  // Every record the directory holds: more than the end record's count (a 16-bit count wrapped past 65,535, or a
-  // wrong one) are all read, as Info-ZIP and Python read them; fewer means records are missing: refused.
-  const { records: announced, start, end } = await layout(tailSize, size, readAt);
-  const total = await countRecords(readAt, start, end, opts);
-  if (total < announced) throw new Error(`the end record announces ${announced} entries, the directory holds ${total}`);
   const custom = unzipper.Open.custom as unknown as (s: unknown, o: { tailSize: number }) => Promise<{ files: UnzipperRecord[] }>;
   const out: LeanRecord[] = [];
   let cursor = start;
@@ -323,7 +315,7 @@ async function parse(
   try {
     return await parseRecords(readAt, { ...where, records: total });
   } catch {
-    return parseWithUnzipper(tailSize, size, readAt, stream, opts);
+    return parseWithUnzipper({ ...where, records: total }, stream);
   }
 }
 
