@@ -2,12 +2,12 @@
 // oversized Range answers, endless JSON), drips and deadlines, and an object swapped between the tail request and the
 // body. Memory is measured as the child's peak RSS (GNU time), bytes as the simulator counted them; never wall time.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { BUNDLE, type RunResult } from './helpers/run.ts';
+import { type RunResult, runBundle } from './helpers/run.ts';
 import { snapshotTree } from './helpers/tree.ts';
 import { pythonZip } from './helpers/archives.ts';
 import { useWorld, type World } from './helpers/world.ts';
@@ -20,33 +20,11 @@ const RSS_LIMIT_MB = 200;
 let runs = 0;
 
 /** Runs the bundle under GNU time: the result plus the child's peak RSS in MB. */
-function runMeasured(world: World, args: string[], env: NodeJS.ProcessEnv): Promise<RunResult & { rssMb: number }> {
+async function runMeasured(world: World, args: string[], env: NodeJS.ProcessEnv): Promise<RunResult & { rssMb: number }> {
   const rssFile = join(world.dir, `rss-${++runs}.txt`);
-  return new Promise((resolve, reject) => {
-    const child = spawn('/usr/bin/time', ['-f', '%M', '-o', rssFile, process.execPath, BUNDLE, ...args], {
-      env,
-      cwd: world.workspace,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    let output = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      output += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-      output += d;
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
-    child.on('error', reject);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      const kb = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop());
-      resolve({ status, stdout, stderr, output, rssMb: kb / 1024 });
-    });
-  });
+  const r = await runBundle(args, env, { cwd: world.workspace, timeoutMs: 120_000, prefix: ['/usr/bin/time', '-f', '%M', '-o', rssFile] });
+  const kb = Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop());
+  return { ...r, rssMb: kb / 1024 };
 }
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');

@@ -8,7 +8,15 @@ import { removeOnInterrupt } from '../runtime/lifecycle.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
 import { version } from '../inputs/spec.ts';
 import { formatBytes, logger, section } from '../runtime/log.ts';
-import { displayPath, writeDotenv, writeSummary, type FetchSummary, type FetchedFile, type SourceSummary } from '../outputs/summary.ts';
+import {
+  displayPath,
+  sourceIdentity,
+  writeDotenv,
+  writeSummary,
+  type FetchSummary,
+  type FetchedFile,
+  type SourceSummary,
+} from '../outputs/summary.ts';
 import { resolveSources } from '../sources/resolve.ts';
 import type { ResolvedSource } from '../sources/types.ts';
 import { safeFolderName } from '../sources/match.ts';
@@ -23,12 +31,7 @@ const DOWNLOAD_CONCURRENCY = 3;
 
 function summaryFor(source: ResolvedSource, settings: FetchSettings, found: boolean): SourceSummary {
   return {
-    project_id: source.projectId ?? source.project,
-    pipeline_id: source.pipelineId,
-    job_id: source.jobId,
-    job_name: source.jobName,
-    ref: source.ref,
-    selected_by: source.selectedBy,
+    ...sourceIdentity(source),
     archive_bytes: null,
     sha256: null,
     files: 0,

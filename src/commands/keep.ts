@@ -6,17 +6,11 @@ import type { KeepSettings } from '../inputs/keep-settings.ts';
 import { version } from '../inputs/spec.ts';
 import { keepAll, type KeepResult } from '../keep/keep.ts';
 import { logger } from '../runtime/log.ts';
-import { dotenvValue, writeAtomic } from '../outputs/summary.ts';
+import { dotenvValue, type SourceIdentity, sourceIdentity, writeAtomic } from '../outputs/summary.ts';
 import { resolveSources } from '../sources/resolve.ts';
 import type { ResolvedSource } from '../sources/types.ts';
 
-interface KeptSource {
-  project_id: number | string;
-  pipeline_id: number | null;
-  job_id: number | null;
-  job_name: string | null;
-  ref: string | null;
-  selected_by: string;
+interface KeptSource extends SourceIdentity {
   /** true once GitLab confirmed the keep (always false in a dry run). */
   kept: boolean;
   /** As GitLab answered the keep: null, the artifacts never expire. */
@@ -37,12 +31,7 @@ export interface KeepSummary {
 
 function sourceSummary(source: ResolvedSource, result?: KeepResult): KeptSource {
   const out: KeptSource = {
-    project_id: source.projectId ?? source.project,
-    pipeline_id: source.pipelineId,
-    job_id: source.jobId,
-    job_name: source.jobName,
-    ref: source.ref,
-    selected_by: source.selectedBy,
+    ...sourceIdentity(source),
     kept: result?.kept ?? false,
   };
   if (result?.kept) out.artifacts_expire_at = result.artifactsExpireAt ?? null;

@@ -1,6 +1,7 @@
 // The JSON summary and the dotenv report: the machine-readable outputs of a fetch.
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, relative, isAbsolute } from 'node:path';
+import type { ResolvedSource } from '../sources/types.ts';
 
 export interface FetchedFile {
   path: string;
@@ -8,7 +9,8 @@ export interface FetchedFile {
   sha256: string;
 }
 
-export interface SourceSummary {
+/** Which job a source is, as the summaries of fetch and keep say it. */
+export interface SourceIdentity {
   project_id: number | string;
   pipeline_id: number | null;
   job_id: number | null;
@@ -16,6 +18,20 @@ export interface SourceSummary {
   ref: string | null;
   /** How the source was chosen: job_id, ref (latest successful pipeline of a ref), pipeline, upstream, bridge. */
   selected_by: string;
+}
+
+export function sourceIdentity(source: ResolvedSource): SourceIdentity {
+  return {
+    project_id: source.projectId ?? source.project,
+    pipeline_id: source.pipelineId,
+    job_id: source.jobId,
+    job_name: source.jobName,
+    ref: source.ref,
+    selected_by: source.selectedBy,
+  };
+}
+
+export interface SourceSummary extends SourceIdentity {
   archive_bytes: number | null;
   sha256: string | null;
   files: number;

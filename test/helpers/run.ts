@@ -51,10 +51,16 @@ export function cleanEnv(extra: Record<string, string | undefined> = {}): NodeJS
   return env;
 }
 
-export function runBundle(args: string[], env: NodeJS.ProcessEnv, opts: { cwd?: string; timeoutMs?: number } = {}): Promise<RunResult> {
+/** Runs the bundle; `prefix` wraps it in another command (e.g. GNU time), which gets `node BUNDLE ...args`. */
+export function runBundle(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  opts: { cwd?: string; timeoutMs?: number; prefix?: string[] } = {},
+): Promise<RunResult> {
   assertBundleFresh();
+  const [command, ...argv] = [...(opts.prefix ?? []), process.execPath, BUNDLE, ...args];
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BUNDLE, ...args], { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command!, argv, { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let output = '';
