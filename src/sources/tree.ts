@@ -34,6 +34,16 @@ export interface TreeJob {
 
 const isRefusal = (err: unknown) => [401, 403, 404].includes(httpStatus(err) ?? 0);
 
+/** The trigger jobs of a pipeline of the tree; a refusal says what token the tree needs. */
+async function triggerJobsOf(client: GitLabClient, project: string, pipelineId: number): Promise<TriggerJob[]> {
+  try {
+    return await listTriggerJobs(client, project, pipelineId);
+  } catch (err) {
+    if (isRefusal(err)) throw refusedTriggerJobs(err, project, pipelineId);
+    throw err;
+  }
+}
+
 function refusedTriggerJobs(err: unknown, project: string, pipelineId: number): RelayError {
   const status = httpStatus(err) ?? 0;
   return new RelayError(
@@ -67,13 +77,7 @@ async function scanTree(client: GitLabClient, root: PipelineNode): Promise<{ nod
   for (let i = 0; i < nodes.length; i++) {
     const node = nodes[i];
     if (node.depth >= MAX_CHILD_DEPTH) continue;
-    let triggers: TriggerJob[];
-    try {
-      triggers = await listTriggerJobs(client, node.project, node.pipelineId);
-    } catch (err) {
-      if (isRefusal(err)) throw refusedTriggerJobs(err, node.project, node.pipelineId);
-      throw err;
-    }
+    const triggers = await triggerJobsOf(client, node.project, node.pipelineId);
     for (const b of triggers.sort((x, y) => x.id - y.id)) {
       if (stillCreating(b)) creating.push(b);
       const d = b.downstream_pipeline;
@@ -281,13 +285,7 @@ export async function findSiblingPipeline(
   const deadline = started + settings.waitMs;
   const schedule = pollSchedule(settings.pollMs);
   for (;;) {
-    let triggers: TriggerJob[];
-    try {
-      triggers = await listTriggerJobs(client, upstream.project, upstream.pipelineId);
-    } catch (err) {
-      if (isRefusal(err)) throw refusedTriggerJobs(err, upstream.project, upstream.pipelineId);
-      throw err;
-    }
+    const triggers = await triggerJobsOf(client, upstream.project, upstream.pipelineId);
     const candidates = triggers.filter(
       (b) => b.downstream_pipeline && b.downstream_pipeline.project_id === wanted && b.downstream_pipeline.id !== settings.ownPipelineId,
     );
