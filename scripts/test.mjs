@@ -1,7 +1,8 @@
 // Runs test/**/*.test.ts with node's test runner (TypeScript through tsx), by tier:
 //   unit   the code under test runs in the test process (fixture tools such as python3, zip, go and the reference
 //          unzip may run as helpers); no bundle, no podman
-//   e2e    *-e2e.test.ts: dist/artifact-relay.mjs as a child process against the simulator (build first)
+//   e2e    *-e2e.test.ts: child processes: dist/artifact-relay.mjs against the simulator (build first), the commit
+//          under real signals
 //   image  the container image (podman) and the templates through gitlab-ci-local (build first)
 // Usage: node scripts/test.mjs [--tier unit|e2e|image]... [file substring...] [-- node --test options]
 //   no --tier: all three, in one runner so the tiers share the two workers.
@@ -13,6 +14,9 @@ const IMAGE = ['test/image.test.ts', 'test/gitlab-ci-local.test.ts'];
 const tierOf = (file) => (IMAGE.includes(file) ? 'image' : file.endsWith('-e2e.test.ts') ? 'e2e' : 'unit');
 // Long files first, so the last minute is not one slow file running alone.
 const ORDER = { image: 0, e2e: 1, unit: 2 };
+// Within the unit tier, the files that write the largest trees go first for the same reason.
+const LONG_UNIT = ['test/extract-zip64.test.ts', 'test/extract.test.ts', 'test/archive-bounds.test.ts'];
+const rank = (file) => (LONG_UNIT.includes(file) ? LONG_UNIT.indexOf(file) : LONG_UNIT.length);
 
 function collect(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -41,7 +45,7 @@ for (const t of tiers) {
 const files = collect('test')
   .filter((f) => tiers.length === 0 || tiers.includes(tierOf(f)))
   .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
-  .sort((a, b) => ORDER[tierOf(a)] - ORDER[tierOf(b)] || a.localeCompare(b));
+  .sort((a, b) => ORDER[tierOf(a)] - ORDER[tierOf(b)] || rank(a) - rank(b) || a.localeCompare(b));
 if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);

@@ -109,6 +109,14 @@ export function pythonZip(file: string, entries: SpecEntry[], opts: ZipOptions =
   );
 }
 
+/**
+ * An archive written by a Python script of the test's own (`python3 -c code out`), cached like every fixture: for
+ * archives too large to build on every run. The script may assert what it wrote; a failed check is never cached.
+ */
+export function pythonScriptZip(file: string, code: string): string {
+  return cachedFixture(file, ['python-script', code], (out) => execFileSync('python3', ['-c', code, out], { maxBuffer: 1 << 26 }));
+}
+
 /** Builds a folder with `build(root)`, then runs Info-ZIP `zip -r -y -q` from inside it (symlinks stored as links). */
 export function infoZip(file: string, build: (root: string) => void, extraArgs: string[] = []): string {
   const root = mkdtempSync(join(tmpdir(), 'infozip-src-'));
