@@ -8,7 +8,7 @@
 //
 // Options (each also as an env var BENCH_<NAME>):
 //   --shapes small,mixed,big     archive shapes (bench/gen-zip.py; also many83k, many300k)
-//   --runs 3                     alternating rounds (medians are reported)
+//   --runs 3                     alternating rounds (medians are reported); per shape: --runs 3,big=1
 //   --only ar,ar-plain,...       contenders (ids below)
 //   --dirs disk,tmpfs            where the trees are unpacked (disk: os.tmpdir(); tmpfs: /dev/shm)
 //   --memory                     also measure peak RSS of artifact-relay on many83k and many300k and on a tiny archive
@@ -46,7 +46,18 @@ const list = (s: string | undefined, dflt: string) =>
     .map((x) => x.trim())
     .filter(Boolean);
 const shapes = list(flags.shapes ?? env.BENCH_SHAPES, 'small,mixed,big');
-const runs = Number(flags.runs ?? env.BENCH_RUNS ?? 3);
+const runsSpec = String(flags.runs ?? env.BENCH_RUNS ?? '3');
+/** Rounds of a shape: the plain number, or the shape's own (`3,big=1`: the 2 GiB shape's rounds take minutes). */
+const runsOf = (shape: string): number => {
+  let n = 3;
+  for (const part of list(runsSpec, '3')) {
+    const [k, v] = part.includes('=') ? part.split('=') : [undefined, part];
+    if (k === undefined) n = Number(v);
+    else if (k === shape) return Number(v);
+  }
+  return n;
+};
+const runs = runsOf('');
 const only = list(flags.only ?? env.BENCH_ONLY, '');
 const dirs = list(flags.dirs ?? env.BENCH_DIRS, 'disk,tmpfs');
 const memory = flags.memory ?? env.BENCH_MEMORY === '1';
@@ -237,7 +248,7 @@ async function runShape(shape: string): Promise<void> {
     const work = join(workRoots[dir]!, `artifact-relay-bench-work-${process.pid}`);
     const samples = new Map<string, Sample[]>(contenders.map((c) => [c.id, []]));
     try {
-      for (let round = 1; round <= runs; round++) {
+      for (let round = 1; round <= runsOf(shape); round++) {
         for (const c of contenders) {
           const w = join(work, c.id);
           await rm(w, { recursive: true, force: true });
@@ -357,7 +368,7 @@ try {
 // Results.
 const cpus = os.cpus();
 const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GB RAM, Linux ${os.release()}, Node ${process.version}`;
-const command = `npm run bench -- --shapes ${shapes.join(',')} --runs ${runs}${only.length ? ` --only ${only.join(',')}` : ''} --dirs ${dirs.join(',')}${memory ? ' --memory' : ''}${startup ? ' --startup' : ''}`;
+const command = `npm run bench -- --shapes ${shapes.join(',')} --runs ${runsSpec}${only.length ? ` --only ${only.join(',')}` : ''} --dirs ${dirs.join(',')}${memory ? ' --memory' : ''}${startup ? ' --startup' : ''}`;
 const targets: { name: string; value: number | null; limit: number; unit: string; status: string; note?: string }[] = [];
 const get = (shape: string, dir: string, id: string) => rows.find((r) => r.shape === shape && r.dir === dir && r.id === id);
 for (const shape of shapes) {
@@ -393,7 +404,7 @@ const shapeLines = Object.entries(archives).map(
       .join(', ')})`,
 );
 notes.push(
-  `Medians of ${runs} alternating rounds; ratios are against curl + bsdtar in the same shape and folder. CPU is user+sys of the command and the children it waited for (curl included); peak RSS is of the largest single process (GNU time %M).`,
+  `Medians of ${runsSpec.includes('=') ? `alternating rounds (${runsSpec}: the default, then per shape)` : `${runs} alternating rounds`}; ratios are against curl + bsdtar in the same shape and folder. CPU is user+sys of the command and the children it waited for (curl included); peak RSS is of the largest single process (GNU time %M).`,
   'Warm cache (the page cache cannot be dropped here); the simulator runs in the bench process on 127.0.0.1 and is not counted.',
 );
 const targetLines = targets.map(
