@@ -2,8 +2,9 @@
 // archive of bench/gen-zip.py (16 random 64 MiB entries, stored: the bytes on the wire are the point) from the
 // simulator in redirect mode, its storage limiting every connection to --rate MiB/s as object storage does, and
 // times, alternating in each round (the order reversed every other round), artifact-relay fetch over the default
-// connections (the input connections, 4) against a fetch with connections: 1, plus the download alone as a reference
-// (curl > /dev/null over one connection, and over the same number of parallel ranges). Reports wall, the fetch's own
+// connections (the input connections, 4) against a fetch with connections: 1, plus the download alone as a reference:
+// artifact-relay's own download code into a file, nothing unpacked (bench/ranged-download.ts, parallel and one
+// connection), and curl > /dev/null over one connection and over the same number of parallel ranges. Reports wall, the fetch's own
 // download time (its "Downloaded ... in N s" line), CPU (user+sys, children included), the simulator's CPU (it serves
 // in this process), peak RSS, the bytes storage sent, and the speed-up over one connection; each fetch's tree is
 // checked complete (files and bytes) and its summary's sha256 against the archive's. --readme writes the table
@@ -14,7 +15,7 @@
 //   --rate 40                storage throughput per connection, MiB/s
 //   --connections N          pass --connections N to the parallel fetch (default: not passed, the input's default 4)
 //   --dirs disk,tmpfs        where the archive file and tree are written (disk: os.tmpdir(); tmpfs: /dev/shm)
-//   --only one,par,curl1,curlN
+//   --only one,par,ar-dlN,ar-dl1,curl1,curlN
 //   --readme
 //   --out bench-results/ranged.json
 import { createHash } from 'node:crypto';
@@ -96,6 +97,8 @@ interface Contender {
   label: string;
   /** A fetch (its tree and summary are checked), else a download-only reference, run in the first folder only. */
   fetch: boolean;
+  /** The download alone through artifact-relay's code: its log has the download time and the sha256 (checked). */
+  logs?: boolean;
   cmd: (w: string) => string[];
 }
 const fetchCmd = (args: string[]) => (w: string) => [
@@ -130,6 +133,25 @@ const all: Contender[] = [
     fetch: true,
     cmd: fetchCmd(connectionsFlag ? ['--connections', String(connections)] : []),
   },
+  ...[connections, 1].map(
+    (n): Contender => ({
+      id: `ar-dl${n === 1 ? '1' : 'N'}`,
+      label: `download alone: artifact-relay's ${n === 1 ? 'one-connection' : `parallel (${n} connections)`} download to a file, through tsx`,
+      fetch: false,
+      logs: true,
+      cmd: (w) => [
+        ...NODE,
+        '--import',
+        import.meta.resolve('tsx'), // the command runs in its work folder
+        join(repo, 'bench/ranged-download.ts'),
+        sim.apiUrl,
+        TOKEN,
+        `/projects/${project.id}/jobs/${job.id}/artifacts`,
+        join(w, 'a.zip'),
+        String(n),
+      ],
+    }),
+  ),
   { id: 'curl1', label: 'download alone: curl > /dev/null', fetch: false, cmd: () => ['sh', '-c', `${curl} '${url}' > /dev/null`] },
   { id: 'curlN', label: `download alone: ${connections} curl ranges > /dev/null`, fetch: false, cmd: () => curlRanges(connections) },
 ];
@@ -194,7 +216,7 @@ try {
             wall: s.wall,
             cpu: s.cpu,
             rssMB: s.rssMB,
-            download: c.fetch ? Number(logged?.[1] ?? Number.NaN) : s.wall,
+            download: c.fetch || c.logs ? Number(logged?.[1] ?? Number.NaN) : s.wall,
             simCpu: (simCpu.user + simCpu.system) / 1e6,
             storageBytes: storage.reduce((n, q) => n + (q.bytesSent ?? 0), 0),
             storageGets: storage.length,
@@ -215,6 +237,8 @@ try {
                 `(${c.id}) summary: sha256 ${source?.sha256}, ${source?.archive_bytes} bytes; the archive: ${archiveSha}, ${info.bytes}`,
               );
           }
+          if (c.logs && !s.output.includes(`sha256 ${archiveSha}`))
+            throw new Error(`(${c.id}) the download's sha256 is not the archive's:\n${s.output.slice(-2000)}`);
           samples.get(c.id)!.push(sample);
           console.log(
             `${dir} round ${round} ${c.id.padEnd(5)} ${fmt(s.wall)} s (download ${fmt(sample.download)} s)  cpu ${fmt(s.cpu)} s  sim cpu ${fmt(sample.simCpu)} s  ${fmt(s.rssMB, 0)} MB  ${mib(sample.storageBytes)} MiB in ${sample.storageGets} GETs, ${sample.maxInFlight} at once  load ${fmt(load)}`,
@@ -296,7 +320,7 @@ for (const dir of dirs) {
 const transfer = info.bytes / (rateMiB * 1024 * 1024);
 const notes = [
   `The transfer alone at ${rateMiB} MiB/s per connection: ${fmt(transfer, 1)} s over one connection, ${fmt(transfer / connections, 1)} s over ${connections}.`,
-  `Medians of ${runs} alternating rounds (every other round in reverse order); speed-ups are against the fetch with connections: 1 in the same folder. CPU is user+sys of the command and the children it waited for; peak RSS is of the largest single process (GNU time %M). The download-alone references run in the first folder only.`,
+  `Medians of ${runs} alternating rounds (every other round in reverse order); speed-ups are against the fetch with connections: 1 in the same folder. CPU is user+sys of the command and the children it waited for; peak RSS is of the largest single process (GNU time %M). The download-alone references run in the first folder only; artifact-relay's runs through tsx, whose start-up (compiling the TypeScript) is in its wall, CPU and RSS but not in its download s.`,
   `Each fetch's tree was checked complete (${info.files} files, ${info.inflated} bytes) and its summary's sha256 equal to the archive's. "download s" is the fetch's own "Downloaded ... in N s" (from the first range to the last byte written, unpacking alongside); "at once" is the most storage requests answered at the same time.`,
   `The simulator serves in the bench process on 127.0.0.1 (its CPU is the simulator column, not counted in CPU s). 1-minute load average at the start of each run: ${fmt(Math.min(...loads))} to ${fmt(Math.max(...loads))} (2 cores shared with other sessions).`,
 ];
