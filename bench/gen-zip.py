@@ -8,6 +8,7 @@ Shapes (deterministic names, sizes and text; random bodies come from os.urandom)
   big       one 2 GiB entry of compressible log text (about 560 MiB zipped)
   many83k   83,000 entries, 2 GB: 82,900 small files and 100 random 19 MiB blobs (stored)
   many300k  300,000 tiny files (memory test: the entry count, not the bodies, is what matters)
+  ranged    1 GiB of 16 random 64 MiB files, stored (bench/ranged.ts: the bytes on the wire are the point, not inflating)
 Entries are deflated at level 6 (Info-ZIP's and GitLab Runner's default) with unix modes, made on unix (host 3).
 Prints one JSON line: {"entries", "files", "inflated", "composition"}.
 """
@@ -93,6 +94,9 @@ elif shape == 'many83k':
     small(82900, lo=64, hi=2048)
 elif shape == 'many300k':
     small(300000, lo=1, hi=64)
+elif shape == 'ranged':
+    for i in range(16):
+        put('random', 'data/e%02d.bin' % i, os.urandom(64 * MB), 0o644, zipfile.ZIP_STORED)
 else:
     sys.exit('unknown shape ' + shape)
 z.close()

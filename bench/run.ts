@@ -16,16 +16,32 @@
 //   --readme                     write the table between the BENCH markers of README.md
 //   --out bench-results/latest.json
 // Archives are cached in os.tmpdir()/artifact-relay-bench (generation takes minutes for the large shapes).
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startSimulator } from '../test/simulator/index.ts';
+import {
+  type ArchiveInfo,
+  BUNDLE,
+  cacheDir,
+  cleanEnv,
+  ensureArchive,
+  fmt,
+  machine as machineLine,
+  median,
+  mib,
+  must,
+  NODE,
+  repo,
+  run,
+  type Sample,
+  TOKEN,
+  timed,
+  treeStats,
+  writeReadmeSection,
+} from './lib.ts';
 
-const repo = fileURLToPath(new URL('..', import.meta.url));
 const started = performance.now();
 const { values: flags } = parseArgs({
   options: {
@@ -62,90 +78,12 @@ const only = list(flags.only ?? env.BENCH_ONLY, '');
 const dirs = list(flags.dirs ?? env.BENCH_DIRS, 'disk,tmpfs');
 const memory = flags.memory ?? env.BENCH_MEMORY === '1';
 const startup = flags.startup ?? env.BENCH_STARTUP === '1';
-const readmePath = flags.readme || env.BENCH_README ? resolve(repo, 'README.md') : null;
+const writeReadme = Boolean(flags.readme || env.BENCH_README);
 const outJson = resolve(repo, flags.out ?? env.BENCH_OUT ?? 'bench-results/latest.json');
 const outMd = outJson.replace(/(\.json)?$/, '.md');
 
-const TOKEN = 'glpat-bench-token-0123456789';
 const JOB_TOKEN = 'glcbt-bench-job-token-0123456789';
-const cacheDir = join(os.tmpdir(), 'artifact-relay-bench');
 const workRoots: Record<string, string> = { disk: cacheDir, tmpfs: '/dev/shm' };
-const BUNDLE = join(repo, 'dist/artifact-relay.mjs');
-/** Node flags the image's artifact-relay wrapper uses (Dockerfile): measure what users run. */
-const NODE = ['node', '--max-semi-space-size=1'];
-
-interface Sample {
-  wall: number;
-  cpu: number;
-  rssMB: number;
-}
-
-function run(cmd: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; output: string }> {
-  return new Promise((res, rej) => {
-    const child = spawn(cmd[0]!, cmd.slice(1), { cwd: opts.cwd, env: opts.env ?? env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    const add = (d: Buffer) => {
-      output += d.toString();
-      if (output.length > 1_000_000) output = output.slice(-100_000);
-    };
-    child.stdout.on('data', add);
-    child.stderr.on('data', add);
-    child.on('error', rej);
-    child.on('close', (code) => res({ code: code ?? 1, output }));
-  });
-}
-
-async function must(cmd: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<string> {
-  const r = await run(cmd, opts);
-  if (r.code !== 0) throw new Error(`${cmd.join(' ')} exited ${r.code}:\n${r.output.slice(-5000)}`);
-  return r.output;
-}
-
-let timedRuns = 0;
-/** Runs `cmd` under GNU time: wall, user+sys of it and its waited-for children, peak RSS of the largest process. */
-async function timed(cmd: string[], cwd: string, runEnv: NodeJS.ProcessEnv): Promise<Sample> {
-  const timeFile = join(cwd, '..', `${process.pid}-${++timedRuns}.time`);
-  const r = await run(['/usr/bin/time', '-f', '%e %U %S %M', '-o', timeFile, ...cmd], { cwd, env: runEnv });
-  if (r.code !== 0) throw new Error(`${cmd.join(' ')} exited ${r.code}:\n${r.output.slice(-5000)}`);
-  const [wall, user, sys, rss] = (await readFile(timeFile, 'utf8')).trim().split('\n').pop()!.split(' ').map(Number) as number[];
-  await rm(timeFile, { force: true });
-  return { wall: wall!, cpu: user! + sys!, rssMB: rss! / 1024 };
-}
-
-interface ArchiveInfo {
-  bytes: number;
-  entries: number;
-  files: number;
-  inflated: number;
-  composition: Record<string, { files: number; bytes: number }>;
-}
-
-/** The archive of a shape, generated once and cached. */
-async function ensureArchive(shape: string): Promise<{ zip: string; info: ArchiveInfo }> {
-  await mkdir(cacheDir, { recursive: true });
-  const zip = join(cacheDir, `shape-${shape}.zip`);
-  if (!existsSync(zip) || !existsSync(`${zip}.json`)) {
-    const t = performance.now();
-    console.log(`generating the ${shape} archive in ${zip} ...`);
-    const info = JSON.parse(await must(['python3', join(repo, 'bench/gen-zip.py'), shape, `${zip}.tmp`])) as ArchiveInfo;
-    await writeFile(`${zip}.json`, JSON.stringify(info));
-    await rename(`${zip}.tmp`, zip);
-    console.log(`generated in ${((performance.now() - t) / 1000).toFixed(0)} s`);
-  }
-  const info = JSON.parse(await readFile(`${zip}.json`, 'utf8')) as ArchiveInfo;
-  const { size } = await import('node:fs/promises').then((fs) => fs.stat(zip));
-  info.bytes = size;
-  return { zip, info };
-}
-
-async function treeStats(dir: string): Promise<{ files: number; bytes: number }> {
-  const sizes = (await must(['find', dir, '-type', 'f', '-printf', '%s\\n'])).split('\n').filter(Boolean);
-  return { files: sizes.length, bytes: sizes.reduce((a, s) => a + Number(s), 0) };
-}
-
-const mib = (n: number) => (n / 1024 / 1024).toFixed(0);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
-const fmt = (n: number | null | undefined, d = 2) => (n == null ? '-' : n.toFixed(d));
 
 // The Go contender, built from source each time (stdlib only).
 const goBin = join(repo, 'bench/.build/go-fetch');
@@ -157,12 +95,6 @@ const project = sim.addProject({ path: 'bench/app' });
 const pipeline = sim.addPipeline({ projectId: project.id, ref: 'main', status: 'success' });
 sim.addAccessToken(TOKEN, { kind: 'project', role: 'maintainer', scopes: ['api'] });
 const notes: string[] = [];
-const cleanEnv: NodeJS.ProcessEnv = Object.fromEntries(
-  Object.entries(env).filter(
-    ([k]) => !k.startsWith('CI_') && !k.startsWith('INPUT_') && !k.startsWith('GITLAB_') && !k.startsWith('ARTIFACT_RELAY_'),
-  ),
-);
-
 // python-gitlab's CLI calls GET /api/v4/user first with a private token; where the simulator does not answer that,
 // it uses the job token of a running job in the same project (no /user call).
 let pgAuth: string[] | null = null;
@@ -254,7 +186,7 @@ async function runShape(shape: string): Promise<void> {
           await rm(w, { recursive: true, force: true });
           await mkdir(w, { recursive: true });
           await run(['sync']);
-          const s = await timed(c.cmd(job.id, join(w, 'out')), w, { ...cleanEnv, ...c.env });
+          const { output: _output, ...s } = await timed(c.cmd(job.id, join(w, 'out')), w, { ...cleanEnv, ...c.env });
           samples.get(c.id)!.push(s);
           if (c.id !== 'curl') {
             const got = await treeStats(join(w, 'out'));
@@ -366,8 +298,7 @@ try {
 }
 
 // Results.
-const cpus = os.cpus();
-const machine = `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GB RAM, Linux ${os.release()}, Node ${process.version}`;
+const machine = machineLine();
 const command = `npm run bench -- --shapes ${shapes.join(',')} --runs ${runsSpec}${only.length ? ` --only ${only.join(',')}` : ''} --dirs ${dirs.join(',')}${memory ? ' --memory' : ''}${startup ? ' --startup' : ''}`;
 const targets: { name: string; value: number | null; limit: number; unit: string; status: string; note?: string }[] = [];
 const get = (shape: string, dir: string, id: string) => rows.find((r) => r.shape === shape && r.dir === dir && r.id === id);
@@ -437,13 +368,4 @@ await writeFile(
 );
 await writeFile(outMd, `${md}\n`);
 console.log(`wrote ${outJson} and ${outMd}`);
-if (readmePath) {
-  const text = await readFile(readmePath, 'utf8');
-  const re = /(<!-- BEGIN BENCH -->\n)[\s\S]*?(<!-- END BENCH -->)/;
-  if (!re.test(text)) throw new Error(`${readmePath} has no <!-- BEGIN BENCH --> ... <!-- END BENCH --> section`);
-  await writeFile(
-    readmePath,
-    text.replace(re, (_m, a: string, b: string) => `${a}${md}\n${b}`),
-  );
-  console.log(`updated the bench section of ${readmePath}`);
-}
+if (writeReadme) await writeReadmeSection('BENCH', md);

@@ -44,7 +44,7 @@ export async function openFileSink(file: string): Promise<FileSink> {
       }
     },
     async read(offset, length) {
-      const buf = Buffer.alloc(length);
+      const buf = Buffer.allocUnsafe(length); // only the bytes read are returned
       let got = 0;
       while (got < length) {
         const { bytesRead } = await fh.read(buf, got, length - got, offset + got);

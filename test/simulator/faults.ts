@@ -194,8 +194,10 @@ export async function deliverBody(
   }
   const limit = fault.afterBytes ?? 0;
   const bps = Math.max(1, fault.bytesPerSecond ?? 16 * 1024);
+  // slow: at most `slice` bytes at a time, each sent when the byte clock (bps since the first byte) reaches it, so
+  // the rate is bps whatever the size of the body's chunks (a file streams in 64 KiB chunks, a buffer is one).
   const slice = Math.max(1, Math.floor(bps / 20));
-  const pause = (slice * 1000) / bps;
+  const startedAt = performance.now();
   let sent = 0;
   /** A reset or stall fires only when the body is longer than afterBytes. */
   let cut = false;
@@ -224,7 +226,8 @@ export async function deliverBody(
       if (kind === 'slow') {
         for (let i = 0; i < chunk.length && !aborted; i += slice) {
           await write(chunk.subarray(i, i + slice));
-          await sleep(pause);
+          const ahead = (sent * 1000) / bps - (performance.now() - startedAt);
+          if (ahead > 0) await sleep(ahead);
         }
         continue;
       }
