@@ -12,7 +12,8 @@
 //   --only ar,ar-plain,...       contenders (ids below)
 //   --dirs disk,tmpfs            where the trees are unpacked (disk: os.tmpdir(); tmpfs: /dev/shm)
 //   --memory                     also measure peak RSS of artifact-relay on many83k and many300k and on a tiny archive
-//   --startup                    also time `artifact-relay --version` against `node -e 0`
+//   --startup                    also time `artifact-relay --version` against `node -e 0`, on the host and in the image
+//                                (BENCH_IMAGE, default localhost/artifact-relay:test; the row says when it is not there)
 //   --readme                     write the table between the BENCH markers of README.md
 //   --out bench-results/latest.json
 // Archives are cached in os.tmpdir()/artifact-relay-bench (generation takes minutes for the large shapes).
@@ -20,6 +21,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { podmanRun } from '../test/helpers/image.ts';
 import { startSimulator } from '../test/simulator/index.ts';
 import {
   type ArchiveInfo,
@@ -169,7 +171,64 @@ interface Row {
 }
 const rows: Row[] = [];
 const archives: Record<string, ArchiveInfo> = {};
-const extra: { name: string; value: number; limit: number; unit: string; note?: string }[] = [];
+const extra: { name: string; value: number | null; limit: number; unit: string; note?: string }[] = [];
+
+const STARTUP_ROUNDS = 30;
+/**
+ * Without NODE_EXTRA_CA_CERTS: Node reads and parses that bundle at every start, before any script (here some 400M
+ * instructions, about 4x `node -e 0`'s own start), which would hide what the bundle costs. Jobs in the image have none.
+ */
+const startupEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(cleanEnv).filter(([k]) => k !== 'NODE_EXTRA_CA_CERTS'));
+/** Median wall times (ms) of `cmds`, run one after the other `rounds` times (alternating, so load hits all alike). */
+async function alternate(cmds: string[][], rounds: number, cwd: string): Promise<number[]> {
+  const walls = cmds.map(() => [] as number[]);
+  for (let i = 0; i < rounds; i++) {
+    for (const [j, cmd] of cmds.entries()) {
+      const t = performance.now();
+      const r = await run(cmd, { cwd, env: startupEnv });
+      walls[j]!.push(performance.now() - t);
+      if (r.code !== 0) throw new Error(`${cmd.join(' ')} exited ${r.code}:\n${r.output.slice(-2000)}`);
+    }
+  }
+  return walls.map(median);
+}
+
+/**
+ * `artifact-relay --version` (the image's wrapper: Node 24 and its compile cache) against `node -e 0`, timed inside one
+ * container of the image BENCH_IMAGE (default: the image test's localhost/artifact-relay:test, built by
+ * `node scripts/test.mjs --tier image`); the bundle run without the cache for comparison. Not measured (and the
+ * row says why) without podman or the image.
+ */
+async function imageStartup(): Promise<{ value: number | null; note: string }> {
+  const image = env.BENCH_IMAGE || 'localhost/artifact-relay:test';
+  const exists = await run(['podman', 'image', 'exists', image]).catch((e: Error) => ({ code: -1, output: e.message }));
+  if (exists.code !== 0) {
+    return {
+      value: null,
+      note: exists.code === -1 ? `no podman (${exists.output})` : `no image ${image} (build it: node scripts/test.mjs --tier image)`,
+    };
+  }
+  const script = `const { spawnSync } = require('node:child_process');
+const cmds = [['node', '--max-semi-space-size=1', '-e', '0'], ['artifact-relay', '--version'],
+  ['node', '--max-semi-space-size=1', '/usr/local/lib/artifact-relay/artifact-relay.mjs', '--version']];
+const t = cmds.map(() => []);
+for (let i = 0; i < ${STARTUP_ROUNDS}; i++) for (const [j, c] of cmds.entries()) {
+  const s = process.hrtime.bigint();
+  const r = spawnSync(c[0], c.slice(1), { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (r.status !== 0) throw new Error(c.join(' ') + ' exited ' + r.status);
+  t[j].push(Number(process.hrtime.bigint() - s) / 1e6);
+}
+console.log(JSON.stringify({ node: process.versions.node, t }));`;
+  const created = (await must(['podman', 'image', 'inspect', '--format', '{{.Created}}', image])).trim().slice(0, 16);
+  const r = await podmanRun([image, 'node', '-e', script]);
+  if (r.status !== 0) throw new Error(`timing inside ${image} failed (exit ${r.status}):\n${r.stderr.slice(-3000)}`);
+  const { node, t } = JSON.parse(r.stdout.trim().split('\n').pop()!) as { node: string; t: number[][] };
+  const [n, v, noCache] = t.map(median) as [number, number, number];
+  return {
+    value: v / n,
+    note: `${image} (built ${created}), Node ${node}: ${fmt(v, 0)} ms vs ${fmt(n, 0)} ms; the bundle without the compile cache ${fmt(noCache, 0)} ms (${fmt(noCache / n)}x)`,
+  };
+}
 
 async function runShape(shape: string): Promise<void> {
   const { zip, info } = await ensureArchive(shape);
@@ -277,21 +336,26 @@ try {
   if (startup) {
     const w = join('/dev/shm', `artifact-relay-bench-startup-${process.pid}`);
     await mkdir(w, { recursive: true });
-    const walls = { node: [] as number[], version: [] as number[] };
-    for (let i = 0; i < 15; i++) {
-      walls.node.push((await timed([...NODE, '-e', '0'], w, cleanEnv)).wall);
-      walls.version.push((await timed([...NODE, BUNDLE, '--version'], w, cleanEnv)).wall);
-    }
+    const [n, v] = await alternate(
+      [
+        [...NODE, '-e', '0'],
+        [...NODE, BUNDLE, '--version'],
+      ],
+      STARTUP_ROUNDS,
+      w,
+    );
     await rm(w, { recursive: true, force: true });
-    const [n, v] = [median(walls.node), median(walls.version)];
     extra.push({
-      name: 'artifact-relay --version / node -e 0',
-      value: v / Math.max(n, 0.01),
+      name: `artifact-relay --version / node -e 0, host Node ${process.versions.node}`,
+      value: v! / n!,
       limit: 1.5,
       unit: 'x',
-      note: `${fmt(v)} s vs ${fmt(n)} s`,
+      note: `${fmt(v, 0)} ms vs ${fmt(n, 0)} ms`,
     });
-    notes.push('Startup: 15 alternating runs each, medians; GNU time reports 10 ms steps.');
+    extra.push({ name: 'artifact-relay --version / node -e 0, in the image', limit: 1.5, unit: 'x', ...(await imageStartup()) });
+    notes.push(
+      `Startup: ${STARTUP_ROUNDS} alternating runs each, medians of the wall time from spawn to exit; in the image, inside one container (its start not counted), as its default user. NODE_EXTRA_CA_CERTS unset on the host (Node parses that CA bundle at every start, before any script).`,
+    );
   }
 } finally {
   await sim.close();

@@ -7,6 +7,7 @@ import { readInputs, splitArgv } from './inputs/parse.ts';
 import { readFetchSettings } from './inputs/settings.ts';
 import { componentSpec, version } from './inputs/spec.ts';
 import { logger, redact, registerSecret } from './runtime/log.ts';
+import { writeSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 /** ARTIFACT_RELAY_DEBUG: debug log lines and stack traces on errors. Read once, here. */
@@ -61,16 +62,30 @@ async function recover(argv: string[], env: NodeJS.ProcessEnv): Promise<number> 
   return 0;
 }
 
+/**
+ * Writes to stdout through the file descriptor: setting process.stdout up costs --version some 3% more than Node's own
+ * start. Where the descriptor refuses (non-blocking and full), the rest goes through process.stdout.
+ */
+function print(text: string): void {
+  const bytes = Buffer.from(text);
+  let done = 0;
+  try {
+    while (done < bytes.length) done += writeSync(1, bytes, done);
+  } catch {
+    process.stdout.write(bytes.subarray(done));
+  }
+}
+
 export async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   registerSecret(env.CI_JOB_TOKEN);
   if (argv[0] === 'recover') return recover(argv.slice(1), env);
   const { command, flags, positionals } = splitArgv(argv, Object.keys(componentSpec.commands));
   if (flags.has('--version')) {
-    process.stdout.write(`${version}\n`);
+    print(`${version}\n`);
     return 0;
   }
   if (flags.has('--help')) {
-    process.stdout.write(helpText(componentSpec, command));
+    print(helpText(componentSpec, command));
     return 0;
   }
   if (positionals.length > 0) {

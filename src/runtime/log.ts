@@ -1,6 +1,6 @@
 // Logging through consola, with GitLab collapsible sections and secret masking.
 // Every line the tool prints goes through `redact`, so a token never reaches the job log in any form.
-import { createConsola, type ConsolaReporter, type LogObject } from 'consola';
+import { createConsola, type ConsolaReporter, type LogObject } from 'consola/core';
 import { formatWithOptions } from 'node:util';
 
 const secrets = new Set<string>();
