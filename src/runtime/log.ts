@@ -121,3 +121,14 @@ export function formatBytes(n: number): string {
   }
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
 }
+
+const MB = (n: number) => (n / 1024 / 1024).toFixed(1);
+
+/** Under ARTIFACT_RELAY_DEBUG: the process's memory at a phase boundary (peak RSS so far, heap, buffers). */
+export function memoryMark(phase: string): void {
+  if (logger.level < 4) return;
+  const m = process.memoryUsage();
+  logger.debug(
+    `memory ${phase}: rss ${MB(m.rss)} MB (peak ${MB(process.resourceUsage().maxRSS * 1024)}), heap ${MB(m.heapUsed)}/${MB(m.heapTotal)} MB, external ${MB(m.external)} MB (array buffers ${MB(m.arrayBuffers)})`,
+  );
+}
