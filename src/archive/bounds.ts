@@ -88,12 +88,14 @@ export async function scanDirectory(
   const have = async (from: number, length: number): Promise<boolean> => {
     if (from + length > end) return false;
     if (from - bufStart + length <= buf.length) return true;
+    // Read again from `from` rather than appending to what is held: no copy (the tail's bytes come as views), and
+    // no chunk-sized garbage per chunk.
     buf = buf.subarray(from - bufStart);
     bufStart = from;
     while (buf.length < length) {
-      const chunk = await readAt(bufStart + buf.length, Math.min(Math.max(SCAN_CHUNK, length - buf.length), end - bufStart - buf.length));
-      if (chunk.length === 0) return false;
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const chunk = await readAt(bufStart, Math.min(Math.max(SCAN_CHUNK, length), end - bufStart));
+      if (chunk.length <= buf.length) return false;
+      buf = chunk;
     }
     return true;
   };

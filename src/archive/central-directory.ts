@@ -394,18 +394,20 @@ async function parseRecords(readAt: ReadAt, { records, start, end }: Layout, nam
   if (records * 46 > end - start) throw new Error(`expected ${records} entries: the directory is too short for them`);
   const out = new Directory(records, nameBytes);
   let n = 0;
-  let buf = Buffer.alloc(0);
+  let buf: Buffer = Buffer.alloc(0);
   let at = 0;
   let pos = start; // archive offset just after `buf`
   const need = async (bytes: number) => {
     if (at + bytes <= buf.length) return true;
     if (pos >= end) return false;
-    const more = await readAt(pos, Math.max(PARSE_SLICE, bytes));
-    if (more.length === 0) return false;
-    pos += more.length;
-    buf = Buffer.concat([buf.subarray(at), more]);
+    // Read again from the record's start rather than appending to what is held (no copy of the held bytes).
+    const from = pos - (buf.length - at);
+    const more = await readAt(from, Math.max(PARSE_SLICE, bytes));
+    if (more.length <= buf.length - at) return false;
+    pos = from + more.length;
+    buf = more;
     at = 0;
-    return at + bytes <= buf.length;
+    return bytes <= buf.length;
   };
   while (n < records) {
     if (!(await need(46)) || buf.readUInt32LE(at) !== CENTRAL_SIG) throw new Error(`entry ${n + 1} is not a directory record`);

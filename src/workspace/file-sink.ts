@@ -43,8 +43,8 @@ export async function openFileSink(file: string): Promise<FileSink> {
         throw writeError(file, err);
       }
     },
-    async read(offset, length) {
-      const buf = Buffer.alloc(length);
+    async read(offset, length, into) {
+      const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.alloc(length);
       let got = 0;
       while (got < length) {
         const { bytesRead } = await fh.read(buf, got, length - got, offset + got);
