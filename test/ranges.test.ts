@@ -1,7 +1,7 @@
 // Partial-fetch planning (pure functions): where the selected entries lie, coalescing across small gaps, and when a partial fetch pays.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import type { LeanRecord } from '../src/archive/central-directory.ts';
+import { Directory, type LeanRecord } from '../src/archive/central-directory.ts';
 import { coalesce, entrySpans, normalize, planPartial, spanBytes } from '../src/archive/ranges.ts';
 
 const rec = (path: string, offset: number, compressedSize: number): LeanRecord => ({
@@ -20,8 +20,8 @@ const rec = (path: string, offset: number, compressedSize: number): LeanRecord =
 
 describe('range planning', () => {
   test('entrySpans: each entry from its local header to the next entry (or the directory), in any record order', () => {
-    const all = [rec('c', 300, 50), rec('a', 0, 100), rec('b', 140, 120)];
-    assert.deepEqual(entrySpans(all, [all[1]!, all[2]!, all[0]!], 400), [
+    const all = Directory.fromRecords([rec('c', 300, 50), rec('a', 0, 100), rec('b', 140, 120)]);
+    assert.deepEqual(entrySpans(all, [1, 2, 0], 400), [
       { start: 0, end: 140 },
       { start: 140, end: 300 },
       { start: 300, end: 400 },
@@ -29,8 +29,8 @@ describe('range planning', () => {
   });
 
   test('entrySpans: capped at the most an entry can occupy when something else lies between entries', () => {
-    const all = [rec('a', 0, 10), rec('b', 1_000_000, 10)];
-    assert.deepEqual(entrySpans(all, [all[0]!], 2_000_000), [{ start: 0, end: 30 + 0xffff + 0xffff + 24 + 10 }]);
+    const all = Directory.fromRecords([rec('a', 0, 10), rec('b', 1_000_000, 10)]);
+    assert.deepEqual(entrySpans(all, [0], 2_000_000), [{ start: 0, end: 30 + 0xffff + 0xffff + 24 + 10 }]);
   });
 
   test('normalize merges overlapping and touching spans and sorts them', () => {
@@ -83,7 +83,8 @@ describe('range planning', () => {
 describe('when a partial fetch is used (planPartial)', () => {
   const MiB = 1024 * 1024;
   // Ten entries of 4 MiB and a directory of 1 KiB: a 40 MiB archive.
-  const directory = Array.from({ length: 10 }, (_, i) => rec(`d${i}/f.bin`, i * 4 * MiB, 4 * MiB - 64));
+  const records = Array.from({ length: 10 }, (_, i) => rec(`d${i}/f.bin`, i * 4 * MiB, 4 * MiB - 64));
+  const directory = Directory.fromRecords(records);
   const base = { directoryStart: 40 * MiB, total: 40 * MiB + 1024 };
 
   test('include leaving at most half of the bytes: only those entries, neighbours coalesced', () => {
@@ -97,18 +98,28 @@ describe('when a partial fetch is used (planPartial)', () => {
   });
 
   test('a gap within 2% of the selected bytes (at least 64 KiB) is bridged; a larger one is not', () => {
-    const small = [rec('a', 0, 1000), rec('gap', 1100, 60 * 1024), rec('b', 1100 + 60 * 1024 + 100, 1000), rec('rest', 10 * MiB, MiB)];
+    const small = Directory.fromRecords([
+      rec('a', 0, 1000),
+      rec('gap', 1100, 60 * 1024),
+      rec('b', 1100 + 60 * 1024 + 100, 1000),
+      rec('rest', 10 * MiB, MiB),
+    ]);
     const total = 12 * MiB;
     const bridged = planPartial(small, { include: ['a', 'b'], exclude: [], directoryStart: 11 * MiB, total });
     assert.deepEqual(bridged?.ranges, [{ start: 0, end: 1100 + 60 * 1024 + 100 + 30 + 0xffff + 0xffff + 24 + 1000 }]);
-    const wide = [rec('a', 0, 1000), rec('gap', 1100, 200 * 1024), rec('b', 1100 + 200 * 1024, 1000), rec('rest', 10 * MiB, MiB)];
+    const wide = Directory.fromRecords([
+      rec('a', 0, 1000),
+      rec('gap', 1100, 200 * 1024),
+      rec('b', 1100 + 200 * 1024, 1000),
+      rec('rest', 10 * MiB, MiB),
+    ]);
     const apart = planPartial(wide, { include: ['a', 'b'], exclude: [], directoryStart: 11 * MiB, total });
     assert.equal(apart?.ranges.length, 2);
   });
 
   test('every symlink is fetched (its target is checked), selected or not', () => {
     const link = { ...rec('link', 36 * MiB, 4 * MiB - 64), externalFileAttributes: (0o120777 << 16) >>> 0 };
-    const withLink = [...directory.slice(0, 9), link];
+    const withLink = Directory.fromRecords([...records.slice(0, 9), link]);
     const plan = planPartial(withLink, { ...base, include: ['d1/**'], exclude: [] });
     assert.equal(plan?.entries, 2);
     assert.deepEqual(plan?.ranges, [
@@ -126,7 +137,7 @@ describe('when a partial fetch is used (planPartial)', () => {
   });
 
   test('an invalid entry path: no plan (the whole-archive path rejects it with the right message)', () => {
-    const bad = [...directory, rec('../escape', 40 * MiB - 100, 10)];
+    const bad = Directory.fromRecords([...records, rec('../escape', 40 * MiB - 100, 10)]);
     assert.equal(planPartial(bad, { ...base, include: ['d1/**'], exclude: [] }), undefined);
   });
 });

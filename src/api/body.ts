@@ -87,7 +87,7 @@ export async function pump(stream: Readable, rules: BodyRules, onChunk: (chunk: 
 
 /**
  * Reads a whole body into memory. Beyond `limit` bytes: 'truncate' keeps the first `limit` and drops the rest
- * (error bodies), 'fail' stops reading and throws `tooLarge()`.
+ * (error bodies), 'fail' stops reading and throws `fail()` (and the body is read into one buffer of `limit` bytes).
  */
 export async function readBody(
   stream: Readable,
@@ -95,6 +95,21 @@ export async function readBody(
   limit = Number.POSITIVE_INFINITY,
   overflow: 'truncate' | { fail: () => Error } = 'truncate',
 ): Promise<Buffer> {
+  if (overflow !== 'truncate' && Number.isSafeInteger(limit)) {
+    // The length is known (a ranged answer): one buffer of it, filled as the chunks come (no second copy).
+    const out = Buffer.allocUnsafe(limit);
+    let filled = 0;
+    await pump(stream, rules, (chunk) => {
+      if (filled + chunk.length > limit) {
+        const err = overflow.fail();
+        stream.destroy(err);
+        throw err;
+      }
+      chunk.copy(out, filled);
+      filled += chunk.length;
+    });
+    return out.subarray(0, filled);
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   await pump(stream, rules, (chunk) => {

@@ -23,7 +23,8 @@ import { redactUrl } from './urls.ts';
 
 /** A sink the parallel download can read back (to hash the parts in order). */
 export interface ReadableSink extends ByteSink {
-  read(offset: number, length: number): Promise<Buffer>;
+  /** Bytes [offset, offset + length), read into `into` when given (and long enough). */
+  read(offset: number, length: number, into?: Buffer): Promise<Buffer>;
 }
 
 export interface ParallelOptions {
@@ -102,13 +103,17 @@ export async function parallelDownload(t: Transport, apiUrl: URL, sink: Readable
   let source: { url: URL; redirected: boolean } | undefined;
   let failed: unknown;
   let hashing = Promise.resolve();
+  // One buffer for reading the parts back: hashing is synchronous, and a fresh slice per MiB would be garbage that
+  // waits for a full GC (gigabytes of it for a large archive).
+  let hashBuffer: Buffer | undefined;
 
   const advance = async () => {
     while (prefix < parts.length && done[prefix]) {
       const p = parts[prefix]!;
       for (let at = p.start; at < p.end; at += HASH_SLICE) {
         const want = Math.min(HASH_SLICE, p.end - at);
-        const bytes = await sink.read(at, want);
+        hashBuffer ??= Buffer.allocUnsafe(HASH_SLICE);
+        const bytes = await sink.read(at, want, hashBuffer);
         if (bytes.length !== want) throw new Error(`the sink returned ${bytes.length} of ${want} bytes at ${at}`);
         hash.update(bytes);
       }

@@ -3,24 +3,19 @@
 // across the whole archive, and the directory's raw records (count cap, zip64 extra fields that lack a field the
 // record defers to them), walked before any record object is built.
 
-/** The fields the overlap check reads. */
-export interface Span {
-  path: string;
-  offsetToLocalFileHeader: number;
-  compressedSize: number;
-}
-
 /**
- * Two entries whose local header and data overlap, or undefined. Each entry occupies at least its 30-byte local
- * header and its compressed data from its offset (a lower bound: names, extra fields and data descriptors only add),
- * so any overlap found is real.
+ * Two entries (their indices) whose local header and data overlap, or undefined; entry i is at `offsets[i]` with
+ * `compressed[i]` bytes of data. Each entry occupies at least its 30-byte local header and its compressed data from
+ * its offset (a lower bound: names, extra fields and data descriptors only add), so any overlap found is real.
  */
-export function findOverlap(records: readonly Span[]): [Span, Span] | undefined {
-  const order = records.map((_, i) => i).sort((a, b) => records[a].offsetToLocalFileHeader - records[b].offsetToLocalFileHeader);
+export function findOverlap(offsets: Float64Array, compressed: Float64Array): [number, number] | undefined {
+  const order = new Uint32Array(offsets.length);
+  for (let i = 0; i < order.length; i++) order[i] = i;
+  order.sort((a, b) => offsets[a]! - offsets[b]! || a - b);
   for (let k = 1; k < order.length; k++) {
-    const prev = records[order[k - 1]];
-    const next = records[order[k]];
-    if (next.offsetToLocalFileHeader < prev.offsetToLocalFileHeader + 30 + prev.compressedSize) return [prev, next];
+    const prev = order[k - 1]!;
+    const next = order[k]!;
+    if (offsets[next]! < offsets[prev]! + 30 + compressed[prev]!) return [prev, next];
   }
   return undefined;
 }
@@ -77,27 +72,35 @@ export class DirectoryProblem extends Error {
 const SCAN_CHUNK = 1024 * 1024;
 
 /**
- * Walks the raw records in [start, end) and returns how many there are: every record the directory holds, whatever
+ * Walks the raw records in [start, end) and returns how many there are (and their names' bytes): every record the directory holds, whatever
  * the end record's count says (a 16-bit count wraps past 65,535 without zip64). Throws DirectoryProblem when bytes
  * that are not a record remain, a record overruns `end`, a zip64 extra field is damaged, or there are more than
  * `maxRecords` (checked as it goes, before anything is parsed or kept).
  */
-export async function scanDirectory(readAt: ReadAt, start: number, end: number, maxRecords: number): Promise<number> {
+export async function scanDirectory(
+  readAt: ReadAt,
+  start: number,
+  end: number,
+  maxRecords: number,
+): Promise<{ count: number; nameBytes: number }> {
   let buf: Buffer = Buffer.alloc(0);
   let bufStart = start;
   const have = async (from: number, length: number): Promise<boolean> => {
     if (from + length > end) return false;
     if (from - bufStart + length <= buf.length) return true;
+    // Read again from `from` rather than appending to what is held: no copy (the tail's bytes come as views), and
+    // no chunk-sized garbage per chunk.
     buf = buf.subarray(from - bufStart);
     bufStart = from;
     while (buf.length < length) {
-      const chunk = await readAt(bufStart + buf.length, Math.min(Math.max(SCAN_CHUNK, length - buf.length), end - bufStart - buf.length));
-      if (chunk.length === 0) return false;
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      const chunk = await readAt(bufStart, Math.min(Math.max(SCAN_CHUNK, length), end - bufStart));
+      if (chunk.length <= buf.length) return false;
+      buf = chunk;
     }
     return true;
   };
   let count = 0;
+  let nameBytes = 0;
   for (let pos = start; pos < end; ) {
     if (!(await have(pos, 46)) || buf.readUInt32LE(pos - bufStart) !== CD_SIG) {
       throw new DirectoryProblem(`${end - pos} bytes after directory record ${count} are not a directory record`);
@@ -110,7 +113,8 @@ export async function scanDirectory(readAt: ReadAt, start: number, end: number, 
     const record = buf.subarray(pos - bufStart, pos - bufStart + length);
     const problem = zip64ExtraProblem(record);
     if (problem) throw new DirectoryProblem(problem, record.subarray(46, 46 + record.readUInt16LE(28)).toString('utf8'));
+    nameBytes += record.readUInt16LE(28);
     pos += length;
   }
-  return count;
+  return { count, nameBytes };
 }

@@ -25,6 +25,131 @@ export interface LeanRecord {
   offsetToLocalFileHeader: number;
 }
 
+/**
+ * The central directory, struct of arrays: the LeanRecord fields of every record in typed arrays, and the names' bytes
+ * in one Buffer (decoded when asked for). About 48 bytes per record plus its name, against some 200 for an object per
+ * record with its path string; record(i) builds the LeanRecord of one record when needed.
+ */
+export class Directory {
+  length = 0;
+  readonly versionMadeBy: Uint16Array;
+  readonly flags: Uint16Array;
+  readonly compressionMethod: Uint16Array;
+  readonly lastModifiedTime: Uint16Array;
+  readonly lastModifiedDate: Uint16Array;
+  readonly crc32: Uint32Array;
+  readonly externalFileAttributes: Uint32Array;
+  /** Sizes and offsets may pass 2^32 (zip64): doubles hold them exactly up to 2^53. */
+  readonly compressedSize: Float64Array;
+  readonly uncompressedSize: Float64Array;
+  readonly offsetToLocalFileHeader: Float64Array;
+  private readonly nameStart: Uint32Array;
+  private readonly nameLength: Uint16Array;
+  private names: Buffer;
+  private nameBytes = 0;
+
+  /** Room for `capacity` records whose names take about `nameBytes` bytes (grown when they take more). */
+  constructor(
+    readonly capacity: number,
+    nameBytes = capacity * 32,
+  ) {
+    this.versionMadeBy = new Uint16Array(capacity);
+    this.flags = new Uint16Array(capacity);
+    this.compressionMethod = new Uint16Array(capacity);
+    this.lastModifiedTime = new Uint16Array(capacity);
+    this.lastModifiedDate = new Uint16Array(capacity);
+    this.crc32 = new Uint32Array(capacity);
+    this.externalFileAttributes = new Uint32Array(capacity);
+    this.compressedSize = new Float64Array(capacity);
+    this.uncompressedSize = new Float64Array(capacity);
+    this.offsetToLocalFileHeader = new Float64Array(capacity);
+    this.nameStart = new Uint32Array(capacity);
+    this.nameLength = new Uint16Array(capacity);
+    this.names = Buffer.allocUnsafe(Math.max(nameBytes, 0));
+  }
+
+  static fromRecords(records: readonly LeanRecord[]): Directory {
+    const dir = new Directory(
+      records.length,
+      records.reduce((n, r) => n + Buffer.byteLength(r.path), 0),
+    );
+    for (const r of records) dir.add(r, Buffer.from(r.path, 'utf8'));
+    return dir;
+  }
+
+  private room(bytes: number): void {
+    if (this.nameBytes + bytes <= this.names.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.names.length * 2, this.nameBytes + bytes));
+    this.names.copy(grown, 0, 0, this.nameBytes);
+    this.names = grown;
+  }
+
+  /** Appends a record: its fields, and its name as bytes (`name`, or `from`'s bytes [start, end)). */
+  add(r: Omit<LeanRecord, 'path'>, name: Buffer, start = 0, end = name.length): void {
+    const i = this.length;
+    if (i >= this.capacity) throw new Error(`more than ${this.capacity} records`);
+    if (end - start > 0xffff) throw new Error('name too long');
+    this.room(end - start);
+    name.copy(this.names, this.nameBytes, start, end);
+    this.nameStart[i] = this.nameBytes;
+    this.nameLength[i] = end - start;
+    this.nameBytes += end - start;
+    this.versionMadeBy[i] = r.versionMadeBy;
+    this.flags[i] = r.flags;
+    this.compressionMethod[i] = r.compressionMethod;
+    this.lastModifiedTime[i] = r.lastModifiedTime;
+    this.lastModifiedDate[i] = r.lastModifiedDate;
+    this.crc32[i] = r.crc32;
+    this.externalFileAttributes[i] = r.externalFileAttributes;
+    this.compressedSize[i] = r.compressedSize;
+    this.uncompressedSize[i] = r.uncompressedSize;
+    this.offsetToLocalFileHeader[i] = r.offsetToLocalFileHeader;
+    this.length = i + 1;
+  }
+
+  /** The record's name, decoded as the parsers decode it (UTF-8; the unzipper fallback's names are stored as UTF-8). */
+  path(i: number): string {
+    const at = this.nameStart[i]!;
+    return this.names.toString('utf8', at, at + this.nameLength[i]!);
+  }
+
+  /** Record i; `path`: its name when the caller holds it decoded already. */
+  record(i: number, path = this.path(i)): LeanRecord {
+    return {
+      path,
+      versionMadeBy: this.versionMadeBy[i]!,
+      flags: this.flags[i]!,
+      compressionMethod: this.compressionMethod[i]!,
+      lastModifiedTime: this.lastModifiedTime[i]!,
+      lastModifiedDate: this.lastModifiedDate[i]!,
+      crc32: this.crc32[i]!,
+      compressedSize: this.compressedSize[i]!,
+      uncompressedSize: this.uncompressedSize[i]!,
+      externalFileAttributes: this.externalFileAttributes[i]!,
+      offsetToLocalFileHeader: this.offsetToLocalFileHeader[i]!,
+    };
+  }
+
+  /** Bytes held per record (typed arrays and names), for the tests' bound. */
+  bytesHeld(): number {
+    const arrays = [
+      this.versionMadeBy,
+      this.flags,
+      this.compressionMethod,
+      this.lastModifiedTime,
+      this.lastModifiedDate,
+      this.crc32,
+      this.externalFileAttributes,
+      this.compressedSize,
+      this.uncompressedSize,
+      this.offsetToLocalFileHeader,
+      this.nameStart,
+      this.nameLength,
+    ];
+    return arrays.reduce((n, a) => n + a.byteLength, 0) + this.names.length;
+  }
+}
+
 export const LOCAL_HEADER_SIG = 0x04034b50;
 export const DAMAGED_ADVICE = 'Download the artifact again; if it keeps failing the archive on the server is damaged.';
 /** The end record (22 bytes) plus the longest possible comment: the end record is always inside this tail. */
@@ -71,23 +196,7 @@ function endRecordTailSize(tail: Buffer): number {
   return tail.length - pos;
 }
 
-function lean(r: LeanRecord): LeanRecord {
-  return {
-    path: r.path,
-    versionMadeBy: r.versionMadeBy,
-    flags: r.flags,
-    compressionMethod: r.compressionMethod,
-    lastModifiedTime: r.lastModifiedTime,
-    lastModifiedDate: r.lastModifiedDate,
-    crc32: r.crc32,
-    compressedSize: r.compressedSize,
-    uncompressedSize: r.uncompressedSize,
-    externalFileAttributes: r.externalFileAttributes,
-    offsetToLocalFileHeader: r.offsetToLocalFileHeader,
-  };
-}
-
-/** Records held at most when the caller gives no cap (about 150 bytes each once lean). */
+/** Records held at most when the caller gives no cap (about 80 bytes each in a Directory). */
 export const MAX_RECORDS = 1_000_000;
 
 export interface DirectoryOptions {
@@ -98,7 +207,12 @@ export interface DirectoryOptions {
 }
 
 /** The raw records counted (and checked) first; problems become ArchiveErrors. */
-async function countRecords(readAt: ReadAt, start: number, end: number, opts: DirectoryOptions): Promise<number> {
+async function countRecords(
+  readAt: ReadAt,
+  start: number,
+  end: number,
+  opts: DirectoryOptions,
+): Promise<{ count: number; nameBytes: number }> {
   const max = opts.maxRecords ?? MAX_RECORDS;
   try {
     return await scanDirectory(readAt, start, end, max);
@@ -154,11 +268,7 @@ async function layout(tailSize: number, size: number, readAt: ReadAt): Promise<L
  */
 const SLICE = 64 * 1024;
 
-function* slices(buf: Buffer): Generator<Buffer> {
-  for (let i = 0; i < buf.length; i += SLICE) yield buf.subarray(i, i + SLICE);
-}
-
-/** The same from a file, read lazily: unzipper stops pulling once its batch is parsed. */
+/** The directory's bytes in slices, read lazily: unzipper stops pulling once its batch is parsed. */
 async function* fileSlices(readAt: ReadAt, start: number, end: number): AsyncGenerator<Buffer> {
   for (let pos = start; pos < end; pos += SLICE) yield await readAt(pos, Math.min(SLICE, end - pos));
 }
@@ -172,15 +282,15 @@ const BATCH = 2048;
 /**
  * Parses the directory with unzipper's Open.custom, BATCH records at a time: each call sees a small virtual zip made of
  * the remaining directory bytes and a synthetic end record announcing BATCH records at offset 0 (local header offsets
- * in the records stay the real ones). Each batch is copied into lean records and unzipper's objects are dropped.
+ * in the records stay the real ones). Each batch is copied into the Directory and unzipper's objects are dropped.
  * `stream(start, end)` gives the archive's bytes [start, end); `records` is the count parse() established.
  */
 async function parseWithUnzipper(
   { records: total, start, end }: Layout,
   stream: (start: number, end: number) => Readable,
-): Promise<LeanRecord[]> {
+): Promise<Directory> {
   const custom = unzipper.Open.custom as unknown as (s: unknown, o: { tailSize: number }) => Promise<{ files: UnzipperRecord[] }>;
-  const out: LeanRecord[] = [];
+  const out = new Directory(total);
   let cursor = start;
   while (out.length < total) {
     const count = Math.min(BATCH, total - out.length);
@@ -204,7 +314,7 @@ async function parseWithUnzipper(
       for (const r of dir.files) {
         if (r.signature !== 0x02014b50) throw new Error(`expected ${total} entries, entry ${out.length + 1} is not a directory record`);
         cursor += 46 + r.fileNameLength + r.extraFieldLength + r.fileCommentLength;
-        out.push(lean(r));
+        out.add(r, Buffer.from(r.path, 'utf8'));
       }
     } finally {
       for (const s of opened) s.destroy(); // unzipper leaves the rest of the directory unread
@@ -218,8 +328,22 @@ const CENTRAL_SIG = 0x02014b50;
 /** Directory bytes parsed per slice: a few of them in memory at once, whatever the directory's size. */
 const PARSE_SLICE = 1024 * 1024;
 
-/** The lean fields of one record at `at` in `buf` (which holds all of it). */
-function record(buf: Buffer, at: number, nameLength: number, extraLength: number): LeanRecord {
+/** One record's fields on their way into the Directory (reused: no object per record). */
+const fields: Omit<LeanRecord, 'path'> = {
+  versionMadeBy: 0,
+  flags: 0,
+  compressionMethod: 0,
+  lastModifiedTime: 0,
+  lastModifiedDate: 0,
+  crc32: 0,
+  compressedSize: 0,
+  uncompressedSize: 0,
+  externalFileAttributes: 0,
+  offsetToLocalFileHeader: 0,
+};
+
+/** Appends the record at `at` in `buf` (which holds all of it) to `out`. */
+function record(out: Directory, buf: Buffer, at: number, nameLength: number, extraLength: number): void {
   let compressedSize = buf.readUInt32LE(at + 20);
   let uncompressedSize = buf.readUInt32LE(at + 24);
   let offsetToLocalFileHeader = buf.readUInt32LE(at + 42);
@@ -249,41 +373,41 @@ function record(buf: Buffer, at: number, nameLength: number, extraLength: number
     }
     if (!found) throw new Error('zip64 extra field missing');
   }
-  return {
-    path: buf.toString('utf8', nameAt, nameAt + nameLength),
-    versionMadeBy: buf.readUInt16LE(at + 4),
-    flags: buf.readUInt16LE(at + 8),
-    compressionMethod: buf.readUInt16LE(at + 10),
-    lastModifiedTime: buf.readUInt16LE(at + 12),
-    lastModifiedDate: buf.readUInt16LE(at + 14),
-    crc32: buf.readUInt32LE(at + 16),
-    compressedSize,
-    uncompressedSize,
-    externalFileAttributes: buf.readUInt32LE(at + 38),
-    offsetToLocalFileHeader,
-  };
+  fields.versionMadeBy = buf.readUInt16LE(at + 4);
+  fields.flags = buf.readUInt16LE(at + 8);
+  fields.compressionMethod = buf.readUInt16LE(at + 10);
+  fields.lastModifiedTime = buf.readUInt16LE(at + 12);
+  fields.lastModifiedDate = buf.readUInt16LE(at + 14);
+  fields.crc32 = buf.readUInt32LE(at + 16);
+  fields.compressedSize = compressedSize;
+  fields.uncompressedSize = uncompressedSize;
+  fields.externalFileAttributes = buf.readUInt32LE(at + 38);
+  fields.offsetToLocalFileHeader = offsetToLocalFileHeader;
+  out.add(fields, buf, nameAt, nameAt + nameLength);
 }
 
 /**
  * The fast parser: exactly `records` well-formed records filling [start, end) (read slice by slice with `readAt`).
  * Throws on anything else; parse() then lets unzipper decide.
  */
-async function parseRecords(readAt: ReadAt, { records, start, end }: Layout): Promise<LeanRecord[]> {
+async function parseRecords(readAt: ReadAt, { records, start, end }: Layout, nameBytes: number): Promise<Directory> {
   if (records * 46 > end - start) throw new Error(`expected ${records} entries: the directory is too short for them`);
-  const out: LeanRecord[] = new Array(records);
+  const out = new Directory(records, nameBytes);
   let n = 0;
-  let buf = Buffer.alloc(0);
+  let buf: Buffer = Buffer.alloc(0);
   let at = 0;
   let pos = start; // archive offset just after `buf`
   const need = async (bytes: number) => {
     if (at + bytes <= buf.length) return true;
     if (pos >= end) return false;
-    const more = await readAt(pos, Math.max(PARSE_SLICE, bytes));
-    if (more.length === 0) return false;
-    pos += more.length;
-    buf = Buffer.concat([buf.subarray(at), more]);
+    // Read again from the record's start rather than appending to what is held (no copy of the held bytes).
+    const from = pos - (buf.length - at);
+    const more = await readAt(from, Math.max(PARSE_SLICE, bytes));
+    if (more.length <= buf.length - at) return false;
+    pos = from + more.length;
+    buf = more;
     at = 0;
-    return at + bytes <= buf.length;
+    return bytes <= buf.length;
   };
   while (n < records) {
     if (!(await need(46)) || buf.readUInt32LE(at) !== CENTRAL_SIG) throw new Error(`entry ${n + 1} is not a directory record`);
@@ -291,7 +415,8 @@ async function parseRecords(readAt: ReadAt, { records, start, end }: Layout): Pr
     const extraLength = buf.readUInt16LE(at + 30);
     const length = 46 + nameLength + extraLength + buf.readUInt16LE(at + 32);
     if (!(await need(length))) throw new Error('FILE_ENDED');
-    out[n++] = record(buf, at, nameLength, extraLength);
+    record(out, buf, at, nameLength, extraLength);
+    n++;
     at += length;
   }
   if (pos - (buf.length - at) > end) throw new Error(`expected ${records} entries: the directory overruns its end record`);
@@ -305,15 +430,15 @@ async function parse(
   readAt: ReadAt,
   stream: (start: number, end: number) => Readable,
   opts: DirectoryOptions,
-): Promise<LeanRecord[]> {
+): Promise<Directory> {
   const where = await layout(tailSize, size, readAt);
   // Every record the directory holds: more than the end record's count (a 16-bit count wrapped past 65,535, or a
   // wrong one) are all read, as Info-ZIP and Python read them; fewer means records are missing: refused. The count
   // is capped before any record is held (countRecords).
-  const total = await countRecords(readAt, where.start, where.end, opts);
+  const { count: total, nameBytes } = await countRecords(readAt, where.start, where.end, opts);
   if (total < where.records) throw new Error(`the end record announces ${where.records} entries, the directory holds ${total}`);
   try {
-    return await parseRecords(readAt, { ...where, records: total });
+    return await parseRecords(readAt, { ...where, records: total }, nameBytes);
   } catch {
     return parseWithUnzipper({ ...where, records: total }, stream);
   }
@@ -327,20 +452,24 @@ function damaged(err: unknown): RelayError {
   return new ArchiveError(`damaged zip archive (${hint})`, undefined, DAMAGED_ADVICE);
 }
 
+const whole = (v: number) => Number.isSafeInteger(v) && v >= 0;
+
 /** Entry data must lie inside the archive: checked before anything is read or awaited at those offsets. */
-function checkBounds(records: LeanRecord[], size: number): void {
-  for (const f of records) {
-    if (![f.offsetToLocalFileHeader, f.compressedSize, f.uncompressedSize].every((v) => Number.isSafeInteger(v) && v >= 0)) {
-      throw new ArchiveError('damaged zip archive (zip64 extra field missing)', f.path, DAMAGED_ADVICE);
+function checkBounds(dir: Directory, size: number): void {
+  const offsets = dir.offsetToLocalFileHeader;
+  const compressed = dir.compressedSize;
+  for (let i = 0; i < dir.length; i++) {
+    if (!(whole(offsets[i]!) && whole(compressed[i]!) && whole(dir.uncompressedSize[i]!))) {
+      throw new ArchiveError('damaged zip archive (zip64 extra field missing)', dir.path(i), DAMAGED_ADVICE);
     }
-    if (f.offsetToLocalFileHeader + 30 + f.compressedSize > size) {
-      throw new ArchiveError('damaged zip archive (entry data beyond the end of the file: truncated?)', f.path, DAMAGED_ADVICE);
+    if (offsets[i]! + 30 + compressed[i]! > size) {
+      throw new ArchiveError('damaged zip archive (entry data beyond the end of the file: truncated?)', dir.path(i), DAMAGED_ADVICE);
     }
   }
-  const overlap = findOverlap(records);
+  const overlap = findOverlap(offsets.subarray(0, dir.length), compressed.subarray(0, dir.length));
   if (overlap) {
     throw new ArchiveError(
-      `overlapping entries in the archive (possible zip bomb): ${JSON.stringify(overlap[0].path)} and ${JSON.stringify(overlap[1].path)} share bytes`,
+      `overlapping entries in the archive (possible zip bomb): ${JSON.stringify(dir.path(overlap[0]))} and ${JSON.stringify(dir.path(overlap[1]))} share bytes`,
       undefined,
       'The archive is rejected as a whole; nothing was written. Check the job that produced it.',
     );
@@ -348,7 +477,7 @@ function checkBounds(records: LeanRecord[], size: number): void {
 }
 
 /** The central directory of a complete local archive. */
-export async function readDirectoryFromFile(zipFile: string, opts: DirectoryOptions = {}): Promise<LeanRecord[]> {
+export async function readDirectoryFromFile(zipFile: string, opts: DirectoryOptions = {}): Promise<Directory> {
   let fh: FileHandle;
   try {
     fh = await open(zipFile, 'r');
@@ -364,7 +493,7 @@ export async function readDirectoryFromFile(zipFile: string, opts: DirectoryOpti
     };
     checkHead(await readAt(0, 64), size);
     const tailSize = endRecordTailSize(await readAt(Math.max(0, size - TAIL_BYTES), TAIL_BYTES));
-    let records: LeanRecord[];
+    let records: Directory;
     try {
       records = await parse(tailSize, size, readAt, (start, end) => Readable.from(fileSlices(readAt, start, end)), opts);
     } catch (err) {
@@ -389,28 +518,38 @@ export async function readDirectoryFromTail(
   opts: DirectoryOptions = {},
   /** Set to where the central directory starts (the end of the last entry's bytes). */
   where: { directoryStart?: number } = {},
-): Promise<LeanRecord[] | undefined> {
+): Promise<Directory | undefined> {
   let tailSize: number;
   try {
     tailSize = endRecordTailSize(tail.subarray(Math.max(0, tail.length - TAIL_BYTES)));
   } catch {
     return undefined;
   }
-  let bytes = tail;
+  // The bytes held, contiguous and in order: the tail, and before it each gap fetched (never concatenated: a
+  // directory of tens of MB is held once, not copied).
+  const parts: Buffer[] = [tail];
   let from = total - tail.length;
   const readAt: ReadAt = async (offset, length) => {
     if (offset < from) {
-      // The directory (or its zip64 end record) starts before the tail: fetch the gap once.
-      bytes = Buffer.concat([await readRange(offset, from), bytes]);
+      // The directory (or its zip64 end record) starts before the bytes held: fetch the gap once.
+      parts.unshift(await readRange(offset, from));
       from = offset;
     }
-    return bytes.subarray(offset - from, offset - from + length);
+    const pieces: Buffer[] = [];
+    let at = from;
+    const stop = Math.min(offset + length, total);
+    for (const part of parts) {
+      const partEnd = at + part.length;
+      if (partEnd > offset && at < stop) pieces.push(part.subarray(Math.max(0, offset - at), Math.min(part.length, stop - at)));
+      at = partEnd;
+    }
+    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
   };
   try {
     const { start } = await layout(tailSize, total, readAt);
     where.directoryStart = start;
     await readAt(Math.min(start, total), 0);
-    const records = await parse(tailSize, total, readAt, (s, e) => Readable.from(slices(bytes.subarray(s - from, e - from))), opts);
+    const records = await parse(tailSize, total, readAt, (s, e) => Readable.from(fileSlices(readAt, s, e)), opts);
     checkBounds(records, total);
     return records;
   } catch (err) {

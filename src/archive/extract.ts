@@ -5,16 +5,16 @@
 // ArchiveError.
 import { open } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { memoryMark } from '../runtime/log.ts';
 import { runPool } from '../util/concurrency.ts';
-import { MAX_RECORDS, readDirectoryFromFile, type LeanRecord } from './central-directory.ts';
+import { type Directory, MAX_RECORDS, readDirectoryFromFile } from './central-directory.ts';
 import { type Available, Budget, guessEnd, readSpan, readWhole, streamEntry } from './entry-data.ts';
 import {
-  byOffset,
   type Caps,
   checkDeclaredCaps,
   checkSymlinks,
   directoriesToCreate,
-  type PlannedEntry,
+  type Plan,
   planEntries,
   setSymlinkTarget,
   symlinksOf,
@@ -27,14 +27,14 @@ export interface ExtractOptions extends Caps {
   /** Entries extracted at a time (default 4). */
   concurrency?: number;
   /** The central directory, already read (from the file, or from a tail fetched before the body). */
-  directory?: LeanRecord[];
+  directory?: Directory;
   /**
    * Set while the archive is still being written (unpacking while downloading): resolves once bytes [0, end) of
    * `zipFile` are on disk, rejects when the download fails. Nothing is read from the file before it resolves.
    */
   available?: (end: number) => Promise<void>;
   /** Called with the validated paths to be written, before anything is written (e.g. to refuse overwriting). */
-  beforeWrite?: (paths: string[]) => Promise<void>;
+  beforeWrite?: (paths: Iterable<string>) => Promise<void>;
 }
 
 export interface ExtractedEntry {
@@ -50,8 +50,14 @@ export interface ExtractResult {
   directories: number;
   symlinks: number;
   bytes: number;
-  entries: ExtractedEntry[];
+  /** Entries written (files, directories, symlinks). */
+  count: number;
+  /** The first LISTED_ENTRIES of them, in archive order, for the log (no list of every entry is kept). */
+  listed: ExtractedEntry[];
 }
+
+/** Entries an ExtractResult lists. */
+const LISTED_ENTRIES = 200;
 
 const SMALL_ENTRY = 64 * 1024;
 /** Consecutive small entries are read together, in one read of at most this span (and this many entries). */
@@ -66,8 +72,8 @@ type ListOptions = Pick<ExtractOptions, 'include' | 'exclude' | 'directory' | 'a
  * in archive order: while downloading, each is read as soon as its bytes are there (a symlink stored near the end of
  * the archive delays all writing until then: every target is checked before anything is written).
  */
-async function plan(zipFile: string, records: LeanRecord[], opts: ListOptions): Promise<PlannedEntry[]> {
-  const planned = planEntries(records, opts.include, opts.exclude);
+async function plan(zipFile: string, directory: Directory, opts: ListOptions): Promise<Plan> {
+  const planned = planEntries(directory, opts.include, opts.exclude);
   const symlinks = symlinksOf(planned);
   if (symlinks.length > 0) {
     const fh = await open(zipFile, 'r');
@@ -80,42 +86,57 @@ async function plan(zipFile: string, records: LeanRecord[], opts: ListOptions): 
       await fh.close();
     }
     checkSymlinks(symlinks);
+    for (const p of symlinks) planned.targets.set(p.index, p.target!);
   }
   return planned;
 }
 
-function toEntry(p: PlannedEntry, size: number): ExtractedEntry {
-  const e: ExtractedEntry = { path: p.path, type: p.type, size, mode: p.mode };
-  if (p.target !== undefined) e.target = p.target;
+/** The paths of entries `order`, decoded one by one as they are iterated (no array of every path). */
+function* pathsOf(plan: Plan, order: Uint32Array): Generator<string> {
+  for (const i of order) yield plan.path(i);
+}
+
+/** What an entry of the plan writes (a file's size is its declared one: extraction verified it). */
+function toEntry(plan: Plan, i: number): ExtractedEntry {
+  const type = plan.type(i);
+  const target = plan.targets.get(i);
+  const size = type === 'file' ? plan.directory.uncompressedSize[i]! : type === 'symlink' ? Buffer.byteLength(target!) : 0;
+  const e: ExtractedEntry = { path: plan.path(i), type, size, mode: plan.modes[i]! };
+  if (target !== undefined) e.target = target;
   return e;
 }
 
 /** Lists what would be written (validated paths; all checks of extractArchive that need no writing). */
 export async function listArchive(zipFile: string, opts: ListOptions = {}): Promise<ExtractedEntry[]> {
   const planned = await plan(zipFile, opts.directory ?? (await readDirectoryFromFile(zipFile)), opts);
-  return planned
-    .filter((p) => p.selected)
-    .map((p) => toEntry(p, p.type === 'file' ? p.record.uncompressedSize : p.type === 'symlink' ? Buffer.byteLength(p.target!) : 0));
+  return Array.from(planned.indices(), (i) => toEntry(planned, i));
 }
 
-/** Files (in archive order) grouped into tasks: runs of neighbouring small entries read at once, or one large entry. */
-function tasksOf(files: PlannedEntry[]): PlannedEntry[][] {
-  const tasks: PlannedEntry[][] = [];
-  let run: PlannedEntry[] = [];
-  for (const p of files) {
-    if (p.record.compressedSize >= SMALL_ENTRY) {
-      if (run.length > 0) tasks.push(run);
-      run = [];
-      tasks.push([p]);
+/** A task: the files at `order[from..to)`, a run of neighbouring small entries read at once, or one large entry. */
+interface Task {
+  from: number;
+  to: number;
+}
+
+/** Files (`order`: their indices in archive order) grouped into tasks. */
+function tasksOf(plan: Plan, order: Uint32Array): Task[] {
+  const { compressedSize, offsetToLocalFileHeader } = plan.directory;
+  const tasks: Task[] = [];
+  let from = 0;
+  for (let k = 0; k < order.length; k++) {
+    const i = order[k]!;
+    if (compressedSize[i]! >= SMALL_ENTRY) {
+      if (k > from) tasks.push({ from, to: k });
+      tasks.push({ from: k, to: k + 1 });
+      from = k + 1;
       continue;
     }
-    if (run.length > 0 && (run.length >= BATCH_ENTRIES || guessEnd(p.record) - run[0]!.record.offsetToLocalFileHeader > BATCH_SPAN)) {
-      tasks.push(run);
-      run = [];
+    if (k > from && (k - from >= BATCH_ENTRIES || guessEnd(plan.entry(i).record) - offsetToLocalFileHeader[order[from]!]! > BATCH_SPAN)) {
+      tasks.push({ from, to: k });
+      from = k;
     }
-    run.push(p);
   }
-  if (run.length > 0) tasks.push(run);
+  if (order.length > from) tasks.push({ from, to: order.length });
   return tasks;
 }
 
@@ -124,13 +145,21 @@ function tasksOf(files: PlannedEntry[]): PlannedEntry[][] {
  * to arrive), `concurrency` tasks at a time: runs of small files read in one piece, inflated in memory and written
  * synchronously; large files streamed.
  */
-async function writeFiles(zipFile: string, root: string, files: PlannedEntry[], budget: Budget, opts: ExtractOptions): Promise<void> {
+async function writeFiles(
+  zipFile: string,
+  root: string,
+  plan: Plan,
+  files: Uint32Array,
+  budget: Budget,
+  opts: ExtractOptions,
+): Promise<void> {
   const zipFh = await open(zipFile, 'r');
   // Span buffers are reused (one per running task): fresh 1 MiB buffers would wait for the garbage collector.
   const spare: Buffer[] = [];
   try {
-    await runPool(tasksOf(files), opts.concurrency ?? 4, async (task) => {
-      const first = task[0]!;
+    await runPool(tasksOf(plan, files), opts.concurrency ?? 4, async ({ from, to }) => {
+      // Entries are built one at a time as they are written: a task's worth would outlive young-generation GCs.
+      const first = plan.entry(files[from]!);
       if (first.record.compressedSize >= SMALL_ENTRY) {
         budget.addFile(first.path);
         first.size = await writeLargeFile(join(root, first.path), first.mode, dosTime(first.record), (out) =>
@@ -140,9 +169,10 @@ async function writeFiles(zipFile: string, root: string, files: PlannedEntry[], 
       }
       const into = spare.pop() ?? Buffer.allocUnsafe(BATCH_SPAN);
       try {
-        const end = guessEnd(task[task.length - 1]!.record);
+        const end = guessEnd(to - from === 1 ? first.record : plan.entry(files[to - 1]!).record);
         const span = await readSpan(zipFh, first.record.offsetToLocalFileHeader, end, opts.available, into);
-        for (const p of task) {
+        for (let k = from; k < to; k++) {
+          const p = k === from ? first : plan.entry(files[k]!);
           budget.addFile(p.path);
           const data = await readWhole(zipFh, p.record, p.path, { available: opts.available, budget, span });
           writeSmallFile(join(root, p.path), data, p.mode, dosTime(p.record)); // synchronous: `into` is free after it
@@ -168,23 +198,35 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
   // Without include/exclude every record is an entry to unpack: max_files caps the records before they are held.
   const unfiltered = !opts.include?.length && !opts.exclude?.length;
   const limits = unfiltered ? { maxRecords: opts.maxFiles, limitName: 'max_files' } : { maxRecords: Math.max(opts.maxFiles, MAX_RECORDS) };
-  const planned = await plan(zipFile, opts.directory ?? (await readDirectoryFromFile(zipFile, limits)), opts);
-  const selected = planned.filter((p) => p.selected);
-  await opts.beforeWrite?.(selected.map((p) => p.path));
-  const compressed = checkDeclaredCaps(selected, opts);
+  const directory = opts.directory ?? (await readDirectoryFromFile(zipFile, limits));
+  memoryMark('directory read');
+  const planned = await plan(zipFile, directory, opts);
+  memoryMark('planned');
+  const selected = planned.indices();
+  await opts.beforeWrite?.(pathsOf(planned, selected));
+  memoryMark('conflicts checked');
+  const compressed = checkDeclaredCaps(planned, opts);
 
   const budget = new Budget(opts, compressed);
-  await makeDirectories(root, directoriesToCreate(selected));
-  const files = selected.filter((p) => p.type === 'file').sort(byOffset);
-  await writeFiles(zipFile, root, files, budget, opts);
-  const symlinks = selected.filter((p) => p.type === 'symlink');
+  await makeDirectories(root, directoriesToCreate(planned));
+  const files = planned.byOffset(planned.indices('file'));
+  memoryMark('directories made');
+  await writeFiles(zipFile, root, planned, files, budget, opts);
+  memoryMark('files written');
+  const symlinks = planned.entries(planned.indices('symlink'));
   for (const p of symlinks) budget.addFile(p.path);
   await writeSymlinks(root, symlinks);
-  const explicitDirs = selected.filter((p) => p.type === 'directory');
+  const explicitDirs = planned.entries(planned.indices('directory'));
   await applyDirectoryModes(root, explicitDirs);
 
-  const entries = selected.map((p) =>
-    toEntry(p, p.type === 'file' ? (p.size ?? 0) : p.type === 'symlink' ? Buffer.byteLength(p.target!) : 0),
-  );
-  return { files: files.length, directories: explicitDirs.length, symlinks: symlinks.length, bytes: budget.bytes, entries };
+  const listed = Array.from(selected.subarray(0, LISTED_ENTRIES), (i) => toEntry(planned, i));
+  memoryMark('extracted');
+  return {
+    files: files.length,
+    directories: explicitDirs.length,
+    symlinks: symlinks.length,
+    bytes: budget.bytes,
+    count: selected.length,
+    listed,
+  };
 }

@@ -1,7 +1,7 @@
 // Byte ranges of a zip for a partial fetch, as pure functions: where each entry's bytes lie (local header, data,
 // data descriptor), coalescing neighbours across small gaps, and the rule for when a partial fetch pays
 // (planPartial). The ranges are downloaded by the parallel ranged download (src/api/parallel.ts, its `ranges`).
-import type { LeanRecord } from './central-directory.ts';
+import type { Directory } from './central-directory.ts';
 import { planEntries } from './plan.ts';
 
 /** Bytes [start, end) of the archive. */
@@ -16,12 +16,12 @@ const MAX_ENTRY_OVERHEAD = 30 + 0xffff + 0xffff + 24;
 export const spanBytes = (spans: readonly Span[]): number => spans.reduce((n, s) => n + (s.end - s.start), 0);
 
 /**
- * The spans of `selected` entries: from each local header to the next entry's local header (or to the central
+ * The spans of the `selected` entries (indices into `all`): from each local header to the next entry's local header (or to the central
  * directory at `directoryStart`, for the last), which covers the header, its extra field, the data and any data
  * descriptor exactly; capped at the most an entry can occupy, should anything else lie between entries.
  */
-export function entrySpans(all: readonly LeanRecord[], selected: readonly LeanRecord[], directoryStart: number): Span[] {
-  const offsets = [...new Set(all.map((r) => r.offsetToLocalFileHeader))].sort((a, b) => a - b);
+export function entrySpans(all: Directory, selected: ArrayLike<number>, directoryStart: number): Span[] {
+  const offsets = all.offsetToLocalFileHeader.slice(0, all.length).sort();
   const nextAfter = (offset: number): number => {
     let lo = 0;
     let hi = offsets.length;
@@ -32,9 +32,9 @@ export function entrySpans(all: readonly LeanRecord[], selected: readonly LeanRe
     }
     return lo < offsets.length ? Math.min(offsets[lo]!, directoryStart) : directoryStart;
   };
-  return selected.map((r) => {
-    const start = r.offsetToLocalFileHeader;
-    const cap = start + MAX_ENTRY_OVERHEAD + r.compressedSize;
+  return Array.from(selected, (i) => {
+    const start = all.offsetToLocalFileHeader[i]!;
+    const cap = start + MAX_ENTRY_OVERHEAD + all.compressedSize[i]!;
     return { start, end: Math.max(start, Math.min(nextAfter(start), cap)) };
   });
 }
@@ -96,16 +96,18 @@ interface PartialPlan {
  * entry: the whole-archive path rejects it with the right message).
  */
 export function planPartial(
-  directory: LeanRecord[],
+  directory: Directory,
   o: { include: string[]; exclude: string[]; directoryStart: number; total: number },
 ): PartialPlan | undefined {
   if (o.include.length === 0 && o.exclude.length === 0) return undefined;
   if (o.directoryStart > o.total) return undefined;
-  let needed: LeanRecord[];
+  const needed: number[] = [];
   try {
-    needed = planEntries(directory, o.include, o.exclude)
-      .filter((p) => p.type === 'symlink' || (p.type === 'file' && p.selected))
-      .map((p) => p.record);
+    const plan = planEntries(directory, o.include, o.exclude);
+    for (let i = 0; i < plan.length; i++) {
+      const type = plan.type(i);
+      if (type === 'symlink' || (type === 'file' && plan.selected(i))) needed.push(i);
+    }
   } catch {
     return undefined;
   }

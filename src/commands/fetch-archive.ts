@@ -5,20 +5,19 @@ import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { DownloadOptions, GitLabClient, ParallelOptions } from '../api/client.ts';
-import { readDirectoryFromTail, type LeanRecord } from '../archive/central-directory.ts';
+import { type Directory, readDirectoryFromTail } from '../archive/central-directory.ts';
 import { extractArchive, type ExtractResult } from '../archive/extract.ts';
 import { planPartial } from '../archive/ranges.ts';
 import { RangeUnusable } from '../api/parallel.ts';
 import { Watermark } from '../archive/watermark.ts';
 import type { RelayError } from '../runtime/errors.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
-import { formatBytes, logger, section } from '../runtime/log.ts';
+import { formatBytes, logger, memoryMark, section } from '../runtime/log.ts';
 import { displayPath, type SourceSummary } from '../outputs/summary.ts';
 import type { ResolvedSource } from '../sources/types.ts';
 import { conflictError, discardStaging, findConflicts } from '../workspace/staging.ts';
 import { downloadToFile, downloadToFileParallel, fileEndsWith, openFileSink } from '../workspace/file-sink.ts';
 
-const LISTED_ENTRIES = 200;
 /** First request of an overlapped fetch: the archive's last bytes, where the end record and usually the whole directory are. */
 const TAIL_REQUEST = 64 * 1024;
 /** A directory larger than this is not buffered in memory from ranged requests: download, then unpack. */
@@ -118,15 +117,15 @@ export async function downloadArchive(
 }
 
 function logEntries(result: ExtractResult): void {
-  for (const e of result.entries.slice(0, LISTED_ENTRIES)) {
+  for (const e of result.listed) {
     const what = e.type === 'symlink' ? ` -> ${e.target}` : e.type === 'directory' ? '/' : `  ${formatBytes(e.size)}`;
     logger.info(`  ${e.mode.toString(8).padStart(4, '0')} ${e.path}${what}`);
   }
-  if (result.entries.length > LISTED_ENTRIES) logger.info(`  ... and ${result.entries.length - LISTED_ENTRIES} more`);
+  if (result.count > result.listed.length) logger.info(`  ... and ${result.count - result.listed.length} more`);
 }
 
 /** Refuses before writing when overwrite is false and files would be replaced. */
-export async function checkConflicts(settings: FetchSettings, planned: string[], destSub: string): Promise<void> {
+export async function checkConflicts(settings: FetchSettings, planned: Iterable<string>, destSub: string): Promise<void> {
   if (settings.overwrite) return;
   const dest = destSub ? join(settings.dest, destSub) : settings.dest;
   const conflicts = await findConflicts(dest, planned);
@@ -144,7 +143,7 @@ export async function unpackArchive(
   stagingDir: string,
   destSub: string,
   summary: SourceSummary,
-  overlap: { directory: LeanRecord[]; available: (end: number) => Promise<void> } | undefined = undefined,
+  overlap: { directory: Directory; available: (end: number) => Promise<void> } | undefined = undefined,
 ): Promise<void> {
   const result = await section(`Unpack ${source.label}`, async () => {
     const r = await extractArchive(zip, stagingDir, {
@@ -158,6 +157,7 @@ export async function unpackArchive(
       maxRatio: settings.maxRatio,
     });
     logEntries(r);
+    memoryMark('entries logged');
     return r;
   });
   summary.files = result.files + result.symlinks;
@@ -174,7 +174,7 @@ async function directoryFromTail(
   client: GitLabClient,
   source: ResolvedSource,
 ): Promise<
-  { directory: LeanRecord[]; total: number; etag?: string; lastModified?: string; buffer: Buffer; directoryStart?: number } | undefined
+  { directory: Directory; total: number; etag?: string; lastModified?: string; buffer: Buffer; directoryStart?: number } | undefined
 > {
   const tail = await client.readRange(source.archivePath, source.archiveQuery, -TAIL_REQUEST).catch((err) => {
     if ((err as RelayError).details?.status === 416) return undefined; // e.g. an empty file: the download explains
@@ -299,6 +299,7 @@ export async function fetchArchive(
   summary: SourceSummary,
 ): Promise<void> {
   const found = settings.overlap === 'never' ? undefined : await directoryFromTail(client, source);
+  memoryMark('directory from the tail');
   if (found && (await fetchPartial(client, settings, source, found, zip, stagingDir, destSub, summary))) return;
   // Parallel ranges pay whatever the CPU does (storage limits each connection); they need a validator, so that every
   // range is provably of the object the tail came from.

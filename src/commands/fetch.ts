@@ -7,7 +7,7 @@ import { keepAfterFetch } from '../keep/after-fetch.ts';
 import { removeOnInterrupt } from '../runtime/lifecycle.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
 import { version } from '../inputs/spec.ts';
-import { formatBytes, logger, section } from '../runtime/log.ts';
+import { formatBytes, logger, memoryMark, section } from '../runtime/log.ts';
 import {
   displayPath,
   sourceIdentity,
@@ -276,7 +276,9 @@ export async function runFetch(
     summary.sources.push(...summaries);
     const staged = await downloadPhase(client, settings, sources, run, summaries, subdirs);
     summary.found = staged.length > 0;
+    memoryMark('downloaded and unpacked');
     if (summary.found) await commitPhase(settings, sources, staged, run, subdirs);
+    memoryMark('committed');
   } finally {
     await discardRun(run);
     releaseRun();
@@ -284,6 +286,7 @@ export async function runFetch(
 
   const keepFailure = settings.keep ? await keepAfterFetch(client, settings, sources, summary) : undefined;
   await reportPhase(settings, summary, started);
+  memoryMark('reported');
   if (keepFailure) throw keepFailure;
   return summary;
 }

@@ -1,6 +1,7 @@
 // Logging through consola, with GitLab collapsible sections and secret masking.
 // Every line the tool prints goes through `redact`, so a token never reaches the job log in any form.
 import { createConsola, type ConsolaReporter, type LogObject } from 'consola/core';
+import { readFileSync } from 'node:fs';
 import { formatWithOptions } from 'node:util';
 
 const secrets = new Set<string>();
@@ -120,4 +121,23 @@ export function formatBytes(n: number): string {
     i++;
   }
   return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`;
+}
+
+const MB = (n: number) => (n / 1024 / 1024).toFixed(1);
+
+/** Under ARTIFACT_RELAY_DEBUG: the process's memory at a phase boundary (peak RSS so far, heap, buffers). */
+export function memoryMark(phase: string): void {
+  if (logger.level < 4) return;
+  const m = process.memoryUsage();
+  let kinds = '';
+  try {
+    // Linux: what the RSS is made of (anonymous memory, mapped files, shared memory).
+    const status = readFileSync('/proc/self/status', 'utf8');
+    kinds = ` = ${['RssAnon', 'RssFile', 'RssShmem'].map((k) => `${k.slice(3).toLowerCase()} ${MB(Number(new RegExp(`${k}:\\s+(\\d+)`).exec(status)?.[1] ?? 0) * 1024)}`).join(' + ')}`;
+  } catch {
+    // not Linux
+  }
+  logger.debug(
+    `memory ${phase}: rss ${MB(m.rss)} MB${kinds} (peak ${MB(process.resourceUsage().maxRSS * 1024)}), heap ${MB(m.heapUsed)}/${MB(m.heapTotal)} MB, external ${MB(m.external)} MB (array buffers ${MB(m.arrayBuffers)})`,
+  );
 }

@@ -43,8 +43,9 @@ export async function openFileSink(file: string): Promise<FileSink> {
         throw writeError(file, err);
       }
     },
-    async read(offset, length) {
-      const buf = Buffer.allocUnsafe(length); // only the bytes read are returned
+    async read(offset, length, into) {
+      // Into the caller's buffer when it is large enough; else a new one (only the bytes read are returned).
+      const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
       let got = 0;
       while (got < length) {
         const { bytesRead } = await fh.read(buf, got, length - got, offset + got);

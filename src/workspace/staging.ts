@@ -94,7 +94,7 @@ export async function discardRun(run: Run): Promise<void> {
  * or cannot be created because a parent on the way is not a directory. File-versus-directory clashes are also
  * caught by commitStaging before it changes anything.
  */
-export async function findConflicts(dest: string, relPaths: string[]): Promise<string[]> {
+export async function findConflicts(dest: string, relPaths: Iterable<string>): Promise<string[]> {
   const root = resolve(dest);
   const rootSt = await lstatOrNull(root);
   if (!rootSt) return [];

@@ -1,0 +1,115 @@
+// The compact forms of the central directory (Directory: typed arrays and one Buffer of names) and of the plan (Plan:
+// no object or path string per entry): names decode as the parsers always decoded them, records read back as given,
+// and the plan's checks (names, duplicates, entries below files or symlinks) report the same entry as before.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { Directory, type LeanRecord, readDirectoryFromFile } from '../src/archive/central-directory.ts';
+import { planEntries } from '../src/archive/plan.ts';
+import { pythonZip } from './helpers/archives.ts';
+
+const work = mkdtempSync(join(tmpdir(), 'directory-plan-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+const FILE = (0o100644 << 16) >>> 0;
+const LINK = (0o120777 << 16) >>> 0;
+const DIR = ((0o040755 << 16) | 0x10) >>> 0;
+let records = 0;
+const rec = (path: string, externalFileAttributes = FILE, over: Partial<LeanRecord> = {}): LeanRecord => ({
+  path,
+  versionMadeBy: 0x0314,
+  flags: 0,
+  compressionMethod: 8,
+  lastModifiedTime: 0x6000,
+  lastModifiedDate: 0x5a21,
+  crc32: 0xdeadbeef,
+  compressedSize: 10,
+  uncompressedSize: 20,
+  externalFileAttributes,
+  offsetToLocalFileHeader: 100 * records++,
+  ...over,
+});
+const plan = (...records: LeanRecord[]) => planEntries(Directory.fromRecords(records));
+
+describe('Directory', () => {
+  test('records read back as given: names with non-ASCII, non-BMP and replacement characters, zip64 sizes', () => {
+    const records = [
+      rec('plain.txt'),
+      rec('café/ü.txt', FILE, { flags: 0x800 }),
+      rec('emoji-😀.txt'),
+      rec('bad-\ufffd.bin'),
+      rec('big.bin', FILE, { compressedSize: 2 ** 33 + 1, uncompressedSize: 2 ** 40 + 3, offsetToLocalFileHeader: 2 ** 35 }),
+    ];
+    const dir = Directory.fromRecords(records);
+    assert.equal(dir.length, records.length);
+    records.forEach((r, i) => {
+      assert.deepEqual(dir.record(i), r);
+      assert.equal(dir.path(i), r.path);
+    });
+  });
+
+  test('names decode as UTF-8 whatever the UTF-8 flag says (as both parsers did): a CP437 byte becomes U+FFFD', () => {
+    const zip = join(work, 'names.zip');
+    pythonZip(zip, [
+      { name: 'café.txt', data: 'a' },
+      { name: 'xA.txt', data: 'b' },
+    ]);
+    // 0x82 is CP437 'é'; Python wrote the name without the UTF-8 flag (it is ASCII).
+    execFileSync('python3', [
+      '-c',
+      "import sys; p = sys.argv[1]; b = open(p, 'rb').read().replace(b'xA.txt', b'x\\x82.txt'); open(p, 'wb').write(b)",
+      zip,
+    ]);
+    return readDirectoryFromFile(zip).then((dir) => {
+      assert.deepEqual([dir.path(0), dir.path(1)], ['café.txt', 'x\ufffd.txt']);
+      assert.equal(dir.flags[0]! & 0x800, 0x800);
+      assert.equal(dir.flags[1]! & 0x800, 0);
+      assert.equal(dir.record(1).path, 'x\ufffd.txt');
+    });
+  });
+
+  test('bytes held per record: the fixed fields (48 bytes) and the name, nothing per record on the JS heap', () => {
+    const n = 10_000;
+    const records = Array.from({ length: n }, (_, i) => rec(`src/mod${i % 25}/pkg${i % 20}/f${String(i).padStart(6, '0')}.txt`));
+    const nameBytes = records.reduce((s, r) => s + Buffer.byteLength(r.path), 0);
+    const dir = Directory.fromRecords(records);
+    assert.equal(dir.bytesHeld(), n * 48 + nameBytes);
+  });
+});
+
+describe('Plan', () => {
+  test('paths, types and modes; a directory entry loses its trailing slash; the record keeps its name', () => {
+    const p = plan(rec('d/', DIR), rec('d/f.txt'), rec('d/l', LINK), rec('./x.txt'));
+    assert.deepEqual(
+      Array.from({ length: p.length }, (_, i) => [p.path(i), p.type(i), p.modes[i]]),
+      [
+        ['d', 'directory', 0o755],
+        ['d/f.txt', 'file', 0o644],
+        ['d/l', 'symlink', 0o777],
+        ['x.txt', 'file', 0o644],
+      ],
+    );
+    assert.equal(p.entry(0).record.path, 'd/');
+    assert.equal(p.entry(3).record.path, './x.txt');
+    assert.equal(p.entry(1).record.path, 'd/f.txt');
+    assert.deepEqual(Array.from(p.indices('file')), [1, 3]);
+  });
+
+  test('the first duplicate in archive order is reported, before a later invalid name; an earlier invalid name first', () => {
+    assert.throws(() => plan(rec('a'), rec('b'), rec('b'), rec('a'), rec('../x')), /^ArchiveError: duplicate entry in archive: "b"$/);
+    assert.throws(() => plan(rec('a'), rec('b'), rec('a'), rec('b')), /duplicate entry in archive: "a"$/);
+    assert.throws(() => plan(rec('a'), rec('../x'), rec('a')), /unsafe path/);
+    assert.throws(() => plan(rec('d/', DIR), rec('d')), /duplicate entry in archive: "d"$/);
+  });
+
+  test('an entry below a file or a symlink: the deepest such parent of the first such entry is named', () => {
+    assert.throws(() => plan(rec('f'), rec('f/g')), /path is both a file and a directory \(f\)/);
+    assert.throws(() => plan(rec('l', LINK), rec('ok/x'), rec('l/x')), /entry inside a symlink \(l is a symlink\)/);
+    assert.throws(() => plan(rec('a/b/c'), rec('a', LINK), rec('a/b/c/d')), /entry inside a symlink \(a is a symlink\): "a\/b\/c"$/);
+    assert.throws(() => plan(rec('a/b/c/d'), rec('a/b', LINK), rec('a/b/c')), /both a file and a directory \(a\/b\/c\): "a\/b\/c\/d"$/);
+    assert.doesNotThrow(() => plan(rec('a/', DIR), rec('a/b/', DIR), rec('a/b/c'), rec('a/bc'), rec('a.b')));
+  });
+});
