@@ -57,21 +57,27 @@ function cachedFixture(file: string, key: unknown, build: (out: string) => void)
     if (existsSync(FIXTURE_CACHE))
       for (const name of readdirSync(FIXTURE_CACHE)) {
         const p = join(FIXTURE_CACHE, name);
-        if (statSync(p).mtimeMs < stale) rmSync(p, { force: true });
+        // Concurrent test files prune and rename here too: an entry gone since the listing is skipped.
+        const st = statSync(p, { throwIfNoEntry: false });
+        if (st && st.mtimeMs < stale) rmSync(p, { force: true });
       }
   }
   const hash = createHash('sha256').update(JSON.stringify(key)).digest('hex').slice(0, 32);
   const cached = join(FIXTURE_CACHE, `${hash}.zip`);
-  if (existsSync(cached)) {
+  // Another test process may prune a stale entry between a check and its use: a vanished entry is built again.
+  try {
     const now = new Date();
     utimesSync(cached, now, now);
-  } else {
-    mkdirSync(FIXTURE_CACHE, { recursive: true });
-    // Renamed into place: test files run concurrently and must never see a half-written fixture.
-    const tmp = `${cached}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-    build(tmp);
-    renameSync(tmp, cached);
+    copyFileSync(cached, file);
+    return file;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
+  mkdirSync(FIXTURE_CACHE, { recursive: true });
+  // Renamed into place: test files run concurrently and must never see a half-written fixture.
+  const tmp = `${cached}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  build(tmp);
+  renameSync(tmp, cached);
   copyFileSync(cached, file);
   return file;
 }
@@ -294,7 +300,11 @@ export function unzipSnapshot(zip: string, scratch: string): TreeEntry[] {
     .digest('hex')
     .slice(0, 32);
   const cached = join(FIXTURE_CACHE, `${hash}.unzip.json`);
-  if (existsSync(cached)) return JSON.parse(readFileSync(cached, 'utf8')) as TreeEntry[];
+  try {
+    return JSON.parse(readFileSync(cached, 'utf8')) as TreeEntry[];
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; // not cached yet, or pruned by another process
+  }
   const out = mkdtempSync(join(scratch, 'unzip-'));
   execFileSync('unzip', ['-q', '-o', zip, '-d', out]);
   const snap = snapshotTree(out);
