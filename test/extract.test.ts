@@ -248,6 +248,73 @@ for (const [label, extract] of PATHS) {
     });
   });
 
+  describe(`small entries written on worker threads, ${label}`, () => {
+    // 1,500 small files in 30 folders (text and incompressible bytes, several modes) around MIXED's entries: more
+    // than one batch per thread, so batches run on both threads at once.
+    const many: SpecEntry[] = [
+      ...MIXED,
+      ...Array.from({ length: 1500 }, (_, i) => ({
+        name: `many/d${i % 30}/f${i}.${i % 2 ? 'bin' : 'txt'}`,
+        data:
+          i % 2
+            ? Buffer.from(Array.from({ length: 1000 + (i % 7) * 500 }, (_, j) => (j * 131 + i * 17) % 256))
+            : `line ${i}\n`.repeat(i % 50),
+        mode: i % 10 === 0 ? 0o755 : i % 10 === 1 ? 0o600 : 0o644,
+      })),
+    ];
+    test('the tree is byte for byte what Info-ZIP unzip writes, with threads and without', async () => {
+      const zip = pythonZip(join(fresh('z'), 'many.zip'), many);
+      const { ours, result } = await assertLikeUnzip(zip, { threads: 2 }, extract);
+      const inline = fresh('inline');
+      await extract(zip, inline, { ...OPTS, threads: 0 });
+      assert.deepEqual(snapshotTree(ours), snapshotTree(inline));
+      assert.equal(result.files, many.filter((e) => e.type !== 'dir' && e.type !== 'symlink').length);
+    });
+    test('a CRC mismatch in a batch on a thread rejects the archive, naming the entry', async () => {
+      const zip = pythonZip(join(fresh('z'), 'crc.zip'), many, { method: 'store' });
+      execFileSync('python3', [
+        '-c',
+        `import zipfile,struct\nf=${JSON.stringify(zip)}\nzi=zipfile.ZipFile(f).getinfo('many/d2/f1202.txt')\nb=bytearray(open(f,'rb').read())\no=zi.header_offset\nn,e=struct.unpack('<HH',b[o+26:o+30])\nb[o+30+n+e+2]^=0xff\nopen(f,'wb').write(b)`,
+      ]);
+      const sentinel = fresh('sentinel-crc');
+      writeFileSync(join(sentinel, 'marker'), 'x');
+      const before = listing(sentinel);
+      await assert.rejects(extract(zip, fresh('d'), { ...OPTS, threads: 2 }), (err: unknown) => {
+        assert.ok(err instanceof ArchiveError, `expected ArchiveError, got ${String(err)}`);
+        assert.match(err.message, /CRC mismatch: "many\/d2\/f1202.txt"/);
+        return true;
+      });
+      assert.deepEqual(listing(sentinel), before);
+    });
+    for (const name of ['crcDamage', 'lyingSize', 'truncated'] as const) {
+      test(`${name} is rejected on a thread as on the main thread`, async () => {
+        const zip = hostile[name](join(fresh('z'), `${name}.zip`));
+        const inline = await extract(zip, fresh('d'), { ...OPTS, threads: 0 }).then(
+          () => 'extracted',
+          (err: Error) => err.message,
+        );
+        const threaded = await extract(zip, fresh('d'), { ...OPTS, threads: 2 }).then(
+          () => 'extracted',
+          (err: Error) => err.message,
+        );
+        assert.notEqual(threaded, 'extracted');
+        assert.equal(threaded, inline);
+      });
+    }
+    test('a write error on a thread rejects the archive with that error', async () => {
+      const zip = pythonZip(join(fresh('z'), 'exists.zip'), many);
+      const dest = fresh('d');
+      mkdirSync(join(dest, 'many/d7'), { recursive: true });
+      writeFileSync(join(dest, 'many/d7/f907.bin'), 'in the way');
+      await assert.rejects(extract(zip, dest, { ...OPTS, threads: 2 }), (err: NodeJS.ErrnoException) => {
+        assert.equal(err.code, 'EEXIST');
+        assert.match(err.message, /f907\.bin/);
+        return true;
+      });
+      assert.equal(readFileSync(join(dest, 'many/d7/f907.bin'), 'utf8'), 'in the way');
+    });
+  });
+
   describe(`caps and filters, ${label}`, () => {
     const entries: SpecEntry[] = [
       { name: 'src/a.js', data: 'a'.repeat(1000) },

@@ -3,15 +3,23 @@
 // read from the archive), then write directories, files (read and verified by entry-data.ts, written by write.ts, a few
 // at a time), symlinks last and explicit directory modes. A hostile or damaged archive is rejected as a whole with
 // ArchiveError.
+import fs from 'node:fs';
 import { open } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import zlib from 'node:zlib';
+import { ArchiveError } from '../runtime/errors.ts';
+import { umask } from '../util/umask.ts';
 import { runPool } from '../util/concurrency.ts';
-import { MAX_RECORDS, readDirectoryFromFile, type LeanRecord } from './central-directory.ts';
-import { type Available, Budget, guessEnd, readSpan, readWhole, streamEntry } from './entry-data.ts';
+import { BATCH_FIELDS, type Batch, type BatchFailure, type BatchRunner, batchRunner } from './batch.ts';
+import { BatchPool } from './batch-pool.ts';
+import { DAMAGED_ADVICE, MAX_RECORDS, readDirectoryFromFile, type LeanRecord } from './central-directory.ts';
+import { type Available, Budget, guessEnd, readWhole, streamEntry } from './entry-data.ts';
 import {
   byOffset,
   type Caps,
   checkDeclaredCaps,
+  checkRatio,
   checkSymlinks,
   directoriesToCreate,
   type PlannedEntry,
@@ -26,6 +34,8 @@ export interface ExtractOptions extends Caps {
   exclude?: string[];
   /** Entries extracted at a time (default 4). */
   concurrency?: number;
+  /** Worker threads writing the small entries (default: one per core, at most 4, from 1000 small entries on; 0: none). */
+  threads?: number;
   /** The central directory, already read (from the file, or from a tail fetched before the body). */
   directory?: LeanRecord[];
   /**
@@ -119,17 +129,65 @@ function tasksOf(files: PlannedEntry[]): PlannedEntry[][] {
   return tasks;
 }
 
+/** Small entries from this many on are written by worker threads (fewer: on the main thread, no threads started). */
+const THREADS_MIN_ENTRIES = 1000;
+
+/** Worker threads for the small entries: one per core (at most 4), none for few entries or when `threads` is 0. */
+function threadCount(files: PlannedEntry[], opts: ExtractOptions): number {
+  if (opts.threads !== undefined) return Math.max(0, Math.floor(opts.threads));
+  let small = 0;
+  for (const p of files) if (p.record.compressedSize < SMALL_ENTRY) small++;
+  return small < THREADS_MIN_ENTRIES ? 0 : Math.min(4, Math.max(1, availableParallelism()));
+}
+
+/** A batch's description for batch.ts: numbers per entry and the paths. */
+function batchOf(task: PlannedEntry[], mtimes: Map<number, number>): Batch {
+  const nums = new Float64Array(task.length * BATCH_FIELDS);
+  for (let i = 0; i < task.length; i++) {
+    const p = task[i]!;
+    const r = p.record;
+    const key = r.lastModifiedDate * 65536 + r.lastModifiedTime;
+    let mtime = mtimes.get(key);
+    if (mtime === undefined) {
+      const d = dosTime(r);
+      mtime = d ? d.getTime() / 1000 : -1;
+      mtimes.set(key, mtime);
+    }
+    nums.set(
+      [r.offsetToLocalFileHeader, r.compressedSize, r.uncompressedSize, r.crc32 >>> 0, r.compressionMethod, p.mode, mtime],
+      i * BATCH_FIELDS,
+    );
+  }
+  return {
+    from: task[0]!.record.offsetToLocalFileHeader,
+    end: guessEnd(task[task.length - 1]!.record),
+    nums,
+    paths: task.map((p) => p.path).join('\0'),
+  };
+}
+
+function failureError(f: Exclude<BatchFailure, { kind: 'beyond' }>): Error {
+  if (f.kind === 'archive') return new ArchiveError(f.message, f.path, f.damaged ? DAMAGED_ADVICE : undefined);
+  return Object.assign(new Error(f.message), { code: f.code, errno: f.errno, syscall: f.syscall, path: f.path });
+}
+
 /**
- * The files, in archive order (the disk reads sequentially, and while downloading each worker waits for the next bytes
- * to arrive), `concurrency` tasks at a time: runs of small files read in one piece, inflated in memory and written
- * synchronously; large files streamed.
+ * The files, in archive order (the disk reads sequentially, and while downloading each task waits for the next bytes
+ * to arrive), `concurrency` tasks at a time: runs of small files read in one piece, inflated and written with
+ * synchronous calls (batch.ts) on worker threads (or on the main thread for few files); large files streamed.
  */
 async function writeFiles(zipFile: string, root: string, files: PlannedEntry[], budget: Budget, opts: ExtractOptions): Promise<void> {
-  const zipFh = await open(zipFile, 'r');
-  // Span buffers are reused (one per running task): fresh 1 MiB buffers would wait for the garbage collector.
-  const spare: Buffer[] = [];
+  const threads = threadCount(files, opts);
+  const config = { zipFile, root, umask: umask() };
+  const pool = threads > 0 ? new BatchPool(threads, config) : undefined;
+  let inline: BatchRunner | undefined;
+  const zipFh = await open(zipFile, 'r').catch(async (err) => {
+    await pool?.close();
+    throw err;
+  });
+  const mtimes = new Map<number, number>();
   try {
-    await runPool(tasksOf(files), opts.concurrency ?? 4, async (task) => {
+    await runPool(tasksOf(files), Math.max(opts.concurrency ?? 4, 2 * threads + 2), async (task) => {
       const first = task[0]!;
       if (first.record.compressedSize >= SMALL_ENTRY) {
         budget.addFile(first.path);
@@ -138,22 +196,34 @@ async function writeFiles(zipFile: string, root: string, files: PlannedEntry[], 
         );
         return;
       }
-      const into = spare.pop() ?? Buffer.allocUnsafe(BATCH_SPAN);
-      try {
-        const end = guessEnd(task[task.length - 1]!.record);
-        const span = await readSpan(zipFh, first.record.offsetToLocalFileHeader, end, opts.available, into);
-        for (const p of task) {
-          budget.addFile(p.path);
-          const data = await readWhole(zipFh, p.record, p.path, { available: opts.available, budget, span });
-          writeSmallFile(join(root, p.path), data, p.mode, dosTime(p.record)); // synchronous: `into` is free after it
-          p.size = data.length;
-        }
-      } finally {
-        spare.push(into);
+      for (const p of task) budget.addFile(p.path);
+      const batch = batchOf(task, mtimes);
+      await opts.available?.(batch.end);
+      let failure: BatchFailure | undefined;
+      if (pool) failure = await pool.run(batch);
+      else {
+        inline ??= batchRunner(fs, zlib, config);
+        failure = inline.run(batch);
+      }
+      const done = failure?.kind === 'beyond' ? failure.index : task.length;
+      for (let i = 0; i < done; i++) {
+        const p = task[i]!;
+        budget.addBytes(p.record.uncompressedSize, p.path);
+        checkRatio(budget.caps, p.record.uncompressedSize, p.record.compressedSize, p.path);
+        p.size = p.record.uncompressedSize;
+      }
+      if (failure && failure.kind !== 'beyond') throw failureError(failure);
+      // Entries whose data reaches past the span (a local extra field longer than guessed, or a short file): one by one.
+      for (let i = done; i < task.length; i++) {
+        const p = task[i]!;
+        const data = await readWhole(zipFh, p.record, p.path, { available: opts.available, budget });
+        writeSmallFile(join(root, p.path), data, p.mode, dosTime(p.record));
+        p.size = data.length;
       }
     });
   } finally {
-    await zipFh.close();
+    inline?.close();
+    await Promise.all([zipFh.close(), pool?.close()]);
   }
 }
 
