@@ -251,8 +251,24 @@ for (const [label, extract] of PATHS) {
   describe(`small entries written on worker threads, ${label}`, () => {
     // 1,500 small files in 30 folders (text and incompressible bytes, several modes) around MIXED's entries: more
     // than one batch per thread, so batches run on both threads at once.
+    const noise = (n: number, seed: number) => {
+      const b = Buffer.alloc(n);
+      for (let i = 0, x = seed; i < n; i++) {
+        x = (x * 1103515245 + 12345) >>> 0;
+        b[i] = x >>> 24;
+      }
+      return b;
+    };
+    // Large entries (64 KiB compressed and more) are streamed on a thread in 1 MiB pieces: one of several pieces,
+    // incompressible and compressible.
+    const large: SpecEntry[] = [
+      { name: 'large/noise.bin', data: noise(2_500_000, 1), mode: 0o755 },
+      { name: 'large/log.txt', data: Array.from({ length: 60_000 }, (_, i) => `${i} ${noise(8, i).toString('hex')}\n`).join('') },
+      { name: 'large/small-noise.bin', data: noise(70_000, 2) },
+    ];
     const many: SpecEntry[] = [
       ...MIXED,
+      ...large,
       ...Array.from({ length: 1500 }, (_, i) => ({
         name: `many/d${i % 30}/f${i}.${i % 2 ? 'bin' : 'txt'}`,
         data:
@@ -285,6 +301,29 @@ for (const [label, extract] of PATHS) {
         return true;
       });
       assert.deepEqual(listing(sentinel), before);
+    });
+    test('a damaged large entry streamed on a thread is rejected as on the main thread', async () => {
+      for (const [method, name, at] of [
+        ['store', 'large/noise.bin', 1_500_000],
+        ['deflate', 'large/log.txt', 200_000],
+        ['deflate', 'large/log.txt', 600],
+      ] as const) {
+        const zip = pythonZip(join(fresh('z'), `large-${method}-${at}.zip`), many, { method });
+        execFileSync('python3', [
+          '-c',
+          `import zipfile,struct\nf=${JSON.stringify(zip)}\nzi=zipfile.ZipFile(f).getinfo('${name}')\nb=bytearray(open(f,'rb').read())\no=zi.header_offset\nn,e=struct.unpack('<HH',b[o+26:o+30])\nfor k in range(8): b[o+30+n+e+${at}+k]^=0x5a\nopen(f,'wb').write(b)`,
+        ]);
+        const inline = await extract(zip, fresh('d'), { ...OPTS, threads: 0 }).then(
+          () => 'extracted',
+          (err: Error) => err.message,
+        );
+        const threaded = await extract(zip, fresh('d'), { ...OPTS, threads: 2 }).then(
+          () => 'extracted',
+          (err: Error) => err.message,
+        );
+        assert.ok(threaded.includes(name), threaded);
+        assert.equal(threaded, inline);
+      }
     });
     for (const name of ['crcDamage', 'lyingSize', 'truncated'] as const) {
       test(`${name} is rejected on a thread as on the main thread`, async () => {

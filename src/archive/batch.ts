@@ -19,6 +19,8 @@ export interface Batch {
   nums: Float64Array;
   /** The entries' paths relative to the root, joined with NUL. */
   paths: string;
+  /** One large entry, read and inflated in pieces from its local header on (`from`; `end` unused). */
+  stream?: boolean;
 }
 
 export type BatchFailure =
@@ -51,18 +53,38 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
   type Handle = {
     writeSync(f: number, i: Uint8Array, io: number, il: number, o: Uint8Array, oo: number, ol: number): void;
     reset(): void;
+    onerror?: (message: string, errno: number) => void;
   };
   type Internals = { _handle?: Handle; _writeState?: Uint32Array; destroyed: boolean };
   let stream: (Zlib.InflateRaw & Internals) | undefined;
   let reusable = true;
+  /** zlib's message for the last failed call (the handle reports it before the stream destroys itself). */
+  let zlibError = '';
+  const CHUNK = 1024 * 1024;
+  let piece: Buffer | undefined;
+  let pieceOut: Buffer | undefined;
+
+  /** The reused context, created on first use; undefined when this Node's zlib has no usable handle. */
+  const context = (): (Zlib.InflateRaw & Internals) | undefined => {
+    if (reusable && !stream) {
+      stream = zlib.createInflateRaw() as Zlib.InflateRaw & Internals;
+      stream.on('error', () => undefined); // reported through zlibError or thrown by the public call
+      const h = stream._handle;
+      if (!h || !stream._writeState || typeof h.reset !== 'function' || typeof h.onerror !== 'function') reusable = false;
+      else {
+        const report = h.onerror;
+        h.onerror = function (this: Handle, message: string, errno: number) {
+          zlibError = message;
+          report.call(this, message, errno);
+        };
+      }
+    }
+    return reusable ? stream : undefined;
+  };
 
   const inflate = (raw: Buffer, size: number): Buffer => {
     const want = Math.max(1, size + 1);
-    if (reusable && !stream) {
-      stream = zlib.createInflateRaw() as Zlib.InflateRaw & Internals;
-      stream.on('error', () => undefined); // the error is thrown below, from the public call
-      if (!stream._handle || !stream._writeState || typeof stream._handle.reset !== 'function') reusable = false;
-    }
+    context();
     if (!reusable || !stream?._handle || !stream._writeState) return zlib.inflateRawSync(raw, { maxOutputLength: want });
     if (out.length < want) out = Buffer.allocUnsafe(Math.max(want, out.length * 2));
     stream._handle.writeSync(zlib.constants.Z_FINISH, raw, 0, raw.length, out, 0, want);
@@ -83,7 +105,92 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
     return { kind: 'system', message: String(e?.message ?? err), code: e?.code, errno: e?.errno, syscall: e?.syscall, path: e?.path };
   };
 
+  /** One large entry in pieces: CHUNK bytes read, inflated into a reused buffer, counted, CRC'd and written. */
+  const runStream = (batch: Batch): BatchFailure | undefined => {
+    const nums = batch.nums;
+    const [offset, csize, size, crc, method, mode, mtime] = Array.from(nums.subarray(0, 7));
+    const path = batch.paths;
+    const header = Buffer.allocUnsafe(30);
+    let file: number | undefined;
+    if (
+      offset === undefined ||
+      csize === undefined ||
+      size === undefined ||
+      crc === undefined ||
+      mode === undefined ||
+      mtime === undefined
+    ) {
+      return { kind: 'system', message: 'malformed batch' };
+    }
+    try {
+      if (fs.readSync(fd, header, 0, 30, offset) < 30 || header.readUInt32LE(0) !== LOCAL_HEADER_SIG) {
+        return damaged('damaged zip archive (bad local file header)', path);
+      }
+      const start = offset + 30 + header.readUInt16LE(26) + header.readUInt16LE(28);
+      const end = start + csize;
+      piece ??= Buffer.allocUnsafe(CHUNK);
+      pieceOut ??= Buffer.allocUnsafe(CHUNK);
+      const input = piece;
+      const output = pieceOut;
+      let inflater: (Zlib.InflateRaw & Internals) | undefined;
+      if (method !== 0) {
+        inflater = context();
+        if (!inflater?._handle || !inflater._writeState) return { kind: 'beyond', index: 0 }; // the main thread streams it
+      }
+      file = fs.openSync(`${config.root}/${path}`, FLAGS, mode);
+      let produced = 0;
+      let sum = 0;
+      const take = (data: Buffer): BatchFailure | undefined => {
+        produced += data.length;
+        if (produced > size) return damaged('size mismatch (entry inflates to more than its declared size)', path);
+        sum = zlib.crc32(data, sum);
+        for (let off = 0; off < data.length; ) off += fs.writeSync(file as number, data, off, data.length - off);
+        return undefined;
+      };
+      for (let pos = start; pos < end; ) {
+        const got = fs.readSync(fd, input, 0, Math.min(CHUNK, end - pos), pos);
+        if (got === 0) return damaged('damaged zip archive (entry data truncated)', path);
+        pos += got;
+        if (!inflater) {
+          const f = take(input.subarray(0, got));
+          if (f) return f;
+          continue;
+        }
+        const h = inflater._handle as Handle;
+        const state = inflater._writeState as Uint32Array;
+        const flush = pos >= end ? zlib.constants.Z_FINISH : zlib.constants.Z_NO_FLUSH;
+        let inOff = 0;
+        let inLen = got;
+        for (;;) {
+          h.writeSync(flush, input, inOff, inLen, output, 0, output.length);
+          if (inflater.destroyed) {
+            stream = undefined;
+            return damaged(`corrupt compressed data (${zlibError || 'zlib error'})`, path);
+          }
+          const availOut = state[0] as number;
+          const availIn = state[1] as number;
+          const f = take(output.subarray(0, output.length - availOut));
+          if (f) return f;
+          inOff += inLen - availIn;
+          inLen = availIn;
+          if (availOut !== 0) break;
+        }
+      }
+      if (produced !== size) return damaged(`size mismatch (declared ${size} bytes, got ${produced})`, path);
+      if (sum >>> 0 !== crc >>> 0) return damaged('CRC mismatch', path);
+      if ((mode & ~config.umask) !== mode) fs.fchmodSync(file, mode);
+      if (mtime >= 0) fs.futimesSync(file, mtime, mtime);
+      return undefined;
+    } catch (err) {
+      return system(err);
+    } finally {
+      if (file !== undefined) fs.closeSync(file);
+      if (method !== 0 && stream && !stream.destroyed) stream._handle?.reset(); // ready for the next entry, whatever happened
+    }
+  };
+
   const run = (batch: Batch): BatchFailure | undefined => {
+    if (batch.stream) return runStream(batch);
     const length = batch.end - batch.from;
     if (span.length < length) span = Buffer.allocUnsafe(length);
     let got: number;

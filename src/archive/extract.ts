@@ -131,13 +131,28 @@ function tasksOf(files: PlannedEntry[]): PlannedEntry[][] {
 
 /** Small entries from this many on are written by worker threads (fewer: on the main thread, no threads started). */
 const THREADS_MIN_ENTRIES = 1000;
+/**
+ * Large entries up to this compressed size are streamed on a thread too (once their bytes are all there), from two
+ * of them on; larger ones are streamed on the main thread while they download.
+ */
+const THREAD_STREAM_MAX = 64 * 1024 * 1024;
+const THREADS_MIN_STREAMED = 2;
 
-/** Worker threads for the small entries: one per core (at most 4), none for few entries or when `threads` is 0. */
+const onThread = (p: PlannedEntry) => p.record.compressedSize <= THREAD_STREAM_MAX;
+
+/**
+ * Worker threads for the small entries (and the large ones up to THREAD_STREAM_MAX): one per core (at most 4), none
+ * for few entries or when `threads` is 0.
+ */
 function threadCount(files: PlannedEntry[], opts: ExtractOptions): number {
   if (opts.threads !== undefined) return Math.max(0, Math.floor(opts.threads));
   let small = 0;
-  for (const p of files) if (p.record.compressedSize < SMALL_ENTRY) small++;
-  return small < THREADS_MIN_ENTRIES ? 0 : Math.min(4, Math.max(1, availableParallelism()));
+  let streamed = 0;
+  for (const p of files) {
+    if (p.record.compressedSize < SMALL_ENTRY) small++;
+    else if (onThread(p)) streamed++;
+  }
+  return small < THREADS_MIN_ENTRIES && streamed < THREADS_MIN_STREAMED ? 0 : Math.min(4, Math.max(1, availableParallelism()));
 }
 
 /** A batch's description for batch.ts: numbers per entry and the paths. */
@@ -176,23 +191,44 @@ function failureError(f: Exclude<BatchFailure, { kind: 'beyond' }>): Error {
  * to arrive), `concurrency` tasks at a time: runs of small files read in one piece, inflated and written with
  * synchronous calls (batch.ts) on worker threads (or on the main thread for few files); large files streamed.
  */
-async function writeFiles(zipFile: string, root: string, files: PlannedEntry[], budget: Budget, opts: ExtractOptions): Promise<void> {
+async function writeFiles(
+  zipFile: string,
+  root: string,
+  dirs: string[],
+  files: PlannedEntry[],
+  budget: Budget,
+  opts: ExtractOptions,
+): Promise<void> {
   const threads = threadCount(files, opts);
   const config = { zipFile, root, umask: umask() };
+  // Started first: the threads boot while the folders are made.
   const pool = threads > 0 ? new BatchPool(threads, config) : undefined;
   let inline: BatchRunner | undefined;
-  const zipFh = await open(zipFile, 'r').catch(async (err) => {
-    await pool?.close();
-    throw err;
-  });
+  let zipFh: Awaited<ReturnType<typeof open>> | undefined;
   const mtimes = new Map<number, number>();
   try {
+    await makeDirectories(root, dirs);
+    const fh = await open(zipFile, 'r');
+    zipFh = fh;
     await runPool(tasksOf(files), Math.max(opts.concurrency ?? 4, 2 * threads + 2), async (task) => {
       const first = task[0]!;
       if (first.record.compressedSize >= SMALL_ENTRY) {
         budget.addFile(first.path);
+        if (pool && onThread(first)) {
+          const batch = { ...batchOf(task, mtimes), stream: true };
+          await opts.available?.(batch.end);
+          const failure = await pool.run(batch);
+          if (!failure) {
+            budget.addBytes(first.record.uncompressedSize, first.path);
+            checkRatio(budget.caps, first.record.uncompressedSize, first.record.compressedSize, first.path);
+            first.size = first.record.uncompressedSize;
+            return;
+          }
+          if (failure.kind !== 'beyond') throw failureError(failure);
+          // No reusable zlib context on this Node: streamed here instead.
+        }
         first.size = await writeLargeFile(join(root, first.path), first.mode, dosTime(first.record), (out) =>
-          streamEntry(zipFh, first.record, first.path, budget, opts.available as Available, (chunk) => out.write(chunk)),
+          streamEntry(fh, first.record, first.path, budget, opts.available as Available, (chunk) => out.write(chunk)),
         );
         return;
       }
@@ -216,14 +252,14 @@ async function writeFiles(zipFile: string, root: string, files: PlannedEntry[], 
       // Entries whose data reaches past the span (a local extra field longer than guessed, or a short file): one by one.
       for (let i = done; i < task.length; i++) {
         const p = task[i]!;
-        const data = await readWhole(zipFh, p.record, p.path, { available: opts.available, budget });
+        const data = await readWhole(fh, p.record, p.path, { available: opts.available, budget });
         writeSmallFile(join(root, p.path), data, p.mode, dosTime(p.record));
         p.size = data.length;
       }
     });
   } finally {
     inline?.close();
-    await Promise.all([zipFh.close(), pool?.close()]);
+    await Promise.all([zipFh?.close(), pool?.close()]);
   }
 }
 
@@ -244,9 +280,8 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
   const compressed = checkDeclaredCaps(selected, opts);
 
   const budget = new Budget(opts, compressed);
-  await makeDirectories(root, directoriesToCreate(selected));
   const files = selected.filter((p) => p.type === 'file').sort(byOffset);
-  await writeFiles(zipFile, root, files, budget, opts);
+  await writeFiles(zipFile, root, directoriesToCreate(selected), files, budget, opts);
   const symlinks = selected.filter((p) => p.type === 'symlink');
   for (const p of symlinks) budget.addFile(p.path);
   await writeSymlinks(root, symlinks);
