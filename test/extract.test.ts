@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -196,6 +196,112 @@ for (const [label, extract] of PATHS) {
     test('listArchive rejects the same names', async () => {
       await assert.rejects(listArchive(hostile.escapingSymlink(join(fresh('z'), 'l.zip'))), /symlink escapes/);
       await assert.rejects(listArchive(hostile.html(join(fresh('z'), 'h.zip'))), /not a zip archive/);
+    });
+  });
+
+  describe(`small entries written on worker threads, ${label}`, () => {
+    // 1,500 small files in 30 folders (text and incompressible bytes, several modes) around MIXED's entries: more
+    // than one batch per thread, so batches run on both threads at once.
+    const noise = (n: number, seed: number) => {
+      const b = Buffer.alloc(n);
+      for (let i = 0, x = seed; i < n; i++) {
+        x = (x * 1103515245 + 12345) >>> 0;
+        b[i] = x >>> 24;
+      }
+      return b;
+    };
+    // Large entries (64 KiB compressed and more) are streamed on a thread in 1 MiB pieces: one of several pieces,
+    // incompressible and compressible.
+    const large: SpecEntry[] = [
+      { name: 'large/noise.bin', data: noise(2_500_000, 1), mode: 0o755 },
+      { name: 'large/log.txt', data: Array.from({ length: 60_000 }, (_, i) => `${i} ${noise(8, i).toString('hex')}\n`).join('') },
+      { name: 'large/small-noise.bin', data: noise(70_000, 2) },
+    ];
+    const many: SpecEntry[] = [
+      ...MIXED,
+      ...large,
+      ...Array.from({ length: 1500 }, (_, i) => ({
+        name: `many/d${i % 30}/f${i}.${i % 2 ? 'bin' : 'txt'}`,
+        data:
+          i % 2
+            ? Buffer.from(Array.from({ length: 1000 + (i % 7) * 500 }, (_, j) => (j * 131 + i * 17) % 256))
+            : `line ${i}\n`.repeat(i % 50),
+        mode: i % 10 === 0 ? 0o755 : i % 10 === 1 ? 0o600 : 0o644,
+      })),
+    ];
+    test('the tree is byte for byte what Info-ZIP unzip writes, with threads and without', async () => {
+      const zip = pythonZip(join(fresh('z'), 'many.zip'), many);
+      const { ours, result } = await assertLikeUnzip(zip, { threads: 2 }, extract);
+      const inline = fresh('inline');
+      await extract(zip, inline, { ...OPTS, threads: 0 });
+      assert.deepEqual(snapshotTree(ours), snapshotTree(inline));
+      assert.equal(result.files, many.filter((e) => e.type !== 'dir' && e.type !== 'symlink').length);
+    });
+    test('a CRC mismatch in a batch on a thread rejects the archive, naming the entry', async () => {
+      const zip = pythonZip(join(fresh('z'), 'crc.zip'), many, { method: 'store' });
+      execFileSync('python3', [
+        '-c',
+        `import zipfile,struct\nf=${JSON.stringify(zip)}\nzi=zipfile.ZipFile(f).getinfo('many/d2/f1202.txt')\nb=bytearray(open(f,'rb').read())\no=zi.header_offset\nn,e=struct.unpack('<HH',b[o+26:o+30])\nb[o+30+n+e+2]^=0xff\nopen(f,'wb').write(b)`,
+      ]);
+      const sentinel = fresh('sentinel-crc');
+      writeFileSync(join(sentinel, 'marker'), 'x');
+      const before = listing(sentinel);
+      await assert.rejects(extract(zip, fresh('d'), { ...OPTS, threads: 2 }), (err: unknown) => {
+        assert.ok(err instanceof ArchiveError, `expected ArchiveError, got ${String(err)}`);
+        assert.match(err.message, /CRC mismatch: "many\/d2\/f1202.txt"/);
+        return true;
+      });
+      assert.deepEqual(listing(sentinel), before);
+    });
+    test('a damaged large entry streamed on a thread is rejected as on the main thread', async () => {
+      for (const [method, name, at] of [
+        ['store', 'large/noise.bin', 1_500_000],
+        ['deflate', 'large/log.txt', 200_000],
+        ['deflate', 'large/log.txt', 600],
+      ] as const) {
+        const zip = pythonZip(join(fresh('z'), `large-${method}-${at}.zip`), many, { method });
+        execFileSync('python3', [
+          '-c',
+          `import zipfile,struct\nf=${JSON.stringify(zip)}\nzi=zipfile.ZipFile(f).getinfo('${name}')\nb=bytearray(open(f,'rb').read())\no=zi.header_offset\nn,e=struct.unpack('<HH',b[o+26:o+30])\nfor k in range(8): b[o+30+n+e+${at}+k]^=0x5a\nopen(f,'wb').write(b)`,
+        ]);
+        const inline = await extract(zip, fresh('d'), { ...OPTS, threads: 0 }).then(
+          () => 'extracted',
+          (err: Error) => err.message,
+        );
+        const threaded = await extract(zip, fresh('d'), { ...OPTS, threads: 2 }).then(
+          () => 'extracted',
+          (err: Error) => err.message,
+        );
+        assert.ok(threaded.includes(name), threaded);
+        assert.equal(threaded, inline);
+      }
+    });
+    for (const name of ['crcDamage', 'lyingSize', 'truncated'] as const) {
+      test(`${name} is rejected on a thread as on the main thread`, async () => {
+        const zip = hostile[name](join(fresh('z'), `${name}.zip`));
+        const inline = await extract(zip, fresh('d'), { ...OPTS, threads: 0 }).then(
+          () => 'extracted',
+          (err: Error) => err.message,
+        );
+        const threaded = await extract(zip, fresh('d'), { ...OPTS, threads: 2 }).then(
+          () => 'extracted',
+          (err: Error) => err.message,
+        );
+        assert.notEqual(threaded, 'extracted');
+        assert.equal(threaded, inline);
+      });
+    }
+    test('a write error on a thread rejects the archive with that error', async () => {
+      const zip = pythonZip(join(fresh('z'), 'exists.zip'), many);
+      const dest = fresh('d');
+      mkdirSync(join(dest, 'many/d7'), { recursive: true });
+      writeFileSync(join(dest, 'many/d7/f907.bin'), 'in the way');
+      await assert.rejects(extract(zip, dest, { ...OPTS, threads: 2 }), (err: NodeJS.ErrnoException) => {
+        assert.equal(err.code, 'EEXIST');
+        assert.match(err.message, /f907\.bin/);
+        return true;
+      });
+      assert.equal(readFileSync(join(dest, 'many/d7/f907.bin'), 'utf8'), 'in the way');
     });
   });
 

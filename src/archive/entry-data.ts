@@ -113,7 +113,7 @@ export function guessEnd(rec: LeanRecord): number {
  * Bytes [from, end) of the archive in one read (several small entries at once), once they are on disk; fewer at the
  * end of the file.
  */
-export async function readSpan(
+async function readSpan(
   fh: FileHandle,
   from: number,
   end: number,

@@ -3,15 +3,23 @@
 // read from the archive), then write directories, files (read and verified by entry-data.ts, written by write.ts, a few
 // at a time), symlinks last and explicit directory modes. A hostile or damaged archive is rejected as a whole with
 // ArchiveError.
+import fs from 'node:fs';
 import { open } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import zlib from 'node:zlib';
+import { ArchiveError } from '../runtime/errors.ts';
 import { memoryMark } from '../runtime/log.ts';
+import { umask } from '../util/umask.ts';
 import { runPool } from '../util/concurrency.ts';
-import { type Directory, MAX_RECORDS, readDirectoryFromFile } from './central-directory.ts';
-import { type Available, Budget, guessEnd, readSpan, readWhole, streamEntry } from './entry-data.ts';
+import { BATCH_FIELDS, type Batch, type BatchFailure, type BatchRunner, batchRunner } from './batch.ts';
+import { BatchPool } from './batch-pool.ts';
+import { DAMAGED_ADVICE, type Directory, MAX_RECORDS, readDirectoryFromFile } from './central-directory.ts';
+import { type Available, Budget, guessEnd, readWhole, streamEntry } from './entry-data.ts';
 import {
   type Caps,
   checkDeclaredCaps,
+  checkRatio,
   checkSymlinks,
   directoriesToCreate,
   type Plan,
@@ -26,6 +34,8 @@ export interface ExtractOptions extends Caps {
   exclude?: string[];
   /** Entries extracted at a time (default 4). */
   concurrency?: number;
+  /** Worker threads writing the small entries (default: one per core, at most 4, from 1000 small entries on; 0: none). */
+  threads?: number;
   /** The central directory, already read (from the file, or from a tail fetched before the body). */
   directory?: Directory;
   /**
@@ -140,50 +150,151 @@ function tasksOf(plan: Plan, order: Uint32Array): Task[] {
   return tasks;
 }
 
+/** Small entries from this many on are written by worker threads (fewer: on the main thread, no threads started). */
+const THREADS_MIN_ENTRIES = 1000;
 /**
- * The files, in archive order (the disk reads sequentially, and while downloading each worker waits for the next bytes
- * to arrive), `concurrency` tasks at a time: runs of small files read in one piece, inflated in memory and written
- * synchronously; large files streamed.
+ * Large entries up to this compressed size are streamed on a thread too (once their bytes are all there), from two
+ * of them on; larger ones are streamed on the main thread while they download.
+ */
+const THREAD_STREAM_MAX = 64 * 1024 * 1024;
+const THREADS_MIN_STREAMED = 2;
+
+/**
+ * Worker threads for the small entries (and the large ones up to THREAD_STREAM_MAX): one per core (at most 4), none
+ * for few entries or when `threads` is 0.
+ */
+function threadCount(plan: Plan, files: Uint32Array, opts: ExtractOptions): number {
+  if (opts.threads !== undefined) return Math.max(0, Math.floor(opts.threads));
+  const { compressedSize } = plan.directory;
+  let small = 0;
+  let streamed = 0;
+  for (const i of files) {
+    const size = compressedSize[i]!;
+    if (size < SMALL_ENTRY) small++;
+    else if (size <= THREAD_STREAM_MAX) streamed++;
+  }
+  return small < THREADS_MIN_ENTRIES && streamed < THREADS_MIN_STREAMED ? 0 : Math.min(4, Math.max(1, availableParallelism()));
+}
+
+/** A batch's description for batch.ts (numbers per entry and the paths), read straight from the plan's arrays. */
+function batchOf(plan: Plan, files: Uint32Array, { from, to }: Task, mtimes: Map<number, number>): Batch & { list: string[] } {
+  const d = plan.directory;
+  const nums = new Float64Array((to - from) * BATCH_FIELDS);
+  const list: string[] = [];
+  for (let k = from; k < to; k++) {
+    const i = files[k]!;
+    const key = d.lastModifiedDate[i]! * 65536 + d.lastModifiedTime[i]!;
+    let mtime = mtimes.get(key);
+    if (mtime === undefined) {
+      const t = dosTime({ lastModifiedDate: d.lastModifiedDate[i]!, lastModifiedTime: d.lastModifiedTime[i]! });
+      mtime = t ? t.getTime() / 1000 : -1;
+      mtimes.set(key, mtime);
+    }
+    nums.set(
+      [
+        d.offsetToLocalFileHeader[i]!,
+        d.compressedSize[i]!,
+        d.uncompressedSize[i]!,
+        d.crc32[i]! >>> 0,
+        d.compressionMethod[i]!,
+        plan.modes[i]!,
+        mtime,
+      ],
+      (k - from) * BATCH_FIELDS,
+    );
+    list.push(plan.path(i));
+  }
+  return {
+    from: d.offsetToLocalFileHeader[files[from]!]!,
+    end: guessEnd(plan.entry(files[to - 1]!).record),
+    nums,
+    paths: list.join('\0'),
+    list,
+  };
+}
+
+function failureError(f: Exclude<BatchFailure, { kind: 'beyond' }>): Error {
+  if (f.kind === 'archive') return new ArchiveError(f.message, f.path, f.damaged ? DAMAGED_ADVICE : undefined);
+  return Object.assign(new Error(f.message), { code: f.code, errno: f.errno, syscall: f.syscall, path: f.path });
+}
+
+/**
+ * The files (`files`: plan indices in archive order; the disk reads sequentially, and while downloading each task
+ * waits for the next bytes to arrive), `concurrency` tasks at a time: runs of small files read in one piece, inflated
+ * and written with synchronous calls (batch.ts) on worker threads (or on the main thread for few files); large files
+ * streamed. Entries are built one at a time where one is needed: a task's worth would outlive young-generation GCs.
  */
 async function writeFiles(
   zipFile: string,
   root: string,
+  dirs: string[],
   plan: Plan,
   files: Uint32Array,
   budget: Budget,
   opts: ExtractOptions,
 ): Promise<void> {
-  const zipFh = await open(zipFile, 'r');
-  // Span buffers are reused (one per running task): fresh 1 MiB buffers would wait for the garbage collector.
-  const spare: Buffer[] = [];
+  const d = plan.directory;
+  const threads = threadCount(plan, files, opts);
+  const config = { zipFile, root, umask: umask() };
+  // Started first: the threads boot while the folders are made.
+  const pool = threads > 0 ? new BatchPool(threads, config) : undefined;
+  let inline: BatchRunner | undefined;
+  let zipFh: Awaited<ReturnType<typeof open>> | undefined;
+  const mtimes = new Map<number, number>();
   try {
-    await runPool(tasksOf(plan, files), opts.concurrency ?? 4, async ({ from, to }) => {
-      // Entries are built one at a time as they are written: a task's worth would outlive young-generation GCs.
-      const first = plan.entry(files[from]!);
-      if (first.record.compressedSize >= SMALL_ENTRY) {
+    await makeDirectories(root, dirs);
+    const fh = await open(zipFile, 'r');
+    zipFh = fh;
+    await runPool(tasksOf(plan, files), Math.max(opts.concurrency ?? 4, 2 * threads + 2), async (task) => {
+      const firstIndex = files[task.from]!;
+      if (d.compressedSize[firstIndex]! >= SMALL_ENTRY) {
+        const first = plan.entry(firstIndex);
         budget.addFile(first.path);
-        first.size = await writeLargeFile(join(root, first.path), first.mode, dosTime(first.record), (out) =>
-          streamEntry(zipFh, first.record, first.path, budget, opts.available as Available, (chunk) => out.write(chunk)),
+        if (pool && first.record.compressedSize <= THREAD_STREAM_MAX) {
+          const batch = { ...batchOf(plan, files, task, mtimes), stream: true };
+          await opts.available?.(batch.end);
+          const failure = await pool.run(batch);
+          if (!failure) {
+            budget.addBytes(first.record.uncompressedSize, first.path);
+            checkRatio(budget.caps, first.record.uncompressedSize, first.record.compressedSize, first.path);
+            return;
+          }
+          if (failure.kind !== 'beyond') throw failureError(failure);
+          // No reusable zlib context on this Node: streamed here instead.
+        }
+        await writeLargeFile(join(root, first.path), first.mode, dosTime(first.record), (out) =>
+          streamEntry(fh, first.record, first.path, budget, opts.available as Available, (chunk) => out.write(chunk)),
         );
         return;
       }
-      const into = spare.pop() ?? Buffer.allocUnsafe(BATCH_SPAN);
-      try {
-        const end = guessEnd(to - from === 1 ? first.record : plan.entry(files[to - 1]!).record);
-        const span = await readSpan(zipFh, first.record.offsetToLocalFileHeader, end, opts.available, into);
-        for (let k = from; k < to; k++) {
-          const p = k === from ? first : plan.entry(files[k]!);
-          budget.addFile(p.path);
-          const data = await readWhole(zipFh, p.record, p.path, { available: opts.available, budget, span });
-          writeSmallFile(join(root, p.path), data, p.mode, dosTime(p.record)); // synchronous: `into` is free after it
-          p.size = data.length;
-        }
-      } finally {
-        spare.push(into);
+      const batch = batchOf(plan, files, task, mtimes);
+      for (const path of batch.list) budget.addFile(path);
+      await opts.available?.(batch.end);
+      let failure: BatchFailure | undefined;
+      if (pool) failure = await pool.run(batch);
+      else {
+        inline ??= batchRunner(fs, zlib, config);
+        failure = inline.run(batch);
+      }
+      const count = task.to - task.from;
+      const done = failure?.kind === 'beyond' ? failure.index : count;
+      for (let k = 0; k < done; k++) {
+        const i = files[task.from + k]!;
+        const path = batch.list[k]!;
+        budget.addBytes(d.uncompressedSize[i]!, path);
+        checkRatio(budget.caps, d.uncompressedSize[i]!, d.compressedSize[i]!, path);
+      }
+      if (failure && failure.kind !== 'beyond') throw failureError(failure);
+      // Entries whose data reaches past the span (a local extra field longer than guessed, or a short file): one by one.
+      for (let k = done; k < count; k++) {
+        const p = plan.entry(files[task.from + k]!);
+        const data = await readWhole(fh, p.record, p.path, { available: opts.available, budget });
+        writeSmallFile(join(root, p.path), data, p.mode, dosTime(p.record));
       }
     });
   } finally {
-    await zipFh.close();
+    inline?.close();
+    await Promise.all([zipFh?.close(), pool?.close()]);
   }
 }
 
@@ -208,10 +319,8 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
   const compressed = checkDeclaredCaps(planned, opts);
 
   const budget = new Budget(opts, compressed);
-  await makeDirectories(root, directoriesToCreate(planned));
   const files = planned.byOffset(planned.indices('file'));
-  memoryMark('directories made');
-  await writeFiles(zipFile, root, planned, files, budget, opts);
+  await writeFiles(zipFile, root, directoriesToCreate(planned), planned, files, budget, opts);
   memoryMark('files written');
   const symlinks = planned.entries(planned.indices('symlink'));
   for (const p of symlinks) budget.addFile(p.path);

@@ -1,7 +1,7 @@
 // Writing the planned tree into the staging folder: directories, files (new files only: never through a symlink or over
 // an existing file), symlinks last, explicit directory modes deepest first.
-import { closeSync, constants as fsConstants, fchmodSync, futimesSync, openSync, writeSync } from 'node:fs';
-import { chmod, lstat, mkdir, open, symlink, utimes, type FileHandle } from 'node:fs/promises';
+import { closeSync, constants as fsConstants, fchmodSync, futimesSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { chmod, lstat, open, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArchiveError } from '../runtime/errors.ts';
 import type { LeanRecord } from './central-directory.ts';
@@ -20,7 +20,7 @@ export async function ensureDestDir(destDir: string): Promise<void> {
   if (!st.isDirectory()) throw new ArchiveError(`destination is not a folder: ${destDir}`);
 }
 
-export function dosTime(rec: LeanRecord): Date | undefined {
+export function dosTime(rec: Pick<LeanRecord, 'lastModifiedDate' | 'lastModifiedTime'>): Date | undefined {
   const d = rec.lastModifiedDate;
   const t = rec.lastModifiedTime;
   if (!d) return undefined;
@@ -28,11 +28,14 @@ export function dosTime(rec: LeanRecord): Date | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date;
 }
 
-/** Creates `dirs` (parents first) under `root`; an existing non-directory there is a hostile archive. */
+/**
+ * Creates `dirs` (parents first) under `root`; an existing non-directory there is a hostile archive. Synchronous
+ * calls, as for small files: a thread-pool round trip per folder costs more than the mkdir.
+ */
 export async function makeDirectories(root: string, dirs: string[]): Promise<void> {
   for (const d of dirs) {
     try {
-      await mkdir(join(root, d), 0o777);
+      mkdirSync(`${root}/${d}`, 0o777);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const st = await lstat(join(root, d));

@@ -133,6 +133,12 @@ export async function checkConflicts(settings: FetchSettings, planned: Iterable<
 }
 
 /**
+ * Symlinks each source's unpacking wrote into staging (by its summary): with none, the commit has no link to check
+ * (commitStaging's linkFree) and does not walk the staged tree for them.
+ */
+export const stagedSymlinks = new WeakMap<SourceSummary, number>();
+
+/**
  * Unpacks one archive into `stagingDir`: a downloaded one, or (with `available`) one still being downloaded. The
  * conflict check (overwrite: false) runs on the validated plan, before anything is written.
  */
@@ -161,6 +167,7 @@ export async function unpackArchive(
     return r;
   });
   summary.files = result.files + result.symlinks;
+  stagedSymlinks.set(summary, result.symlinks);
   summary.bytes = result.bytes;
 }
 

@@ -24,7 +24,7 @@ import { mapLimit } from '../util/concurrency.ts';
 import { mergeTree } from '../workspace/merge.ts';
 import { pauseAtStep, commitStaging, createRun, discardRun, recoverInterrupted } from '../workspace/staging.ts';
 import { downloadToFile } from '../workspace/file-sink.ts';
-import { checkConflicts, downloadArchive, fetchArchive, progressLogger, unpackArchive } from './fetch-archive.ts';
+import { checkConflicts, downloadArchive, fetchArchive, progressLogger, stagedSymlinks, unpackArchive } from './fetch-archive.ts';
 
 /** Downloads of several jobs run concurrently, a few at a time: polite to the API, and the disk is shared anyway. */
 const DOWNLOAD_CONCURRENCY = 3;
@@ -148,6 +148,8 @@ async function dryRunPhase(settings: FetchSettings, sources: ResolvedSource[], s
 interface Staged {
   index: number;
   dir: string;
+  /** Unpacked from an archive that brought no symlink. */
+  linkFree: boolean;
 }
 
 /**
@@ -198,7 +200,7 @@ async function downloadPhase(
     }
     summaries[i].found = true;
     if (subdirs[i]) summaries[i].path = displayPath(join(settings.dest, subdirs[i]), settings.baseDir);
-    staged.push({ index: i, dir: got.target });
+    staged.push({ index: i, dir: got.target, linkFree: stagedSymlinks.get(summaries[i]) === 0 });
   }
   return staged;
 }
@@ -212,8 +214,9 @@ async function commitPhase(
   subdirs: string[],
 ): Promise<void> {
   const onStep = settings.commitPauseStep === undefined ? undefined : pauseAtStep(settings.commitPauseStep);
-  const commit = (tree: string) => commitStaging(tree, settings.dest, { overwrite: settings.overwrite, workDir: run.root, onStep });
-  if (sources.length === 1) return commit(run.staging);
+  const commit = (tree: string, linkFree = false) =>
+    commitStaging(tree, settings.dest, { overwrite: settings.overwrite, workDir: run.root, onStep, linkFree });
+  if (sources.length === 1) return commit(run.staging, staged.length === 1 && staged[0]!.linkFree);
   const merged = join(run.staging, '.merged');
   await mkdir(merged);
   const owners = new Map<number, string>();
