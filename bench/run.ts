@@ -140,6 +140,7 @@ const relay = (jobId: number, out: string) => [
 const all: Contender[] = [
   { id: 'ar', label: 'artifact-relay fetch', cmd: relay },
   { id: 'ar-plain', label: 'artifact-relay fetch, ARTIFACT_RELAY_OVERLAP=0', cmd: relay, env: { ARTIFACT_RELAY_OVERLAP: '0' } },
+  { id: 'ar-1conn', label: 'artifact-relay fetch, connections: 1', cmd: relay, env: { INPUT_CONNECTIONS: '1' } },
   { id: 'unzip', label: 'curl + unzip -q', cmd: (j, out) => sh(`${curl(j)} -o a.zip && unzip -q a.zip -d ${out}`) },
   { id: 'bsdtar', label: 'curl + bsdtar', cmd: (j, out) => sh(`${curl(j)} -o a.zip && mkdir ${out} && bsdtar -xf a.zip -C ${out}`) },
   { id: 'bsdtar-pipe', label: 'curl | bsdtar (streaming)', cmd: (j, out) => sh(`mkdir ${out} && ${curl(j)} | bsdtar -xf - -C ${out}`) },

@@ -54,11 +54,6 @@ const MIN_PART = 1024 * 1024;
 const MAX_PART = 32 * 1024 * 1024;
 /** Bytes read back from the sink at a time for the hash (memory stays flat whatever the part size). */
 const HASH_SLICE = 1024 * 1024;
-/**
- * Bytes of a range's body gathered before one write at their offset: a write per socket chunk (64 KiB) is a
- * thread-pool round trip each, and over several connections those cost more CPU than copying the chunks together.
- */
-const WRITE_BATCH = 1024 * 1024;
 
 /** The ranges [start, end) one object of `total` bytes is fetched in. */
 export function planParts(total: number, connections: number, partBytes?: number): { start: number; end: number }[] {
@@ -155,21 +150,7 @@ export async function parallelDownload(t: Transport, apiUrl: URL, sink: Readable
       }
       if (!source || source.url.toString() !== opened.url.toString())
         source = { url: opened.url, redirected: opened.redirected || source?.redirected === true };
-      let at = part.start; // bytes received
-      let writtenTo = part.start; // bytes written: [part.start, writtenTo)
-      let pending: Buffer[] = [];
-      let pendingBytes = 0;
-      const flush = async () => {
-        if (pendingBytes === 0) return;
-        const data = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-        await sink.write(data, writtenTo);
-        writtenTo += data.length;
-        received += data.length;
-        partReceived += data.length;
-        o.onProgress?.({ bytes: received, total: wanted });
-      };
+      let at = part.start;
       await pump(opened.stream, rules, async (chunk) => {
         if (at + chunk.length > part.end) {
           throw new RelayError(
@@ -181,12 +162,12 @@ export async function parallelDownload(t: Transport, apiUrl: URL, sink: Readable
             },
           );
         }
-        pending.push(chunk);
-        pendingBytes += chunk.length;
+        await sink.write(chunk, at);
         at += chunk.length;
-        if (pendingBytes >= WRITE_BATCH) await flush();
+        received += chunk.length;
+        partReceived += chunk.length;
+        o.onProgress?.({ bytes: received, total: wanted });
       });
-      await flush();
       if (at !== part.end)
         throw networkError(`${range} ended after ${at - part.start} of ${part.end - part.start} bytes`, 'ERR_INCOMPLETE_BODY');
     });
