@@ -206,4 +206,37 @@ describe('partial fetch by Range', () => {
       world.sim.clearFaults();
     }
   });
+
+  test('a central directory past the tail and above ARTIFACT_RELAY_TAIL_DIRECTORY_KB is read from the file, not by Range; with include, by Range up to eight times that', async () => {
+    world.sim.clearFaults();
+    // 1,500 entries: a directory of about 100 KiB, more than the 64 KiB tail request holds.
+    const entries = Array.from({ length: 1500 }, (_, i) => ({
+      name: `many/d${i % 20}/file-${String(i).padStart(5, '0')}.txt`,
+      data: `${i}\n`,
+    }));
+    const archive = world.zip('big-directory.zip', entries);
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'big-directory', status: 'success' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
+
+    world.sim.requests.length = 0;
+    const plain = await runBundle(fetchArgs(j.id, 'bigdir', []), world.env({ ARTIFACT_RELAY_TAIL_DIRECTORY_KB: '16' }));
+    assert.equal(plain.status, 0, plain.output);
+    assert.match(
+      plain.output,
+      /Download, then unpack \(the central directory's [\d.]+ KiB past the tail are read from the file, not by Range \(above 16\.0 KiB\)\)/,
+    );
+    assert.deepEqual(rangesRequested(world), [], 'no ranged request after the tail');
+    assert.deepEqual(snapshotTree(join(world.workspace, 'bigdir')), unzipReference(world, archive));
+
+    // The same directory with include: 8 x 16 KiB allows the 36 KiB past the tail, so it is read by Range and only the selection is fetched.
+    world.sim.requests.length = 0;
+    const partial = await runBundle(
+      fetchArgs(j.id, 'bigdir-partial', ['--include', 'many/d3/**']),
+      world.env({ ARTIFACT_RELAY_TAIL_DIRECTORY_KB: '16' }),
+    );
+    assert.equal(partial.status, 0, partial.output);
+    assert.doesNotMatch(partial.output, /read from the file/);
+    assert.ok(rangesRequested(world).length > 0, 'the rest of the directory by Range');
+    assert.deepEqual(snapshotTree(join(world.workspace, 'bigdir-partial')), unzipReference(world, archive, ['many/d3/*']));
+  });
 });

@@ -20,17 +20,15 @@ import { downloadToFile, downloadToFileParallel, fileEndsWith, openFileSink } fr
 
 /** First request of an overlapped fetch: the archive's last bytes, where the end record and usually the whole directory are. */
 const TAIL_REQUEST = 64 * 1024;
-/** A directory larger than this is not buffered in memory from ranged requests: download, then unpack. */
-const MAX_DIRECTORY_BYTES = 64 * 1024 * 1024;
+/**
+ * A directory larger than settings.tailDirectoryMaxBytes (8 MiB) is not read by ranged requests, which hold it whole
+ * in memory beside its parsed records (300,000 entries: 23 MB of directory): download, then unpack, reading it from
+ * the file in slices. A partial fetch (include/exclude) may read eight times as much: skipping most of the archive is
+ * worth the memory.
+ */
+const PARTIAL_DIRECTORY_FACTOR = 8;
 /** Archives from this size on are fetched as parallel ranges (input connections) where storage allows. */
 const PARALLEL_MIN_BYTES = 2 * 1024 * 1024;
-/**
- * Smaller archives are downloaded, then unpacked, even where Range works: their download is too short for unpacking
- * alongside it to save time, and both compete for the same CPU. ARTIFACT_RELAY_OVERLAP=1 overlaps at any size
- * (settings.overlapMinBytes, ARTIFACT_RELAY_OVERLAP_MIN_MB, default 64 MiB).
- */
-/**
- */
 /** How often a download is checked for whether it leaves the CPU idle enough for unpacking alongside it. */
 const OVERLAP_PROBE_MS = 500;
 
@@ -176,12 +174,18 @@ function sameEtag(a: string | undefined, b: string | undefined): boolean {
   return a === undefined || b === undefined || a === b;
 }
 
-/** The archive's directory from its tail (ranged requests), or undefined when the server ignores Range or it is not a zip. */
+/**
+ * The archive's directory from its tail (ranged requests); undefined when the server ignores Range or it is not a zip;
+ * why not, when the directory is too large to hold from ranged requests.
+ */
 async function directoryFromTail(
   client: GitLabClient,
   source: ResolvedSource,
+  maxDirectoryBytes: number,
 ): Promise<
-  { directory: Directory; total: number; etag?: string; lastModified?: string; buffer: Buffer; directoryStart?: number } | undefined
+  | { directory: Directory; total: number; etag?: string; lastModified?: string; buffer: Buffer; directoryStart?: number }
+  | string
+  | undefined
 > {
   const tail = await client.readRange(source.archivePath, source.archiveQuery, -TAIL_REQUEST).catch((err) => {
     if ((err as RelayError).details?.status === 416) return undefined; // e.g. an empty file: the download explains
@@ -189,13 +193,14 @@ async function directoryFromTail(
   });
   if (!tail) return undefined;
   let changed = false;
-  const where: { directoryStart?: number } = {};
+  const where: { directoryStart?: number; tooLarge?: number } = {};
   const directory = await readDirectoryFromTail(
     tail.buffer,
     tail.total,
     async (start, end) => {
+      if (end - start > maxDirectoryBytes) where.tooLarge = end - start;
       const more =
-        end - start > MAX_DIRECTORY_BYTES ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end, tail);
+        where.tooLarge !== undefined ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end, tail);
       if (!more || more.total !== tail.total || !sameEtag(more.etag, tail.etag)) {
         changed = true;
         throw new Error('the rest of the central directory could not be read by range');
@@ -208,6 +213,9 @@ async function directoryFromTail(
     if (changed) return undefined;
     throw err;
   });
+  if (where.tooLarge !== undefined) {
+    return `the central directory's ${formatBytes(where.tooLarge)} past the tail are read from the file, not by Range (above ${formatBytes(maxDirectoryBytes)})`;
+  }
   return (
     directory && {
       directory,
@@ -230,7 +238,7 @@ async function fetchPartial(
   client: GitLabClient,
   settings: FetchSettings,
   source: ResolvedSource,
-  found: NonNullable<Awaited<ReturnType<typeof directoryFromTail>>>,
+  found: Exclude<Awaited<ReturnType<typeof directoryFromTail>>, string | undefined>,
   zip: string,
   stagingDir: string,
   destSub: string,
@@ -305,7 +313,13 @@ export async function fetchArchive(
   destSub: string,
   summary: SourceSummary,
 ): Promise<void> {
-  const found = settings.overlap === 'never' ? undefined : await directoryFromTail(client, source);
+  const selective = Boolean(settings.include?.length || settings.exclude?.length);
+  const fromTail =
+    settings.overlap === 'never'
+      ? undefined
+      : await directoryFromTail(client, source, settings.tailDirectoryMaxBytes * (selective ? PARTIAL_DIRECTORY_FACTOR : 1));
+  const notByRange = typeof fromTail === 'string' ? fromTail : undefined;
+  const found = typeof fromTail === 'string' ? undefined : fromTail;
   memoryMark('directory from the tail');
   if (found && (await fetchPartial(client, settings, source, found, zip, stagingDir, destSub, summary))) return;
   // Parallel ranges pay whatever the CPU does (storage limits each connection); they need a validator, so that every
@@ -322,7 +336,7 @@ export async function fetchArchive(
         ? 'ARTIFACT_RELAY_OVERLAP=0'
         : small
           ? `below ${formatBytes(settings.overlapMinBytes)}`
-          : 'no Range support';
+          : (notByRange ?? 'no Range support');
     logger.info(`Download, then unpack (${why})`);
     await section(
       `Download ${source.label}`,

@@ -104,6 +104,13 @@ export interface FetchSettings extends ConnectionSettings {
   overlap: 'auto' | 'always' | 'never';
   /** Smallest archive unpacked while downloading under overlap auto (ARTIFACT_RELAY_OVERLAP_MIN_MB, default 64). */
   overlapMinBytes: number;
+  /**
+   * Most of a central directory read by Range past the 64 KiB tail, before the body (ARTIFACT_RELAY_TAIL_DIRECTORY_KB,
+   * default 8192): a larger
+   * one is read from the downloaded file in slices, not held whole beside its parsed records. Partial fetches
+   * (include/exclude) read up to eight times as much.
+   */
+  tailDirectoryMaxBytes: number;
   /** Tests only (ARTIFACT_RELAY_TEST_COMMIT_PAUSE): pause the commit at this step until a signal arrives. */
   commitPauseStep?: number;
 }
@@ -461,6 +468,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     progressMs: envMs(env, 'ARTIFACT_RELAY_PROGRESS_MS') || 5000,
     overlap: ({ '0': 'never', '1': 'always' } as const)[env.ARTIFACT_RELAY_OVERLAP?.trim() ?? ''] ?? 'auto',
     overlapMinBytes: (envMs(env, 'ARTIFACT_RELAY_OVERLAP_MIN_MB') || 64) * 1024 * 1024,
+    tailDirectoryMaxBytes: (envMs(env, 'ARTIFACT_RELAY_TAIL_DIRECTORY_KB') || 8192) * 1024,
     ...(env.ARTIFACT_RELAY_TEST_COMMIT_PAUSE?.trim() ? { commitPauseStep: Number(env.ARTIFACT_RELAY_TEST_COMMIT_PAUSE) } : {}),
   };
 }
