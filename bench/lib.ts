@@ -91,6 +91,12 @@ export async function treeStats(dir: string): Promise<{ files: number; bytes: nu
   return { files: sizes.length, bytes: sizes.reduce((a, s) => a + Number(s), 0) };
 }
 
+/** A comma-separated option as a list (the default when unset). */
+export const list = (s: string | undefined, dflt: string) =>
+  (s ?? dflt)
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 export const mib = (n: number) => (n / 1024 / 1024).toFixed(0);
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 export const fmt = (n: number | null | undefined, d = 2) => (n == null || Number.isNaN(n) ? '-' : n.toFixed(d));

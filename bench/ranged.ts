@@ -31,6 +31,7 @@ import {
   cleanEnv,
   ensureArchive,
   fmt,
+  list,
   machine,
   median,
   mib,
@@ -56,11 +57,6 @@ const { values: flags } = parseArgs({
   },
 });
 const env = process.env;
-const list = (s: string | undefined, dflt: string) =>
-  (s ?? dflt)
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean);
 const runs = Number(flags.runs ?? env.BENCH_RUNS ?? 3);
 const rateMiB = Number(flags.rate ?? env.BENCH_RATE ?? 40);
 const connectionsFlag = flags.connections ?? env.BENCH_CONNECTIONS;

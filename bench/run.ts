@@ -30,6 +30,7 @@ import {
   cleanEnv,
   ensureArchive,
   fmt,
+  list,
   machine as machineLine,
   median,
   mib,
@@ -58,11 +59,6 @@ const { values: flags } = parseArgs({
   },
 });
 const env = process.env;
-const list = (s: string | undefined, dflt: string) =>
-  (s ?? dflt)
-    .split(',')
-    .map((x) => x.trim())
-    .filter(Boolean);
 const shapes = list(flags.shapes ?? env.BENCH_SHAPES, 'small,mixed,big');
 const runsSpec = String(flags.runs ?? env.BENCH_RUNS ?? '3');
 /** Rounds of a shape: the plain number, or the shape's own (`3,big=1`: the 2 GiB shape's rounds take minutes). */

@@ -229,6 +229,15 @@ for (const [label, extract] of PATHS) {
     const many: SpecEntry[] = [...MIXED, ...large, ...smallFiles(1500)];
     // The damage cases force threads (threads: 2), so a few batches' worth of small files is enough.
     const few: SpecEntry[] = [...MIXED, ...large, ...smallFiles(60)];
+    /** What extracting `zip` ends in ('extracted' or the error's message), on the main thread and on threads. */
+    const bothWays = async (zip: string) => {
+      const outcome = (threads: number) =>
+        extract(zip, fresh('d'), { ...OPTS, threads }).then(
+          () => 'extracted',
+          (err: Error) => err.message,
+        );
+      return { inline: await outcome(0), threaded: await outcome(2) };
+    };
     test('the tree is byte for byte what Info-ZIP unzip writes, with threads and without', async () => {
       const zip = pythonZip(join(fresh('z'), 'many.zip'), many);
       const { ours, result } = await assertLikeUnzip(zip, { threads: 2 }, extract);
@@ -264,14 +273,7 @@ for (const [label, extract] of PATHS) {
           '-c',
           `import zipfile,struct\nf=${JSON.stringify(zip)}\nzi=zipfile.ZipFile(f).getinfo('${name}')\nb=bytearray(open(f,'rb').read())\no=zi.header_offset\nn,e=struct.unpack('<HH',b[o+26:o+30])\nfor k in range(8): b[o+30+n+e+${at}+k]^=0x5a\nopen(f,'wb').write(b)`,
         ]);
-        const inline = await extract(zip, fresh('d'), { ...OPTS, threads: 0 }).then(
-          () => 'extracted',
-          (err: Error) => err.message,
-        );
-        const threaded = await extract(zip, fresh('d'), { ...OPTS, threads: 2 }).then(
-          () => 'extracted',
-          (err: Error) => err.message,
-        );
+        const { inline, threaded } = await bothWays(zip);
         assert.ok(threaded.includes(name), threaded);
         assert.equal(threaded, inline);
       }
@@ -279,14 +281,7 @@ for (const [label, extract] of PATHS) {
     for (const name of ['crcDamage', 'lyingSize', 'truncated'] as const) {
       test(`${name} is rejected on a thread as on the main thread`, async () => {
         const zip = hostile[name](join(fresh('z'), `${name}.zip`));
-        const inline = await extract(zip, fresh('d'), { ...OPTS, threads: 0 }).then(
-          () => 'extracted',
-          (err: Error) => err.message,
-        );
-        const threaded = await extract(zip, fresh('d'), { ...OPTS, threads: 2 }).then(
-          () => 'extracted',
-          (err: Error) => err.message,
-        );
+        const { inline, threaded } = await bothWays(zip);
         assert.notEqual(threaded, 'extracted');
         assert.equal(threaded, inline);
       });
