@@ -1,8 +1,8 @@
 // Safe extraction of a zip archive into an empty staging folder, in named steps: read the central directory
 // (central-directory.ts), plan and validate every entry before anything is written (plan.ts, with the symlink targets
-// read from the archive), then write directories, files (read and verified by entry-data.ts, written by write.ts, a few
-// at a time), symlinks last and explicit directory modes. A hostile or damaged archive is rejected as a whole with
-// ArchiveError.
+// read from the archive), then write directories, files (runs of small entries and large ones up to 64 MiB by
+// batch.ts on worker threads, batch-pool.ts; larger ones streamed here by entry-data.ts and write.ts), symlinks last
+// and explicit directory modes. A hostile or damaged archive is rejected as a whole with ArchiveError.
 import fs from 'node:fs';
 import { open } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
