@@ -105,7 +105,7 @@ async function dataStart(fh: FileHandle, rec: LeanRecord, path: string, availabl
 }
 
 /** Where an entry's local header and data probably end (the local extra field may be longer than this guess). */
-export function guessEnd(rec: LeanRecord): number {
+export function guessEnd(rec: Pick<LeanRecord, 'offsetToLocalFileHeader' | 'path' | 'compressedSize'>): number {
   return rec.offsetToLocalFileHeader + 30 + Buffer.byteLength(rec.path) + LOCAL_EXTRA_SLACK + rec.compressedSize;
 }
 

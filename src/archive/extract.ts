@@ -128,6 +128,11 @@ interface Task {
   to: number;
 }
 
+/** guessEnd of directory record i, read from the arrays (no entry object built for it). */
+function guessEndAt(d: Directory, i: number): number {
+  return guessEnd({ offsetToLocalFileHeader: d.offsetToLocalFileHeader[i]!, path: d.path(i), compressedSize: d.compressedSize[i]! });
+}
+
 /** Files (`order`: their indices in archive order) grouped into tasks. */
 function tasksOf(plan: Plan, order: Uint32Array): Task[] {
   const { compressedSize, offsetToLocalFileHeader } = plan.directory;
@@ -141,7 +146,7 @@ function tasksOf(plan: Plan, order: Uint32Array): Task[] {
       from = k + 1;
       continue;
     }
-    if (k > from && (k - from >= BATCH_ENTRIES || guessEnd(plan.entry(i).record) - offsetToLocalFileHeader[order[from]!]! > BATCH_SPAN)) {
+    if (k > from && (k - from >= BATCH_ENTRIES || guessEndAt(plan.directory, i) - offsetToLocalFileHeader[order[from]!]! > BATCH_SPAN)) {
       tasks.push({ from, to: k });
       from = k;
     }
@@ -206,7 +211,7 @@ function batchOf(plan: Plan, files: Uint32Array, { from, to }: Task, mtimes: Map
   }
   return {
     from: d.offsetToLocalFileHeader[files[from]!]!,
-    end: guessEnd(plan.entry(files[to - 1]!).record),
+    end: guessEndAt(d, files[to - 1]!),
     nums,
     paths: list.join('\0'),
     list,

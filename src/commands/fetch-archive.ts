@@ -193,14 +193,14 @@ async function directoryFromTail(
   });
   if (!tail) return undefined;
   let changed = false;
-  const where: { directoryStart?: number; tooLarge?: number } = {};
+  const where: { directoryStart?: number } = {};
+  let tooLarge: number | undefined; // bytes of directory past the tail, when more than maxDirectoryBytes
   const directory = await readDirectoryFromTail(
     tail.buffer,
     tail.total,
     async (start, end) => {
-      if (end - start > maxDirectoryBytes) where.tooLarge = end - start;
-      const more =
-        where.tooLarge !== undefined ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end, tail);
+      if (end - start > maxDirectoryBytes) tooLarge = end - start;
+      const more = tooLarge !== undefined ? undefined : await client.readRange(source.archivePath, source.archiveQuery, start, end, tail);
       if (!more || more.total !== tail.total || !sameEtag(more.etag, tail.etag)) {
         changed = true;
         throw new Error('the rest of the central directory could not be read by range');
@@ -213,8 +213,8 @@ async function directoryFromTail(
     if (changed) return undefined;
     throw err;
   });
-  if (where.tooLarge !== undefined) {
-    return `the central directory's ${formatBytes(where.tooLarge)} past the tail are read from the file, not by Range (above ${formatBytes(maxDirectoryBytes)})`;
+  if (tooLarge !== undefined) {
+    return `the central directory's ${formatBytes(tooLarge)} past the tail are read from the file, not by Range (above ${formatBytes(maxDirectoryBytes)})`;
   }
   return (
     directory && {
