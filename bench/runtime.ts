@@ -193,7 +193,7 @@ async function imageNode(image: string): Promise<{ node: string; from: string; f
   return {
     node,
     flags: m[1]!.trim().split(' ').filter(Boolean),
-    from: `the node of ${image}, image ${id.slice(0, 12)} built ${created.slice(0, 16)}, copied to ${node}`,
+    from: `the node of ${image}, image ${id.slice(0, 12)} built ${created.slice(0, 16)}`,
   };
 }
 
@@ -217,7 +217,7 @@ async function npmNode(): Promise<{ node: string; from: string } | { reason: str
     }
   }
   const [tgz, when] = (await readFile(join(dir, 'from.txt'), 'utf8')).trim().split(' ');
-  return { node, from: `npm pack ${NPM_NODE} (${tgz}, fetched ${when?.slice(0, 10)}), in ${node}` };
+  return { node, from: `npm pack ${NPM_NODE}: ${tgz}, fetched ${when?.slice(0, 10)}` };
 }
 
 /** Resolves --node / BENCH_NODE and warms the compile cache. Never fails for a missing image: falls back, loudly. */
@@ -265,7 +265,7 @@ export async function hostRuntime(rt: Runtime): Promise<Runtime | null> {
 
 /** Header lines: which node runs artifact-relay, loudly when it is not the image's. */
 export function runtimeHeader(rt: Runtime, host: Runtime | null): string[] {
-  const lines = [`artifact-relay runs on ${nodeOf(rt)}; flags ${rt.flags.join(' ')}; ${rt.cacheNote}`];
+  const lines = [`artifact-relay runs on ${nodeOf(rt)}, binary ${rt.node}; flags ${rt.flags.join(' ')}; ${rt.cacheNote}`];
   if (host) lines.push(`host contender (ar-host, info rows) on ${nodeOf(host)}; ${host.cacheNote}`);
   if (rt.fallback) {
     const bar = '!'.repeat(100);
