@@ -233,33 +233,37 @@ async function npmNode(): Promise<{ node: string; from: string } | { reason: str
 
 /** Resolves --node / BENCH_NODE and warms the compile cache. Never fails for a missing image: falls back, loudly. */
 export async function resolveRuntime(spec: string, image: string): Promise<Runtime> {
-  let node = 'node';
+  let node = process.execPath;
   let from = `the host's node, ${await realpath(process.execPath)}`;
   let source: Runtime['source'] = 'host';
   let flags = WRAPPER_FLAGS;
   const reasons: string[] = [];
-  if (spec === 'image') {
-    const r = await imageNode(image);
-    if ('reason' in r) reasons.push(r.reason);
-    else {
-      ({ node, from, flags } = r);
-      source = 'image';
+  /** A binary that does not start (or a podman or npm failure) is a reason to fall back, not a bench failure. */
+  const attempt = async (get: () => Promise<{ node: string; from: string; flags?: string[] } | { reason: string }>) => {
+    let reason: string;
+    try {
+      const r = await get();
+      const v = 'reason' in r ? null : await run([r.node, '--version'], { timeoutMs: 30_000 });
+      if ('reason' in r) reason = r.reason;
+      else if (v?.code !== 0) reason = `${r.node} --version exited ${v?.code}: ${v?.output.trim().slice(-300)}`;
+      else {
+        ({ node, from } = r);
+        flags = r.flags ?? WRAPPER_FLAGS;
+        return true;
+      }
+    } catch (e) {
+      reason = (e as Error).message.replace(/\s+/g, ' ').trim().slice(0, 500);
     }
-  }
-  if ((spec === 'image' && reasons.length) || spec === 'npm') {
-    const r = await npmNode();
-    if ('reason' in r) reasons.push(r.reason);
-    else {
-      ({ node, from } = r);
-      source = 'npm';
-    }
-  }
-  if (spec !== 'image' && spec !== 'npm' && spec !== 'host') {
+    reasons.push(reason);
+    return false;
+  };
+  if (spec === 'image' && (await attempt(() => imageNode(image)))) source = 'image';
+  else if ((spec === 'image' || spec === 'npm') && (await attempt(npmNode))) source = 'npm';
+  else if (spec !== 'image' && spec !== 'npm' && spec !== 'host') {
     node = await realpath(spec); // the runs' working folders are elsewhere
     source = 'path';
     from = node;
   }
-  if (source === 'host') node = process.execPath;
   const version = (await must([node, '--version'])).trim();
   const fallback = reasons.length
     ? `--node ${spec} not honoured: ${reasons.join('; ')}; artifact-relay runs on ${source === 'npm' ? 'Node from the npm registry, not the image' : "the host's Node, not the image's"}`
