@@ -11,8 +11,6 @@ export const repo = fileURLToPath(new URL('..', import.meta.url));
 export const TOKEN = 'glpat-bench-token-0123456789';
 export const cacheDir = join(os.tmpdir(), 'artifact-relay-bench');
 export const BUNDLE = join(repo, 'dist/artifact-relay.mjs');
-/** Node flags the image's artifact-relay wrapper uses (Dockerfile): measure what users run. */
-export const NODE = ['node', '--max-semi-space-size=1'];
 /** The environment without CI and input variables, so each contender sees only what the bench passes. */
 export const cleanEnv: NodeJS.ProcessEnv = Object.fromEntries(
   Object.entries(process.env).filter(
@@ -26,9 +24,17 @@ export interface Sample {
   rssMB: number;
 }
 
-export function run(cmd: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number; output: string }> {
+export function run(
+  cmd: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<{ code: number; output: string }> {
   return new Promise((res, rej) => {
-    const child = spawn(cmd[0]!, cmd.slice(1), { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(cmd[0]!, cmd.slice(1), {
+      cwd: opts.cwd,
+      env: opts.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: opts.timeoutMs,
+    });
     let output = '';
     const add = (d: Buffer) => {
       output += d.toString();
@@ -101,9 +107,10 @@ export const mib = (n: number) => (n / 1024 / 1024).toFixed(0);
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
 export const fmt = (n: number | null | undefined, d = 2) => (n == null || Number.isNaN(n) ? '-' : n.toFixed(d));
 
-export function machine(): string {
+/** The machine, and which Node ran artifact-relay (bench/runtime.ts describe()). */
+export function machine(runtime: string): string {
   const cpus = os.cpus();
-  return `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GB RAM, Linux ${os.release()}, Node ${process.version}`;
+  return `${cpus[0]?.model ?? 'unknown CPU'}, ${cpus.length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GB RAM, Linux ${os.release()}; artifact-relay on ${runtime}`;
 }
 
 /** Replaces the text between `<!-- BEGIN name -->` and `<!-- END name -->` in README.md with `md`. */

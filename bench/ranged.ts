@@ -16,6 +16,9 @@
 //   --connections N          pass --connections N to the parallel fetch (default: not passed, the input's default 4)
 //   --dirs disk,tmpfs        where the archive file and tree are written (disk: os.tmpdir(); tmpfs: /dev/shm)
 //   --only one,par,ar-dlN,ar-dl1,curl1,curlN
+//   --node image             the node that runs artifact-relay, as in bench/run.ts (bench/runtime.ts): image (default),
+//                            npm, host or a path; the fetches run as the image's wrapper does (its flags and a compile
+//                            cache as the image's), the download-alone references through tsx on the same binary
 //   --readme
 //   --out bench-results/ranged.json
 import { createHash } from 'node:crypto';
@@ -35,7 +38,6 @@ import {
   machine,
   median,
   mib,
-  NODE,
   repo,
   run,
   TOKEN,
@@ -43,6 +45,7 @@ import {
   treeStats,
   writeReadmeSection,
 } from './lib.ts';
+import { describe, nodeOf, resolveRuntime, runtimeEnv, runtimeHeader, runtimeJson } from './runtime.ts';
 
 const started = performance.now();
 const { values: flags } = parseArgs({
@@ -52,6 +55,7 @@ const { values: flags } = parseArgs({
     connections: { type: 'string' },
     dirs: { type: 'string' },
     only: { type: 'string' },
+    node: { type: 'string' },
     readme: { type: 'boolean' },
     out: { type: 'string' },
   },
@@ -69,6 +73,10 @@ const writeReadme = Boolean(flags.readme || env.BENCH_README);
 const outJson = resolve(repo, flags.out ?? env.BENCH_OUT ?? 'bench-results/ranged.json');
 const outMd = outJson.replace(/(\.json)?$/, '.md');
 const workRoots: Record<string, string> = { disk: cacheDir, tmpfs: '/dev/shm' };
+const nodeSpec = flags.node ?? env.BENCH_NODE ?? 'image';
+const rt = await resolveRuntime(nodeSpec, env.BENCH_IMAGE || 'localhost/artifact-relay:test');
+const header0 = runtimeHeader(rt, null);
+console.log(header0.join('\n'));
 
 const { zip, info } = await ensureArchive('ranged');
 const archiveSha = await new Promise<string>((res, rej) => {
@@ -96,9 +104,11 @@ interface Contender {
   /** The download alone through artifact-relay's code: its log has the download time and the sha256 (checked). */
   logs?: boolean;
   cmd: (w: string) => string[];
+  /** The environment: artifact-relay's runs get the runtime's (the fetches with its compile cache). */
+  env?: NodeJS.ProcessEnv;
 }
 const fetchCmd = (args: string[]) => (w: string) => [
-  ...NODE,
+  ...rt.argv,
   BUNDLE,
   'fetch',
   '--server-url',
@@ -122,12 +132,13 @@ const curlRanges = (n: number) => {
   return ['sh', '-c', `${ranges.map((r) => `${curl} -r ${r} '${url}' > /dev/null &`).join(' ')} wait`];
 };
 const all: Contender[] = [
-  { id: 'one', label: 'fetch, connections: 1', fetch: true, cmd: fetchCmd(['--connections', '1']) },
+  { id: 'one', label: 'fetch, connections: 1', fetch: true, cmd: fetchCmd(['--connections', '1']), env: runtimeEnv(rt) },
   {
     id: 'par',
     label: `fetch, connections: ${connections}${connectionsFlag ? '' : ' (default)'}`,
     fetch: true,
     cmd: fetchCmd(connectionsFlag ? ['--connections', String(connections)] : []),
+    env: runtimeEnv(rt),
   },
   ...[connections, 1].map(
     (n): Contender => ({
@@ -135,8 +146,10 @@ const all: Contender[] = [
       label: `download alone: artifact-relay's ${n === 1 ? 'one-connection' : `parallel (${n} connections)`} download to a file, through tsx`,
       fetch: false,
       logs: true,
+      // The same node binary and flags; no compile cache (tsx's loader compiles the TypeScript in each run).
+      env: runtimeEnv(rt, {}, false),
       cmd: (w) => [
-        ...NODE,
+        ...rt.argv,
         '--import',
         import.meta.resolve('tsx'), // the command runs in its work folder
         join(repo, 'bench/ranged-download.ts'),
@@ -204,7 +217,8 @@ try {
           sim.storageMaxInFlight = 0;
           const load = os.loadavg()[0]!;
           const cpu0 = process.cpuUsage();
-          const s = await timed(c.cmd(w), w, cleanEnv);
+          const s = await timed(c.cmd(w), w, c.env ?? cleanEnv);
+          if (c.fetch) await rt.cache?.check();
           const simCpu = process.cpuUsage(cpu0);
           const storage = sim.requests.slice(from).filter((q) => q.origin === 'storage' && q.method === 'GET');
           const logged = / in ([\d.]+) s \(/.exec(s.output.split('\n').find((l) => l.includes('Downloaded')) ?? '');
@@ -275,7 +289,7 @@ try {
 }
 
 // Results.
-const command = `npm run bench:ranged -- --runs ${runs} --rate ${rateMiB}${connectionsFlag ? ` --connections ${connections}` : ''} --dirs ${dirs.join(',')}${only.length ? ` --only ${only.join(',')}` : ''}`;
+const command = `npm run bench:ranged -- --runs ${runs} --rate ${rateMiB}${connectionsFlag ? ` --connections ${connections}` : ''} --dirs ${dirs.join(',')}${only.length ? ` --only ${only.join(',')}` : ''} --node ${nodeSpec}`;
 const header = [
   'dir',
   'contender',
@@ -315,6 +329,8 @@ for (const dir of dirs) {
 }
 const transfer = info.bytes / (rateMiB * 1024 * 1024);
 const notes = [
+  ...(rt.fallback ? [`WARNING: ${rt.fallback}.`] : []),
+  `artifact-relay ran on ${nodeOf(rt)}: the fetches as the image's wrapper runs them, node ${rt.flags.join(' ')} with NODE_COMPILE_CACHE${rt.cache ? '' : ' (ignored by this Node)'}; ${rt.cacheNote}${rt.cache ? `; ${rt.cache.summary()}` : ''}; the download-alone references on the same binary and flags, without the cache. NODE_EXTRA_CA_CERTS unset, as in the image.`,
   `The transfer alone at ${rateMiB} MiB/s per connection: ${fmt(transfer, 1)} s over one connection, ${fmt(transfer / connections, 1)} s over ${connections}.`,
   `Medians of ${runs} alternating rounds (every other round in reverse order); speed-ups are against the fetch with connections: 1 in the same folder. CPU is user+sys of the command and the children it waited for; peak RSS is of the largest single process (GNU time %M). The download-alone references run in the first folder only; artifact-relay's runs through tsx, whose start-up (compiling the TypeScript) is in its wall, CPU and RSS but not in its download s.`,
   `Each fetch's tree was checked complete (${info.files} files, ${info.inflated} bytes) and its summary's sha256 equal to the archive's. "download s" is the fetch's own "Downloaded ... in N s" (from the first range to the last byte written, unpacking alongside); "at once" is the most storage requests answered at the same time.`,
@@ -323,13 +339,14 @@ const notes = [
 const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
 const line = (c: string[]) => c.map((x, i) => (i < 2 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
 const archiveLine = `ranged: ${mib(info.bytes)} MiB zip, ${info.entries} entries of 64 MiB of random bytes, stored (bench/gen-zip.py ranged), storage limited to ${rateMiB} MiB/s per connection`;
-console.log(`\nmachine: ${machine()}\n${archiveLine}\n`);
+console.log(`\n${header0.join('\n')}\nmachine: ${machine(describe(rt))}\n${archiveLine}\n`);
 console.log([line(header), ...cells.map(line)].join('\n'));
 console.log(`\n${targets.join('\n')}\n${notes.map((n) => `note: ${n}`).join('\n')}`);
 console.log(`total ${((performance.now() - started) / 1000).toFixed(0)} s`);
 
 const md = [
-  `Measured with \`${command}\` on ${machine()}.`,
+  ...(rt.fallback ? [`**${rt.fallback}.**`, ''] : []),
+  `Measured with \`${command}\` on ${machine(describe(rt))}.`,
   `Archive: ${archiveLine}; served by the simulator in redirect mode (302 to its storage origin, which honours Range).`,
   '',
   `| ${header.join(' | ')} |`,
@@ -342,7 +359,7 @@ const md = [
 await mkdir(dirname(outJson), { recursive: true });
 await writeFile(
   outJson,
-  `${JSON.stringify({ date: new Date().toISOString(), command, machine: machine(), archive: info, rateMiB, connections, runs, rows, targets, notes }, null, 2)}\n`,
+  `${JSON.stringify({ date: new Date().toISOString(), command, machine: machine(describe(rt)), runtime: runtimeJson(rt), archive: info, rateMiB, connections, runs, rows, targets, notes }, null, 2)}\n`,
 );
 await writeFile(outMd, `${md}\n`);
 console.log(`wrote ${outJson} and ${outMd}`);

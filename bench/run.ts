@@ -9,10 +9,15 @@
 // Options (each also as an env var BENCH_<NAME>):
 //   --shapes small,mixed,big     archive shapes (bench/gen-zip.py; also many83k, many300k)
 //   --runs 3                     alternating rounds (medians are reported); per shape: --runs 3,big=1
-//   --only ar,ar-plain,...       contenders (ids below)
+//   --only ar,ar-plain,...       contenders (ids below; ar-host: artifact-relay fetch on the host's node, when that is
+//                                not the --node one)
+//   --node image                 the node that runs artifact-relay (bench/runtime.ts): image (BENCH_IMAGE's node binary
+//                                with the wrapper's flags and a compile cache as the image has; falls back to npm's
+//                                Node 24, then the host's, loudly), npm, host, or a path to a node binary
 //   --dirs disk,tmpfs            where the trees are unpacked (disk: os.tmpdir(); tmpfs: /dev/shm)
 //   --memory                     also measure peak RSS of artifact-relay on many83k and many300k and on a tiny archive
-//   --startup                    also time `artifact-relay --version` against `node -e 0`, on the host and in the image
+//                                (against node -e 0 of the same binary); on the host's node too, as info rows
+//   --startup                    also time `artifact-relay --version` against `node -e 0`, on each runtime and in the image
 //                                (BENCH_IMAGE, default localhost/artifact-relay:test; the row says when it is not there)
 //   --readme                     write the table between the BENCH markers of README.md
 //   --out bench-results/latest.json
@@ -35,7 +40,6 @@ import {
   median,
   mib,
   must,
-  NODE,
   repo,
   run,
   type Sample,
@@ -44,6 +48,7 @@ import {
   treeStats,
   writeReadmeSection,
 } from './lib.ts';
+import { describe, nodeOf, hostRuntime, type Runtime, resolveRuntime, runtimeEnv, runtimeHeader, runtimeJson } from './runtime.ts';
 
 const started = performance.now();
 const { values: flags } = parseArgs({
@@ -52,6 +57,7 @@ const { values: flags } = parseArgs({
     runs: { type: 'string' },
     only: { type: 'string' },
     dirs: { type: 'string' },
+    node: { type: 'string' },
     memory: { type: 'boolean' },
     startup: { type: 'boolean' },
     readme: { type: 'boolean' },
@@ -79,6 +85,8 @@ const startup = flags.startup ?? env.BENCH_STARTUP === '1';
 const writeReadme = Boolean(flags.readme || env.BENCH_README);
 const outJson = resolve(repo, flags.out ?? env.BENCH_OUT ?? 'bench-results/latest.json');
 const outMd = outJson.replace(/(\.json)?$/, '.md');
+const image = env.BENCH_IMAGE || 'localhost/artifact-relay:test';
+const nodeSpec = flags.node ?? env.BENCH_NODE ?? 'image';
 
 const JOB_TOKEN = 'glcbt-bench-job-token-0123456789';
 const workRoots: Record<string, string> = { disk: cacheDir, tmpfs: '/dev/shm' };
@@ -87,6 +95,11 @@ const workRoots: Record<string, string> = { disk: cacheDir, tmpfs: '/dev/shm' };
 const goBin = join(repo, 'bench/.build/go-fetch');
 await mkdir(dirname(goBin), { recursive: true });
 await must(['go', 'build', '-o', goBin, '.'], { cwd: join(repo, 'bench/go-fetch'), env: { ...env, GO111MODULE: 'off' } });
+
+const rt = await resolveRuntime(nodeSpec, image);
+const hostRt = await hostRuntime(rt);
+const header0 = runtimeHeader(rt, hostRt);
+console.log(header0.join('\n'));
 
 const sim = await startSimulator({ downloadMode: 'redirect' });
 const project = sim.addProject({ path: 'bench/app' });
@@ -112,12 +125,14 @@ interface Contender {
   label: string;
   cmd: (jobId: number, out: string) => string[];
   env?: NodeJS.ProcessEnv;
+  /** The node that runs it (artifact-relay's contenders). */
+  rt?: Runtime;
 }
 const sh = (script: string) => ['sh', '-c', script];
 const url = (jobId: number) => `${sim.apiUrl}/projects/${project.id}/jobs/${jobId}/artifacts`;
 const curl = (jobId: number) => `curl -sfL -H "PRIVATE-TOKEN: ${TOKEN}" '${url(jobId)}'`;
-const relay = (jobId: number, out: string) => [
-  ...NODE,
+const relay = (r: Runtime) => (jobId: number, out: string) => [
+  ...r.argv,
   BUNDLE,
   'fetch',
   '--server-url',
@@ -134,9 +149,16 @@ const relay = (jobId: number, out: string) => [
   '10000000',
 ];
 const all: Contender[] = [
-  { id: 'ar', label: 'artifact-relay fetch', cmd: relay },
-  { id: 'ar-plain', label: 'artifact-relay fetch, ARTIFACT_RELAY_OVERLAP=0', cmd: relay, env: { ARTIFACT_RELAY_OVERLAP: '0' } },
-  { id: 'ar-1conn', label: 'artifact-relay fetch, connections: 1', cmd: relay, env: { INPUT_CONNECTIONS: '1' } },
+  { id: 'ar', label: 'artifact-relay fetch', cmd: relay(rt), rt },
+  {
+    id: 'ar-plain',
+    label: 'artifact-relay fetch, ARTIFACT_RELAY_OVERLAP=0',
+    cmd: relay(rt),
+    rt,
+    env: { ARTIFACT_RELAY_OVERLAP: '0' },
+  },
+  { id: 'ar-1conn', label: 'artifact-relay fetch, connections: 1', cmd: relay(rt), rt, env: { INPUT_CONNECTIONS: '1' } },
+  ...(hostRt ? [{ id: 'ar-host', label: `artifact-relay fetch, host Node ${hostRt.version}`, cmd: relay(hostRt), rt: hostRt }] : []),
   { id: 'unzip', label: 'curl + unzip -q', cmd: (j, out) => sh(`${curl(j)} -o a.zip && unzip -q a.zip -d ${out}`) },
   { id: 'bsdtar', label: 'curl + bsdtar', cmd: (j, out) => sh(`${curl(j)} -o a.zip && mkdir ${out} && bsdtar -xf a.zip -C ${out}`) },
   { id: 'bsdtar-pipe', label: 'curl | bsdtar (streaming)', cmd: (j, out) => sh(`mkdir ${out} && ${curl(j)} | bsdtar -xf - -C ${out}`) },
@@ -152,6 +174,7 @@ const all: Contender[] = [
   { id: 'curl', label: 'download alone (curl > /dev/null)', cmd: (j) => sh(`${curl(j)} > /dev/null`) },
 ];
 const contenders = all.filter((c) => (only.length === 0 || only.includes(c.id)) && (c.id !== 'pygl' || pgAuth));
+if (only.includes('ar-host') && !hostRt) notes.push("ar-host left out: artifact-relay already runs on the host's node.");
 const BASE = 'bsdtar';
 
 interface Row {
@@ -168,21 +191,17 @@ interface Row {
 }
 const rows: Row[] = [];
 const archives: Record<string, ArchiveInfo> = {};
-const extra: { name: string; value: number | null; limit: number; unit: string; note?: string }[] = [];
+/** info: measured for comparison (the host's node), not a target. */
+const extra: { name: string; value: number | null; limit: number; unit: string; note?: string; info?: boolean }[] = [];
 
 const STARTUP_ROUNDS = 30;
-/**
- * Without NODE_EXTRA_CA_CERTS: Node reads and parses that bundle at every start, before any script (here some 400M
- * instructions, about 4x `node -e 0`'s own start), which would hide what the bundle costs. Jobs in the image have none.
- */
-const startupEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(cleanEnv).filter(([k]) => k !== 'NODE_EXTRA_CA_CERTS'));
 /** Median wall times (ms) of `cmds`, run one after the other `rounds` times (alternating, so load hits all alike). */
-async function alternate(cmds: string[][], rounds: number, cwd: string): Promise<number[]> {
+async function alternate(cmds: { cmd: string[]; env: NodeJS.ProcessEnv }[], rounds: number, cwd: string): Promise<number[]> {
   const walls = cmds.map(() => [] as number[]);
   for (let i = 0; i < rounds; i++) {
-    for (const [j, cmd] of cmds.entries()) {
+    for (const [j, { cmd, env: runEnv }] of cmds.entries()) {
       const t = performance.now();
-      const r = await run(cmd, { cwd, env: startupEnv });
+      const r = await run(cmd, { cwd, env: runEnv });
       walls[j]!.push(performance.now() - t);
       if (r.code !== 0) throw new Error(`${cmd.join(' ')} exited ${r.code}:\n${r.output.slice(-2000)}`);
     }
@@ -197,7 +216,6 @@ async function alternate(cmds: string[][], rounds: number, cwd: string): Promise
  * row says why) without podman or the image.
  */
 async function imageStartup(): Promise<{ value: number | null; note: string }> {
-  const image = env.BENCH_IMAGE || 'localhost/artifact-relay:test';
   const exists = await run(['podman', 'image', 'exists', image]).catch((e: Error) => ({ code: -1, output: e.message }));
   if (exists.code !== 0) {
     return {
@@ -242,7 +260,12 @@ async function runShape(shape: string): Promise<void> {
           await rm(w, { recursive: true, force: true });
           await mkdir(w, { recursive: true });
           await run(['sync']);
-          const { output: _output, ...s } = await timed(c.cmd(job.id, join(w, 'out')), w, { ...cleanEnv, ...c.env });
+          const { output: _output, ...s } = await timed(
+            c.cmd(job.id, join(w, 'out')),
+            w,
+            c.rt ? runtimeEnv(c.rt, c.env) : { ...cleanEnv, ...c.env },
+          );
+          await c.rt?.cache?.check();
           samples.get(c.id)!.push(s);
           if (c.id !== 'curl') {
             const got = await treeStats(join(w, 'out'));
@@ -282,16 +305,24 @@ async function runShape(shape: string): Promise<void> {
   }
 }
 
-/** Peak RSS of one artifact-relay fetch of a shape (memory targets), unpacked on tmpfs. */
-async function peakRss(shape: string): Promise<{ rss: number; info: ArchiveInfo }> {
+/** Peak RSS of one artifact-relay fetch of a shape on `r` (memory targets), unpacked on tmpfs. */
+async function peakRss(shape: string, r: Runtime): Promise<{ rss: number; info: ArchiveInfo }> {
   const { zip, info } = await ensureArchive(shape);
-  const job = sim.addJob({ pipelineId: pipeline.id, name: `mem-${shape}`, status: 'success', archive: zip });
+  const job = sim.addJob({ pipelineId: pipeline.id, name: `mem-${shape}-${r.source}`, status: 'success', archive: zip });
   const w = join('/dev/shm', `artifact-relay-bench-mem-${process.pid}`);
   await rm(w, { recursive: true, force: true });
   await mkdir(w, { recursive: true });
   try {
-    const s = await timed(relay(job.id, join(w, 'out')), w, cleanEnv);
-    console.log(`memory ${shape}: ${info.entries} entries, ${mib(info.bytes)} MiB zip: ${fmt(s.rssMB, 0)} MB peak RSS, ${fmt(s.wall)} s`);
+    const s = await timed(relay(r)(job.id, join(w, 'out')), w, runtimeEnv(r));
+    await r.cache?.check();
+    const got = await treeStats(join(w, 'out'));
+    if (got.files !== info.files || got.bytes !== info.inflated)
+      throw new Error(
+        `(memory ${shape}) unpacked ${got.files} files / ${got.bytes} bytes; the archive has ${info.files} / ${info.inflated}`,
+      );
+    console.log(
+      `memory ${shape} Node ${r.version}: ${info.entries} entries, ${mib(info.bytes)} MiB zip: ${fmt(s.rssMB, 0)} MB peak RSS, ${fmt(s.wall)} s`,
+    );
     return { rss: s.rssMB, info };
   } finally {
     await rm(w, { recursive: true, force: true });
@@ -301,57 +332,74 @@ async function peakRss(shape: string): Promise<{ rss: number; info: ArchiveInfo 
 try {
   for (const shape of shapes) await runShape(shape);
   if (memory) {
-    const m83 = await peakRss('many83k');
-    extra.push({ name: `peak RSS, ${m83.info.entries} entries / ${mib(m83.info.bytes)} MiB`, value: m83.rss, limit: 100, unit: ' MB' });
-    const m300 = await peakRss('many300k');
-    extra.push({ name: `peak RSS, ${m300.info.entries} entries`, value: m300.rss, limit: 150, unit: ' MB' });
-    // A tiny archive against Node's own baseline (node -e 0 under the same flags).
-    const tiny = join(cacheDir, 'shape-tiny.zip');
-    if (!existsSync(`${tiny}.json`)) {
-      await must([
-        'python3',
-        '-c',
-        `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(tiny)}, 'w') as z:\n  z.writestr('a.txt', 'hello')`,
-      ]);
-      await writeFile(`${tiny}.json`, JSON.stringify({ bytes: 0, entries: 1, files: 1, inflated: 5, composition: {} }));
+    // The shipped runtime's rows are the targets; the host's node, when it is another one, as info rows.
+    for (const r of hostRt ? [rt, hostRt] : [rt]) {
+      const info = r !== rt;
+      const on = info ? `, host Node ${r.version}` : '';
+      const m83 = await peakRss('many83k', r);
+      extra.push({
+        name: `peak RSS, ${m83.info.entries} entries / ${mib(m83.info.bytes)} MiB${on}`,
+        value: m83.rss,
+        limit: 100,
+        unit: ' MB',
+        info,
+      });
+      const m300 = await peakRss('many300k', r);
+      extra.push({ name: `peak RSS, ${m300.info.entries} entries${on}`, value: m300.rss, limit: 150, unit: ' MB', info });
+      // A tiny archive against Node's own baseline: node -e 0 of the same binary under the same flags.
+      const tiny = join(cacheDir, 'shape-tiny.zip');
+      if (!existsSync(`${tiny}.json`)) {
+        await must([
+          'python3',
+          '-c',
+          `import zipfile\nwith zipfile.ZipFile(${JSON.stringify(tiny)}, 'w') as z:\n  z.writestr('a.txt', 'hello')`,
+        ]);
+        await writeFile(`${tiny}.json`, JSON.stringify({ bytes: 0, entries: 1, files: 1, inflated: 5, composition: {} }));
+      }
+      const t = await peakRss('tiny', r);
+      const w = join('/dev/shm', `artifact-relay-bench-node-${process.pid}`);
+      await mkdir(w, { recursive: true });
+      const nodeRuns: number[] = [];
+      for (let i = 0; i < 3; i++) nodeRuns.push((await timed([...r.argv, '-e', '0'], w, runtimeEnv(r, {}, false))).rssMB);
+      const nodeRss = median(nodeRuns);
+      await rm(w, { recursive: true, force: true });
+      extra.push({
+        name: `peak RSS above node -e 0, tiny archive${on}`,
+        value: t.rss - nodeRss,
+        limit: 30,
+        unit: ' MB',
+        note: `${fmt(t.rss, 0)} MB vs ${fmt(nodeRss, 0)} MB (Node ${r.version})`,
+        info,
+      });
     }
-    const t = await peakRss('tiny');
-    const w = join('/dev/shm', `artifact-relay-bench-node-${process.pid}`);
-    await mkdir(w, { recursive: true });
-    const nodeRuns: number[] = [];
-    for (let i = 0; i < 3; i++) nodeRuns.push((await timed([...NODE, '-e', '0'], w, cleanEnv)).rssMB);
-    const nodeRss = median(nodeRuns);
-    await rm(w, { recursive: true, force: true });
-    extra.push({
-      name: 'peak RSS above node -e 0, tiny archive',
-      value: t.rss - nodeRss,
-      limit: 30,
-      unit: ' MB',
-      note: `${fmt(t.rss, 0)} MB vs ${fmt(nodeRss, 0)} MB`,
-    });
   }
   if (startup) {
     const w = join('/dev/shm', `artifact-relay-bench-startup-${process.pid}`);
     await mkdir(w, { recursive: true });
-    const [n, v] = await alternate(
-      [
-        [...NODE, '-e', '0'],
-        [...NODE, BUNDLE, '--version'],
-      ],
-      STARTUP_ROUNDS,
-      w,
-    );
+    // On each runtime outside a container: the bundle with the runtime's compile cache, as the wrapper runs it.
+    for (const r of hostRt ? [rt, hostRt] : [rt]) {
+      const [n, v] = await alternate(
+        [
+          { cmd: [...r.argv, '-e', '0'], env: runtimeEnv(r, {}, false) },
+          { cmd: [...r.argv, BUNDLE, '--version'], env: runtimeEnv(r) },
+        ],
+        STARTUP_ROUNDS,
+        w,
+      );
+      await r.cache?.check();
+      extra.push({
+        name: `artifact-relay --version / node -e 0, Node ${r.version} (${r.source}${r.cache ? ', compile cache' : ''})`,
+        value: v! / n!,
+        limit: 1.5,
+        unit: 'x',
+        note: `${fmt(v, 0)} ms vs ${fmt(n, 0)} ms`,
+        info: r !== rt,
+      });
+    }
     await rm(w, { recursive: true, force: true });
-    extra.push({
-      name: `artifact-relay --version / node -e 0, host Node ${process.versions.node}`,
-      value: v! / n!,
-      limit: 1.5,
-      unit: 'x',
-      note: `${fmt(v, 0)} ms vs ${fmt(n, 0)} ms`,
-    });
     extra.push({ name: 'artifact-relay --version / node -e 0, in the image', limit: 1.5, unit: 'x', ...(await imageStartup()) });
     notes.push(
-      `Startup: ${STARTUP_ROUNDS} alternating runs each, medians of the wall time from spawn to exit; in the image, inside one container (its start not counted), as its default user. NODE_EXTRA_CA_CERTS unset on the host (Node parses that CA bundle at every start, before any script).`,
+      `Startup: ${STARTUP_ROUNDS} alternating runs each, medians of the wall time from spawn to exit; in the image, inside one container (its start not counted), as its default user. NODE_EXTRA_CA_CERTS unset outside the container (Node parses that CA bundle at every start, before any script).`,
     );
   }
 } finally {
@@ -359,9 +407,9 @@ try {
 }
 
 // Results.
-const machine = machineLine();
-const command = `npm run bench -- --shapes ${shapes.join(',')} --runs ${runsSpec}${only.length ? ` --only ${only.join(',')}` : ''} --dirs ${dirs.join(',')}${memory ? ' --memory' : ''}${startup ? ' --startup' : ''}`;
-const targets: { name: string; value: number | null; limit: number; unit: string; status: string; note?: string }[] = [];
+const machine = machineLine(describe(rt));
+const command = `npm run bench -- --shapes ${shapes.join(',')} --runs ${runsSpec}${only.length ? ` --only ${only.join(',')}` : ''} --dirs ${dirs.join(',')} --node ${nodeSpec}${memory ? ' --memory' : ''}${startup ? ' --startup' : ''}`;
+const targets: { name: string; value: number | null; limit: number; unit: string; status: string; note?: string; info?: boolean }[] = [];
 const get = (shape: string, dir: string, id: string) => rows.find((r) => r.shape === shape && r.dir === dir && r.id === id);
 for (const shape of shapes) {
   for (const dir of dirs) {
@@ -376,7 +424,7 @@ for (const shape of shapes) {
   }
 }
 for (const e of extra) targets.push({ ...e, status: '' });
-for (const t of targets) t.status = t.value == null ? 'n/a' : t.value <= t.limit ? 'PASS' : 'MISS';
+for (const t of targets) t.status = t.value == null ? 'n/a' : t.info ? 'info' : t.value <= t.limit ? 'PASS' : 'MISS';
 
 const header = ['shape', 'dir', 'contender', 'wall s', 'CPU s', 'peak RSS MB', 'wall ratio', 'CPU ratio'];
 const cells = rows.map((r) => [
@@ -395,6 +443,17 @@ const shapeLines = Object.entries(archives).map(
       .map(([k, v]) => `${k} ${v.files} / ${mib(v.bytes)} MiB`)
       .join(', ')})`,
 );
+// Which node ran artifact-relay: first, and loudly when it is not the image's.
+const runtimeNotes = [
+  ...(rt.fallback ? [`WARNING: ${rt.fallback}.`] : []),
+  `artifact-relay ran on ${nodeOf(rt)}, as the image's wrapper runs it: node ${rt.flags.join(' ')} with NODE_COMPILE_CACHE${rt.cache ? '' : ' (ignored by this Node)'}; ${rt.cacheNote}${rt.cache ? `; ${rt.cache.summary()}` : ''}. NODE_EXTRA_CA_CERTS unset, as in the image.`,
+  ...(hostRt
+    ? [
+        `"host Node ${hostRt.version}" rows: the same on ${nodeOf(hostRt)}; ${hostRt.cacheNote}${hostRt.cache ? `; ${hostRt.cache.summary()}` : ''}. Info rows are not targets.`,
+      ]
+    : []),
+];
+notes.unshift(...runtimeNotes);
 notes.push(
   `Medians of ${runsSpec.includes('=') ? `alternating rounds (${runsSpec}: the default, then per shape)` : `${runs} alternating rounds`}; ratios are against curl + bsdtar in the same shape and folder. CPU is user+sys of the command and the children it waited for (curl included); peak RSS is of the largest single process (GNU time %M).`,
   'Warm cache (the page cache cannot be dropped here); the simulator runs in the bench process on 127.0.0.1 and is not counted.',
@@ -405,12 +464,13 @@ const targetLines = targets.map(
 );
 const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
 const line = (c: string[]) => c.map((x, i) => (i < 3 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join('  ');
-console.log(`\nmachine: ${machine}\n${shapeLines.join('\n')}\n`);
+console.log(`\n${header0.join('\n')}\nmachine: ${machine}\n${shapeLines.join('\n')}\n`);
 console.log([line(header), ...cells.map(line)].join('\n'));
 console.log(`\n${targetLines.join('\n')}\n${notes.map((n) => `note: ${n}`).join('\n')}`);
 console.log(`total ${((performance.now() - started) / 1000).toFixed(0)} s`);
 
 const md = [
+  ...(rt.fallback ? [`**${rt.fallback}.**`, ''] : []),
   `Measured with \`${command}\` on ${machine}.`,
   'Archives (bench/gen-zip.py), served by the simulator in redirect mode (302 to its storage origin, which honours Range):',
   ...shapeLines.map((l) => `- ${l}`),
@@ -425,7 +485,22 @@ const md = [
 await mkdir(dirname(outJson), { recursive: true });
 await writeFile(
   outJson,
-  `${JSON.stringify({ date: new Date().toISOString(), command, machine, archives, runs, rows, targets, notes }, null, 2)}\n`,
+  `${JSON.stringify(
+    {
+      date: new Date().toISOString(),
+      command,
+      machine,
+      runtime: runtimeJson(rt),
+      hostRuntime: hostRt && runtimeJson(hostRt),
+      archives,
+      runs,
+      rows,
+      targets,
+      notes,
+    },
+    null,
+    2,
+  )}\n`,
 );
 await writeFile(outMd, `${md}\n`);
 console.log(`wrote ${outJson} and ${outMd}`);
