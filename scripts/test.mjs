@@ -83,9 +83,7 @@ function groupUnitFiles(unit) {
 }
 const unit = files.filter((f) => tierOf(f) === 'unit');
 const runFiles =
-  unit.length > GROUPS && filters.length === 0
-    ? [...files.filter((f) => tierOf(f) !== 'unit'), ...groupUnitFiles(unit)]
-    : files;
+  unit.length > GROUPS && filters.length === 0 ? [...files.filter((f) => tierOf(f) !== 'unit'), ...groupUnitFiles(unit)] : files;
 
 // The tests write and delete a few hundred thousand small files (the zip64 case alone 70,000 per tree); on a disk
 // mounted with discard every unlink waits for the device. A roomy tmpfs takes them instead, unless TMPDIR is set.
