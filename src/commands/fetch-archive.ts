@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DownloadOptions, GitLabClient, ParallelOptions } from '../api/client.ts';
+import type { DownloadOptions, GitLabClient, Widened } from '../api/client.ts';
+import type { StopAt } from '../api/download.ts';
 import { type Directory, readDirectoryFromTail } from '../archive/central-directory.ts';
 import { extractArchive, type ExtractResult } from '../archive/extract.ts';
 import { planPartial } from '../archive/ranges.ts';
@@ -16,7 +17,7 @@ import { formatBytes, logger, memoryMark, section } from '../runtime/log.ts';
 import { displayPath, type SourceSummary } from '../outputs/summary.ts';
 import type { ResolvedSource } from '../sources/types.ts';
 import { conflictError, discardStaging, findConflicts } from '../workspace/staging.ts';
-import { downloadToFile, downloadToFileParallel, fileEndsWith, openFileSink } from '../workspace/file-sink.ts';
+import { downloadToFile, downloadToFileParallel, fileEndsWith, openFileSink, type ParallelPlan } from '../workspace/file-sink.ts';
 
 /** First request of an overlapped fetch: the archive's last bytes, where the end record and usually the whole directory are. */
 const TAIL_REQUEST = 64 * 1024;
@@ -27,9 +28,17 @@ const TAIL_REQUEST = 64 * 1024;
  * worth the memory.
  */
 const PARTIAL_DIRECTORY_FACTOR = 8;
-/** Archives from this size on are fetched as parallel ranges (input connections) where storage allows. */
+/** Archives from this size on may widen to parallel ranges (input connections) where storage allows. */
 const PARALLEL_MIN_BYTES = 2 * 1024 * 1024;
-/** How often a download is checked for whether it leaves the CPU idle enough for unpacking alongside it. */
+/**
+ * Under ARTIFACT_RELAY_WIDEN auto, a download widens only while at least this much is left: below it, new
+ * connections and reading the rest back for the hash cost more than the ranges gain.
+ */
+const WIDEN_MIN_REST = 8 * 1024 * 1024;
+/**
+ * How often a download is checked for whether it leaves the CPU idle enough for unpacking alongside it, and (over
+ * one connection) whether widening to parallel ranges pays.
+ */
 const OVERLAP_PROBE_MS = 500;
 
 /**
@@ -55,22 +64,66 @@ function busyMs(): number {
  */
 function whenToUnpack(downloading: Promise<unknown>, overlap: FetchSettings['overlap']): Promise<void> {
   if (overlap === 'always') return Promise.resolve();
+  return networkBound(downloading).then(() => undefined);
+}
+
+/**
+ * True at the end of the first OVERLAP_PROBE_MS window in which the main thread's busy time (busyMs) was below half
+ * of the time passed (the download waits for the network); false when `until` settles first.
+ */
+function networkBound(until: Promise<unknown>): Promise<boolean> {
   return new Promise((resolve) => {
     let busy = busyMs();
     let at = performance.now();
     const timer = setInterval(() => {
       const nowBusy = busyMs();
       const now = performance.now();
-      if (nowBusy - busy < 0.5 * (now - at)) done();
+      if (nowBusy - busy < 0.5 * (now - at)) done(true);
       busy = nowBusy;
       at = now;
     }, OVERLAP_PROBE_MS);
-    const done = () => {
+    const done = (bound: boolean) => {
       clearInterval(timer);
-      resolve();
+      resolve(bound);
     };
-    downloading.then(done, done);
+    until.then(
+      () => done(false),
+      () => done(false),
+    );
   });
+}
+
+/**
+ * Where a whole-archive download over one connection widens to parallel ranges (settings.widen): auto, once the
+ * download proves bound by the network (networkBound, until `until` settles) while at least WIDEN_MIN_REST is left,
+ * at the end of the chunk in hand; never; or at exactly the offset the setting names. No widenAt: ranges from the
+ * start. `stayed` says why a download that did not widen stayed on one connection.
+ */
+function widening(setting: FetchSettings['widen'], until: Promise<unknown>): { widenAt?: StopAt; stayed: () => string | undefined } {
+  if (setting === 0) return { stayed: () => undefined };
+  if (setting === 'never') return { widenAt: () => undefined, stayed: () => 'ARTIFACT_RELAY_WIDEN=never' };
+  if (typeof setting === 'number') {
+    return {
+      widenAt: (written, end, { total }) => (end >= setting && setting < total ? Math.max(written, setting) : undefined),
+      stayed: () => `ARTIFACT_RELAY_WIDEN=${setting / 1024}`,
+    };
+  }
+  let bound = false;
+  void networkBound(until).then((b) => {
+    bound = b;
+  });
+  return {
+    widenAt: (_written, end, { total }) => (bound && total - end >= WIDEN_MIN_REST ? end : undefined),
+    stayed: () => (bound ? `bound by the network with under ${formatBytes(WIDEN_MIN_REST)} left` : 'not found bound by the network'),
+  };
+}
+
+/** How a whole-archive download is planned to go, for the log. */
+function plannedConnections(connections: number, widen: FetchSettings['widen']): string {
+  if (widen === 0) return `${connections} connections`;
+  if (widen === 'never') return '1 connection (ARTIFACT_RELAY_WIDEN=never)';
+  if (widen === 'auto') return `1 connection, ${connections} if the download is bound by the network`;
+  return `1 connection, ${connections} after ${formatBytes(widen)}`;
 }
 
 /** The overlapped download was restarted or changed under us: its extraction is discarded and redone from the file. */
@@ -98,7 +151,7 @@ export async function downloadArchive(
   summary: SourceSummary,
   progressMs: number,
   opts: DownloadOptions = {},
-  parallel: Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes'> | undefined = undefined,
+  parallel: (ParallelPlan & { stayed?: () => string | undefined }) | undefined = undefined,
 ) {
   const started = Date.now();
   const all = { ...opts, onProgress: progressLogger('downloaded', progressMs) };
@@ -108,8 +161,16 @@ export async function downloadArchive(
   const seconds = (Date.now() - started) / 1000;
   summary.archive_bytes = result.bytes;
   summary.sha256 = result.sha256;
+  const w = (result as { widened?: Widened }).widened;
+  const over = !w
+    ? ''
+    : w.at === undefined
+      ? ` over 1 connection${w.restarted || !parallel?.stayed?.() ? '' : ` (${parallel.stayed()})`}`
+      : w.at === 0
+        ? ` over ${w.connections} connections`
+        : ` over 1 connection, widened to ${w.connections} after ${formatBytes(w.at)}`;
   const report =
-    `Downloaded ${formatBytes(result.bytes)} in ${seconds.toFixed(1)} s (${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)` +
+    `Downloaded ${formatBytes(result.bytes)}${over} in ${seconds.toFixed(1)} s (${formatBytes(result.bytes / Math.max(seconds, 0.001))}/s)` +
     `${result.redirected ? ` from ${new URL(result.finalUrl).host}` : ''}${result.attempts > 1 ? ` after ${result.attempts} attempts` : ''}; sha256 ${result.sha256}`;
   return { result, report };
 }
@@ -322,11 +383,21 @@ export async function fetchArchive(
   const found = typeof fromTail === 'string' ? undefined : fromTail;
   memoryMark('directory from the tail');
   if (found && (await fetchPartial(client, settings, source, found, zip, stagingDir, destSub, summary))) return;
-  // Parallel ranges pay whatever the CPU does (storage limits each connection); they need a validator, so that every
-  // range is provably of the object the tail came from.
+  // Parallel ranges pay where storage limits each connection, not where one connection keeps the CPU busy: the
+  // download starts over one connection and widens (settings.widen) once it proves bound by the network. Ranges need
+  // a validator, so that every one is provably of the object the tail came from.
+  let settle = () => {};
+  const settled = new Promise<void>((resolve) => {
+    settle = resolve;
+  });
   const parallel =
     found && settings.connections > 1 && found.total >= PARALLEL_MIN_BYTES && (found.etag || found.lastModified)
-      ? { total: found.total, validators: { etag: found.etag, lastModified: found.lastModified }, connections: settings.connections }
+      ? {
+          total: found.total,
+          validators: { etag: found.etag, lastModified: found.lastModified },
+          connections: settings.connections,
+          ...widening(settings.widen, settled),
+        }
       : undefined;
   const small = found !== undefined && !parallel && settings.overlap === 'auto' && found.total < settings.overlapMinBytes;
   const tail = small ? undefined : found;
@@ -350,14 +421,14 @@ export async function fetchArchive(
     return;
   }
   logger.info(
-    `Unpacking while downloading (${tail.directory.length} entries in the directory${parallel ? `, ${parallel.connections} connections` : ''})`,
+    `Unpacking while downloading (${tail.directory.length} entries in the directory${parallel ? `, ${plannedConnections(parallel.connections, settings.widen)}` : ''})`,
   );
   const mark = new Watermark();
   let extractError: Error | undefined;
   let abandoned = false;
   let downloadReport = '';
   await writeFile(zip, ''); // the extraction opens the file while the download writes it
-  const downloading = downloadArchive(
+  const downloading0 = downloadArchive(
     client,
     source,
     zip,
@@ -376,7 +447,9 @@ export async function fetchArchive(
       },
     },
     parallel,
-  ).then(
+  );
+  downloading0.then(settle, settle);
+  const downloading = downloading0.then(
     async ({ result: r, report }) => {
       downloadReport = report;
       // The directory came from the tail request: the body must be that same object (its tail byte for byte,
