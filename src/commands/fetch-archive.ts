@@ -35,53 +35,62 @@ const PARALLEL_MIN_BYTES = 2 * 1024 * 1024;
  * connections and reading the rest back for the hash cost more than the ranges gain.
  */
 const WIDEN_MIN_REST = 8 * 1024 * 1024;
-/**
- * How often a download is checked for whether it leaves the CPU idle enough for unpacking alongside it, and (over
- * one connection) whether widening to parallel ranges pays.
- */
+/** How often a download is checked for whether it leaves the CPU idle enough for unpacking alongside it. */
 const OVERLAP_PROBE_MS = 500;
+/**
+ * How often a download over one connection is checked for whether it is bound by the network (widening to parallel
+ * ranges pays): shorter than OVERLAP_PROBE_MS, as every window over one connection costs three quarters of what four
+ * connections would fetch in it.
+ */
+const WIDEN_PROBE_MS = 250;
 
 /**
- * The main thread's time on a CPU plus its time waiting for one, in ms (Linux: /proc/thread-self/schedstat), else
- * the process's CPU time. On a busy machine a starved download waits for the CPU: that is not idle time either.
+ * The main thread's time on a CPU and its time waiting for one, in ms (Linux: /proc/thread-self/schedstat), else the
+ * process's CPU time (wait 0).
  */
-function busyMs(): number {
+function schedMs(): { run: number; wait: number } {
   try {
     const [run, wait] = readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ').map(Number);
-    if (Number.isFinite(run) && Number.isFinite(wait)) return ((run as number) + (wait as number)) / 1e6;
+    if (Number.isFinite(run) && Number.isFinite(wait)) return { run: (run as number) / 1e6, wait: (wait as number) / 1e6 };
   } catch {
     // not Linux
   }
   const used = process.cpuUsage();
-  return (used.user + used.system) / 1000;
+  return { run: (used.user + used.system) / 1000, wait: 0 };
 }
 
 /**
  * Resolves when unpacking should start: unpacking alongside the download pays only while the download leaves the CPU
- * idle (bound by the network). Every OVERLAP_PROBE_MS the main thread's busy time (busyMs) is compared with the time
- * passed: below half of it, unpacking starts; a download that keeps the CPU busy (a fast server nearby, or a busy
- * machine) is left alone and the archive is unpacked once complete. ARTIFACT_RELAY_OVERLAP=1 starts at once.
+ * idle (bound by the network). Every OVERLAP_PROBE_MS the main thread's time on a CPU plus its time waiting for one
+ * (schedMs) is compared with the time passed: below half of it, unpacking starts; a download that keeps the CPU busy
+ * (a fast server nearby, or a busy machine: a starved download waits for the CPU, that is not idle time either) is
+ * left alone and the archive is unpacked once complete. ARTIFACT_RELAY_OVERLAP=1 starts at once.
  */
 function whenToUnpack(downloading: Promise<unknown>, overlap: FetchSettings['overlap']): Promise<void> {
   if (overlap === 'always') return Promise.resolve();
-  return networkBound(downloading).then(() => undefined);
+  return networkBound(downloading, { label: 'overlap probe', windowMs: OVERLAP_PROBE_MS, countWait: true }).then(() => undefined);
 }
 
 /**
- * True at the end of the first OVERLAP_PROBE_MS window in which the main thread's busy time (busyMs) was below half
- * of the time passed (the download waits for the network); false when `until` settles first.
+ * True at the end of the first `windowMs` window in which the main thread's time on a CPU (plus, with countWait,
+ * its time waiting for one) was below half of the time passed; false when `until` settles first. Each window is
+ * logged at debug level.
  */
-function networkBound(until: Promise<unknown>): Promise<boolean> {
+function networkBound(until: Promise<unknown>, o: { label: string; windowMs: number; countWait: boolean }): Promise<boolean> {
   return new Promise((resolve) => {
-    let busy = busyMs();
+    let last = schedMs();
     let at = performance.now();
     const timer = setInterval(() => {
-      const nowBusy = busyMs();
-      const now = performance.now();
-      if (nowBusy - busy < 0.5 * (now - at)) done(true);
-      busy = nowBusy;
-      at = now;
-    }, OVERLAP_PROBE_MS);
+      const now = schedMs();
+      const t = performance.now();
+      const run = now.run - last.run;
+      const wait = now.wait - last.wait;
+      const wall = t - at;
+      logger.debug(`${o.label}: ${wall.toFixed(0)} ms: main thread ran ${run.toFixed(0)} ms, waited for a CPU ${wait.toFixed(0)} ms`);
+      if (run + (o.countWait ? wait : 0) < 0.5 * wall) done(true);
+      last = now;
+      at = t;
+    }, o.windowMs);
     const done = (bound: boolean) => {
       clearInterval(timer);
       resolve(bound);
@@ -95,8 +104,12 @@ function networkBound(until: Promise<unknown>): Promise<boolean> {
 
 /**
  * Where a whole-archive download over one connection widens to parallel ranges (settings.widen): auto, once the
- * download proves bound by the network (networkBound, until `until` settles) while at least WIDEN_MIN_REST is left,
- * at the end of the chunk in hand; never; or at exactly the offset the setting names. No widenAt: ranges from the
+ * download proves bound by the network (networkBound: in a WIDEN_PROBE_MS window the main thread ran less than half
+ * of the time) while at least WIDEN_MIN_REST is left, at the end of the chunk in hand; never; or at exactly the
+ * offset the setting names. Unlike the overlap probe, time waiting for a CPU does not count as busy: on a shared
+ * machine a download limited per connection still waits for one, and widening adds little CPU (the read-back of
+ * the rest for its hash), where staying on one connection behind a per-connection limit costs three quarters of the
+ * rate. No widenAt: ranges from the
  * start. `stayed` says why a download that did not widen stayed on one connection.
  */
 function widening(setting: FetchSettings['widen'], until: Promise<unknown>): { widenAt?: StopAt; stayed: () => string | undefined } {
@@ -109,7 +122,7 @@ function widening(setting: FetchSettings['widen'], until: Promise<unknown>): { w
     };
   }
   let bound = false;
-  void networkBound(until).then((b) => {
+  void networkBound(until, { label: 'widen probe', windowMs: WIDEN_PROBE_MS, countWait: false }).then((b) => {
     bound = b;
   });
   return {
