@@ -2,7 +2,8 @@
 // archive of bench/gen-zip.py (16 random 64 MiB entries, stored: the bytes on the wire are the point) from the
 // simulator in redirect mode, its storage limiting every connection to --rate MiB/s as object storage does, and
 // times, alternating in each round (the order reversed every other round), artifact-relay fetch over the default
-// connections (the input connections, 4) against a fetch with connections: 1, plus the download alone as a reference:
+// connections (the input connections, 4) against a fetch with connections: 1 (and, as `par0`, the fetch with
+// ARTIFACT_RELAY_WIDEN=0: ranges from the start, as before adaptive connections), plus the download alone as a reference:
 // artifact-relay's own download code into a file, nothing unpacked (bench/ranged-download.ts, parallel and one
 // connection), and curl > /dev/null over one connection and over the same number of parallel ranges. Reports wall, the fetch's own
 // download time (its "Downloaded ... in N s" line), CPU (user+sys, children included), the simulator's CPU (it serves
@@ -15,7 +16,7 @@
 //   --rate 40                storage throughput per connection, MiB/s
 //   --connections N          pass --connections N to the parallel fetch (default: not passed, the input's default 4)
 //   --dirs disk,tmpfs        where the archive file and tree are written (disk: os.tmpdir(); tmpfs: /dev/shm)
-//   --only one,par,ar-dlN,ar-dl1,curl1,curlN
+//   --only one,par,par0,ar-dlN,ar-dl1,curl1,curlN
 //   --readme
 //   --out bench-results/ranged.json
 import { createHash } from 'node:crypto';
@@ -96,6 +97,8 @@ interface Contender {
   /** The download alone through artifact-relay's code: its log has the download time and the sha256 (checked). */
   logs?: boolean;
   cmd: (w: string) => string[];
+  /** Added to the environment of the command. */
+  env?: NodeJS.ProcessEnv;
 }
 const fetchCmd = (args: string[]) => (w: string) => [
   ...NODE,
@@ -128,6 +131,13 @@ const all: Contender[] = [
     label: `fetch, connections: ${connections}${connectionsFlag ? '' : ' (default)'}`,
     fetch: true,
     cmd: fetchCmd(connectionsFlag ? ['--connections', String(connections)] : []),
+  },
+  {
+    id: 'par0',
+    label: `fetch, connections: ${connections}, ARTIFACT_RELAY_WIDEN=0 (ranges from the start)`,
+    fetch: true,
+    cmd: fetchCmd(connectionsFlag ? ['--connections', String(connections)] : []),
+    env: { ARTIFACT_RELAY_WIDEN: '0' },
   },
   ...[connections, 1].map(
     (n): Contender => ({
@@ -204,7 +214,7 @@ try {
           sim.storageMaxInFlight = 0;
           const load = os.loadavg()[0]!;
           const cpu0 = process.cpuUsage();
-          const s = await timed(c.cmd(w), w, cleanEnv);
+          const s = await timed(c.cmd(w), w, { ...cleanEnv, ...c.env });
           const simCpu = process.cpuUsage(cpu0);
           const storage = sim.requests.slice(from).filter((q) => q.origin === 'storage' && q.method === 'GET');
           const logged = / in ([\d.]+) s \(/.exec(s.output.split('\n').find((l) => l.includes('Downloaded')) ?? '');

@@ -1,6 +1,7 @@
 // The benchmark (issues 4 and 12): `npm run bench [-- options]`. Serves generated archives from the simulator (302 to
 // its storage origin, which honours Range) and times, alternating contender by contender in each round, artifact-relay
-// fetch (unpacking while downloading, and the plain download-then-unpack path) against curl + Info-ZIP unzip,
+// fetch (unpacking while downloading, the plain download-then-unpack path, and as ar-ranges the fetch with
+// ARTIFACT_RELAY_WIDEN=0: parallel ranges from the start, as before adaptive connections) against curl + Info-ZIP unzip,
 // curl + bsdtar, curl | bsdtar (streaming), a Go net/http + archive/zip downloader (bench/go-fetch, stdlib only, as
 // GitLab Runner's), python-gitlab's CLI + unzip, and curl alone. Each shape is unpacked on disk and on tmpfs (/dev/shm).
 // Prints wall, CPU (user+sys, children included) and peak RSS with ratios against curl + bsdtar; --readme writes the
@@ -136,6 +137,12 @@ const relay = (jobId: number, out: string) => [
 const all: Contender[] = [
   { id: 'ar', label: 'artifact-relay fetch', cmd: relay },
   { id: 'ar-plain', label: 'artifact-relay fetch, ARTIFACT_RELAY_OVERLAP=0', cmd: relay, env: { ARTIFACT_RELAY_OVERLAP: '0' } },
+  {
+    id: 'ar-ranges',
+    label: 'artifact-relay fetch, ARTIFACT_RELAY_WIDEN=0 (ranges from the start)',
+    cmd: relay,
+    env: { ARTIFACT_RELAY_WIDEN: '0' },
+  },
   { id: 'ar-1conn', label: 'artifact-relay fetch, connections: 1', cmd: relay, env: { INPUT_CONNECTIONS: '1' } },
   { id: 'unzip', label: 'curl + unzip -q', cmd: (j, out) => sh(`${curl(j)} -o a.zip && unzip -q a.zip -d ${out}`) },
   { id: 'bsdtar', label: 'curl + bsdtar', cmd: (j, out) => sh(`${curl(j)} -o a.zip && mkdir ${out} && bsdtar -xf a.zip -C ${out}`) },
