@@ -235,6 +235,23 @@ describe('adaptive connections', () => {
     assertArchive(archive, 'resumed');
   });
 
+  test('the object changes after the switch: the ranges are refused (If-Range), the archive is downloaded again over one connection and unpacked from the file', async () => {
+    const { id } = job('swapped');
+    const next = world.zip('swapped-next.zip', [
+      { name: 'n/random.bin', data: randomBytes(3_000_000) },
+      { name: 'n/log.txt', data: 'another line\n'.repeat(40_000) },
+    ]);
+    world.sim.swapArchive(id, { archive: next, afterGets: 2 }); // after the tail and the first connection's GET
+    const r = await fetchInto(id, 'swapped', { ARTIFACT_RELAY_WIDEN: '1024' });
+    assert.match(r.output, /Downloading over one connection instead: bytes=1048576-\d+ answered HTTP (200|412)/);
+    assert.match(r.output, /Downloaded [\d.]+ MiB over 1 connection in/, 'no reason given for a fall-back');
+    assert.match(r.output, /Unpacking again from the downloaded file/);
+    const q = storageRequests(world);
+    assert.equal(q.whole.length, 2, 'the first connection, and the download again');
+    assert.ok(q.bounded.length >= 1 && q.bounded.length <= 4, `${q.bounded.length} ranges before the refusal`);
+    assertArchive(next, 'swapped');
+  });
+
   test('auto (the default) with under 8 MiB left after the first window: never widened, one GET; byte-exact', async () => {
     const { archive, id, size } = job('auto');
     assert.ok(size < 8 * MiB);
