@@ -35,6 +35,12 @@ const PARALLEL_MIN_BYTES = 2 * 1024 * 1024;
  * connections and reading the rest back for the hash cost more than the ranges gain.
  */
 const WIDEN_MIN_REST = 8 * 1024 * 1024;
+/**
+ * Nor unless the rest would take at least this long over the one connection at its rate so far: new connections and
+ * the read-back cost about the same whatever is left, and a fast download (a server nearby on a busy machine) gains
+ * too little from them.
+ */
+const WIDEN_MIN_MS = 1000;
 /** How often a download is checked for whether it leaves the CPU idle enough for unpacking alongside it. */
 const OVERLAP_PROBE_MS = 500;
 /**
@@ -103,14 +109,14 @@ function networkBound(until: Promise<unknown>, o: { label: string; windowMs: num
 }
 
 /**
- * Where a whole-archive download over one connection widens to parallel ranges (settings.widen): auto, once the
+ * Where a whole-archive download over one connection widens to parallel ranges (settings.widen). auto: once the
  * download proves bound by the network (networkBound: in a WIDEN_PROBE_MS window the main thread ran less than half
- * of the time) while at least WIDEN_MIN_REST is left, at the end of the chunk in hand; never; or at exactly the
- * offset the setting names. Unlike the overlap probe, time waiting for a CPU does not count as busy: on a shared
+ * of the time), while at least WIDEN_MIN_REST is left and would take WIDEN_MIN_MS or more at the rate so far, at the
+ * end of the chunk in hand. Unlike the overlap probe, time waiting for a CPU does not count as busy: on a shared
  * machine a download limited per connection still waits for one, and widening adds little CPU (the read-back of
  * the rest for its hash), where staying on one connection behind a per-connection limit costs three quarters of the
- * rate. No widenAt: ranges from the
- * start. `stayed` says why a download that did not widen stayed on one connection.
+ * rate. never: one connection throughout. A number: at exactly that offset. No widenAt: ranges from the start.
+ * `stayed` says why a download that did not widen stayed on one connection.
  */
 function widening(setting: FetchSettings['widen'], until: Promise<unknown>): { widenAt?: StopAt; stayed: () => string | undefined } {
   if (setting === 0) return { stayed: () => undefined };
@@ -125,9 +131,23 @@ function widening(setting: FetchSettings['widen'], until: Promise<unknown>): { w
   void networkBound(until, { label: 'widen probe', windowMs: WIDEN_PROBE_MS, countWait: false }).then((b) => {
     bound = b;
   });
+  let first: { at: number; bytes: number } | undefined; // the first chunk: the rate is measured from it
+  let why = 'not found bound by the network';
   return {
-    widenAt: (_written, end, { total }) => (bound && total - end >= WIDEN_MIN_REST ? end : undefined),
-    stayed: () => (bound ? `bound by the network with under ${formatBytes(WIDEN_MIN_REST)} left` : 'not found bound by the network'),
+    widenAt: (written, end, { total }) => {
+      const now = performance.now();
+      first ??= { at: now, bytes: written };
+      if (!bound) return undefined;
+      const rest = total - end;
+      const restMs = end > first.bytes ? (rest * (now - first.at)) / (end - first.bytes) : 0;
+      if (rest >= WIDEN_MIN_REST && restMs >= WIDEN_MIN_MS) return end;
+      why =
+        rest < WIDEN_MIN_REST
+          ? `bound by the network with under ${formatBytes(WIDEN_MIN_REST)} left`
+          : `bound by the network, the rest under ${WIDEN_MIN_MS / 1000} s away`;
+      return undefined;
+    },
+    stayed: () => why,
   };
 }
 

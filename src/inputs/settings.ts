@@ -106,9 +106,9 @@ export interface FetchSettings extends ConnectionSettings {
   overlapMinBytes: number;
   /**
    * When a whole-archive download over one connection widens to `connections` ranges (ARTIFACT_RELAY_WIDEN): auto
-   * (default: once it proves bound by the network, the main thread less than half busy over 0.5 s), never (one
-   * connection throughout), or a byte offset (a whole number of KiB in the variable): at exactly that offset,
-   * whatever the CPU does; 0 is ranges from the start.
+   * (default: once it proves bound by the network, the main thread running less than half of 0.25 s, with 8 MiB and
+   * 1 s left), never (one connection throughout), or a byte offset (a whole number of KiB in the variable): at
+   * exactly that offset, whatever the CPU does; 0 is ranges from the start.
    */
   widen: 'auto' | 'never' | number;
   /**
