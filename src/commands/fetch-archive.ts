@@ -1,6 +1,7 @@
-// One whole archive: downloaded (over one connection or as parallel ranges), or only its selected entries' ranges,
-// and unpacked into a staging folder, while it downloads where that pays (the server honours Range, the archive is
-// big enough, the download leaves the CPU idle), else from the complete file.
+// One whole archive: downloaded (over one connection, widened to parallel ranges once the download proves bound by
+// the network), or only its selected entries' ranges, and unpacked into a staging folder, while it downloads where
+// that pays (the server honours Range, the archive is big enough, the download leaves the CPU idle), else from the
+// complete file.
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
