@@ -2,7 +2,8 @@
 // archive of bench/gen-zip.py (16 random 64 MiB entries, stored: the bytes on the wire are the point) from the
 // simulator in redirect mode, its storage limiting every connection to --rate MiB/s as object storage does, and
 // times, alternating in each round (the order reversed every other round), artifact-relay fetch over the default
-// connections (the input connections, 4) against a fetch with connections: 1, plus the download alone as a reference:
+// connections (the input connections, 4) against a fetch with connections: 1 (and, as `par0`, the fetch with
+// ARTIFACT_RELAY_WIDEN=0: ranges from the start, as before adaptive connections), plus the download alone as a reference:
 // artifact-relay's own download code into a file, nothing unpacked (bench/ranged-download.ts, parallel and one
 // connection), and curl > /dev/null over one connection and over the same number of parallel ranges. Reports wall, the fetch's own
 // download time (its "Downloaded ... in N s" line), CPU (user+sys, children included), the simulator's CPU (it serves
@@ -15,7 +16,7 @@
 //   --rate 40                storage throughput per connection, MiB/s
 //   --connections N          pass --connections N to the parallel fetch (default: not passed, the input's default 4)
 //   --dirs disk,tmpfs        where the archive file and tree are written (disk: os.tmpdir(); tmpfs: /dev/shm)
-//   --only one,par,ar-dlN,ar-dl1,curl1,curlN
+//   --only one,par,par0,ar-dlN,ar-dl1,curl1,curlN
 //   --node image             the node that runs artifact-relay, as in bench/run.ts (bench/runtime.ts): image (default),
 //                            npm, host or a path; the fetches run as the image's wrapper does (its flags and a compile
 //                            cache as the image's), the download-alone references through tsx on the same binary
@@ -139,6 +140,13 @@ const all: Contender[] = [
     fetch: true,
     cmd: fetchCmd(connectionsFlag ? ['--connections', String(connections)] : []),
     env: runtimeEnv(rt),
+  },
+  {
+    id: 'par0',
+    label: `fetch, connections: ${connections}, ARTIFACT_RELAY_WIDEN=0 (ranges from the start)`,
+    fetch: true,
+    cmd: fetchCmd(connectionsFlag ? ['--connections', String(connections)] : []),
+    env: runtimeEnv(rt, { ARTIFACT_RELAY_WIDEN: '0' }),
   },
   ...[connections, 1].map(
     (n): Contender => ({

@@ -1,6 +1,7 @@
 // The benchmark (issues 4 and 12): `npm run bench [-- options]`. Serves generated archives from the simulator (302 to
 // its storage origin, which honours Range) and times, alternating contender by contender in each round, artifact-relay
-// fetch (unpacking while downloading, and the plain download-then-unpack path) against curl + Info-ZIP unzip,
+// fetch (unpacking while downloading, the plain download-then-unpack path, and as ar-ranges the fetch with
+// ARTIFACT_RELAY_WIDEN=0: parallel ranges from the start, as before adaptive connections) against curl + Info-ZIP unzip,
 // curl + bsdtar, curl | bsdtar (streaming), a Go net/http + archive/zip downloader (bench/go-fetch, stdlib only, as
 // GitLab Runner's), python-gitlab's CLI + unzip, and curl alone. Each shape is unpacked on disk and on tmpfs (/dev/shm).
 // Prints wall, CPU (user+sys, children included) and peak RSS with ratios against curl + bsdtar; --readme writes the
@@ -156,6 +157,13 @@ const all: Contender[] = [
     cmd: relay(rt),
     rt,
     env: { ARTIFACT_RELAY_OVERLAP: '0' },
+  },
+  {
+    id: 'ar-ranges',
+    label: 'artifact-relay fetch, ARTIFACT_RELAY_WIDEN=0 (ranges from the start)',
+    cmd: relay(rt),
+    rt,
+    env: { ARTIFACT_RELAY_WIDEN: '0' },
   },
   { id: 'ar-1conn', label: 'artifact-relay fetch, connections: 1', cmd: relay(rt), rt, env: { INPUT_CONNECTIONS: '1' } },
   ...(hostRt ? [{ id: 'ar-host', label: `artifact-relay fetch, host Node ${hostRt.version}`, cmd: relay(hostRt), rt: hostRt }] : []),

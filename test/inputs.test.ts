@@ -237,4 +237,11 @@ describe('ARTIFACT_RELAY_* knobs are read into the settings', () => {
     assert.equal(settingsFor(['--job-id', '5'], { ...CI, ARTIFACT_RELAY_OVERLAP: '1' }).overlap, 'always');
     assert.equal(settingsFor(['--job-id', '5'], { ...CI, ARTIFACT_RELAY_RETRY_BASE_MS: 'fast' }).retryBaseMs, undefined);
   });
+  test('ARTIFACT_RELAY_WIDEN: auto by default, never, or an offset in KiB (0: ranges from the start)', () => {
+    const widen = (v?: string) => settingsFor(['--job-id', '5'], { ...CI, ARTIFACT_RELAY_WIDEN: v }).widen;
+    assert.deepEqual(
+      [widen(), widen('auto'), widen('never'), widen(' NEVER '), widen('0'), widen('1024'), widen('-1'), widen('2.5')],
+      ['auto', 'auto', 'never', 'never', 0, 1024 * 1024, 'auto', 'auto'],
+    );
+  });
 });

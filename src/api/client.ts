@@ -23,7 +23,14 @@ import {
   type Validators,
 } from './download.ts';
 import { HttpStatusError, toRelayError, type TokenType } from './errors.ts';
-import { type ParallelOptions, parallelDownload, type ReadableSink } from './parallel.ts';
+import {
+  type AdaptiveOptions,
+  adaptiveDownload,
+  type ParallelOptions,
+  parallelDownload,
+  type ReadableSink,
+  type Widened,
+} from './parallel.ts';
 import { createAgentResolver, type Agents } from './proxy.ts';
 import {
   isRetryableNetworkError,
@@ -38,7 +45,7 @@ import { joinApi, redactUrl, type Query } from './urls.ts';
 
 export type { Query } from './urls.ts';
 export type { DownloadOptions, DownloadResult } from './download.ts';
-export type { ParallelOptions, ReadableSink } from './parallel.ts';
+export type { ParallelOptions, ReadableSink, Widened } from './parallel.ts';
 
 export interface ClientSettings {
   apiUrl: string;
@@ -81,6 +88,16 @@ export interface GitLabClient {
    * throws RangeUnusable (parallel.ts) when the object changed or Range is not honoured: download sequentially then.
    */
   downloadParallel(path: string, query: Query | undefined, sink: ReadableSink, opts: ParallelOptions): Promise<DownloadResult>;
+  /**
+   * Downloads over one connection until `opts.widenAt` stops it, then the rest as ranges (downloadParallel from
+   * there); throws RangeUnusable after the switch as downloadParallel does.
+   */
+  downloadAdaptive(
+    path: string,
+    query: Query | undefined,
+    sink: ReadableSink,
+    opts: AdaptiveOptions,
+  ): Promise<DownloadResult & { widened: Widened }>;
   /**
    * Bytes [start, end) of a download (end undefined: the last `-start` bytes, a suffix range), with the same redirect,
    * credential and retry rules as download. Undefined when the server ignores Range (answers 200).
@@ -531,6 +548,15 @@ class Client implements GitLabClient {
 
   downloadParallel(path: string, query: Query | undefined, sink: ReadableSink, opts: ParallelOptions): Promise<DownloadResult> {
     return parallelDownload(this.transport, this.url(path, query), sink, opts);
+  }
+
+  downloadAdaptive(
+    path: string,
+    query: Query | undefined,
+    sink: ReadableSink,
+    opts: AdaptiveOptions,
+  ): Promise<DownloadResult & { widened: Widened }> {
+    return adaptiveDownload(this.transport, this.url(path, query), sink, opts);
   }
 
   readRange(path: string, query: Query | undefined, start: number, end?: number, validators?: Validators): Promise<TailResult | undefined> {

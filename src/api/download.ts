@@ -62,6 +62,29 @@ export interface DownloadOptions {
   onRestart?: () => void;
 }
 
+/**
+ * Where to stop a download early (parallel.ts widens it): called before each chunk is written with the bytes
+ * written so far and where the chunk would end; an offset in [written, end] stops the download there (the chunk cut
+ * at it), undefined goes on. Asked only of an answer that may be continued by ranges: the whole object (`total`
+ * bytes, as announced) with a strong ETag or a Last-Modified, from a server that accepts ranges.
+ */
+export type StopAt = (written: number, end: number, answer: { total: number; validators: Validators }) => number | undefined;
+
+/** A download stopped early (StopAt): bytes [0, at) are written and hashed, the rest is the caller's to fetch. */
+export interface Stopped {
+  at: number;
+  /** The hash of bytes [0, at), to be continued. */
+  hash: Hash;
+  /** The URL the bytes came from (the storage URL after GitLab's redirect), to fetch the rest from. */
+  url: URL;
+  redirected: boolean;
+  attempts: number;
+  contentType?: string;
+}
+
+/** Thrown through pump to end a body early, at a StopAt offset; caught in Download.attempt. */
+const STOP = Symbol('stop');
+
 /** The last bytes of a resource, from a suffix Range request. */
 export interface TailResult {
   /** The resource's full size (from Content-Range). */
@@ -182,10 +205,12 @@ interface Source {
 }
 
 /** One download: the bytes so far, their hash, and how to resume. Each attempt continues or restarts it. */
-class Download {
+export class Download {
   written = 0;
   total: number | undefined;
   attempts = 0;
+  /** Set when StopAt stopped the download (bytes [0, written) are written). */
+  stopped = false;
   private hash: Hash = createHash('sha256');
   /** How to resume after a mid-body failure (undefined: restart from zero). */
   private resume: { url: URL; validators: Validators } | undefined;
@@ -197,6 +222,7 @@ class Download {
     private readonly sink: ByteSink,
     private readonly opts: DownloadOptions,
     private readonly action: string,
+    private readonly stopAt?: StopAt,
   ) {}
 
   private async restart(): Promise<void> {
@@ -288,7 +314,13 @@ class Download {
       acceptRanges: append ? (this.source?.acceptRanges ?? true) : acceptRanges,
       etag: append ? this.source?.etag : etag,
     };
-    await this.readBody(opened, rules, !append, end);
+    try {
+      await this.readBody(opened, rules, !append, end);
+    } catch (err) {
+      if (err !== STOP) throw err;
+      this.stopped = true;
+      return;
+    }
     if (this.total !== undefined && this.written !== this.total) {
       throw networkError(`the body ended after ${this.written} of ${this.total} bytes`, 'ERR_INCOMPLETE_BODY');
     }
@@ -311,12 +343,38 @@ class Download {
           );
         }
       }
-      await this.sink.write(chunk, this.written);
-      this.hash.update(chunk);
-      this.written += chunk.length;
-      this.opts.onWritten?.(this.written);
-      this.opts.onProgress?.({ bytes: this.written, total: this.total });
+      const answer = this.resume && this.total !== undefined ? { total: this.total, validators: this.resume.validators } : undefined;
+      const cut = answer && this.stopAt?.(this.written, after, answer);
+      if (cut !== undefined) {
+        const part = chunk.subarray(0, Math.min(chunk.length, Math.max(0, cut - this.written)));
+        if (part.length > 0) await this.take(part);
+        throw STOP; // pump destroys the stream
+      }
+      await this.take(chunk);
     });
+  }
+
+  private async take(chunk: Buffer): Promise<void> {
+    await this.sink.write(chunk, this.written);
+    this.hash.update(chunk);
+    this.written += chunk.length;
+    this.opts.onWritten?.(this.written);
+    this.opts.onProgress?.({ bytes: this.written, total: this.total });
+  }
+
+  /** What a stopped download hands over to fetch the rest by ranges. */
+  handover(): Stopped {
+    const s = this.source;
+    const r = this.resume;
+    if (!this.stopped || !s || !r) throw new Error('the download was not stopped');
+    return {
+      at: this.written,
+      hash: this.hash,
+      url: r.url,
+      redirected: s.redirected,
+      attempts: this.attempts,
+      contentType: s.contentType,
+    };
   }
 
   async finish(): Promise<DownloadResult> {

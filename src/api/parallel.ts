@@ -2,18 +2,23 @@
 // throughput per connection), each written at its offset in the sink and retried alone when it fails. Every range
 // carries the object's validators (If-Range/If-Match), so all the bytes are of one object. The SHA-256 of the
 // whole archive is computed in order, reading each part back from the sink once the parts before it are done.
-import { createHash } from 'node:crypto';
+// adaptiveDownload starts on one connection (the hash streamed in order, nothing read back) and widens to ranges
+// for the rest only when its caller says the download is bound by the network.
+import { createHash, type Hash } from 'node:crypto';
 import { RelayError } from '../runtime/errors.ts';
 import { redact } from '../runtime/log.ts';
 import { networkError, pump } from './body.ts';
 import {
   type ByteSink,
   conditionalHeaders,
+  Download,
+  type DownloadOptions,
   type DownloadResult,
   header,
   parseContentRange,
   sameObject,
   signedUrlExpired,
+  type StopAt,
   strongEtag,
   type Transport,
   type Validators,
@@ -45,6 +50,21 @@ export interface ParallelOptions {
   /** Called once bytes [0, n) are all written (the parts before n are complete). */
   onWritten?: (n: number) => void;
   onProgress?: (p: { bytes: number; total?: number }) => void;
+  /**
+   * Bytes [0, at) are already written (a one-connection download stopped there, adaptiveDownload): only [at, total)
+   * is fetched, `hash` (of the bytes before) is continued, and the ranges start at `url` while its signature is valid.
+   */
+  from?: { at: number; hash: Hash; url: URL; redirected: boolean };
+}
+
+/** How a download went: over how many connections, and where it widened from one to them. */
+export interface Widened {
+  /** Connections at most (1: it never widened). */
+  connections: number;
+  /** The offset the one connection stopped at, the rest fetched as ranges (0: ranges from the start). */
+  at?: number;
+  /** The ranges turned out unusable: the archive was downloaded again over one connection. */
+  restarted?: boolean;
 }
 
 /** The object changed or the server stopped honouring Range: the caller downloads sequentially instead. */
@@ -55,12 +75,12 @@ const MAX_PART = 32 * 1024 * 1024;
 /** Bytes read back from the sink at a time for the hash (memory stays flat whatever the part size). */
 const HASH_SLICE = 1024 * 1024;
 
-/** The ranges [start, end) one object of `total` bytes is fetched in. */
-export function planParts(total: number, connections: number, partBytes?: number): { start: number; end: number }[] {
-  const auto = Math.min(MAX_PART, Math.max(MIN_PART, Math.ceil(total / (4 * Math.max(1, connections)))));
+/** The ranges [start, end) the bytes [from, total) of one object are fetched in. */
+export function planParts(total: number, connections: number, partBytes?: number, from = 0): { start: number; end: number }[] {
+  const auto = Math.min(MAX_PART, Math.max(MIN_PART, Math.ceil((total - from) / (4 * Math.max(1, connections)))));
   const size = Math.max(1, partBytes ?? auto);
   const parts: { start: number; end: number }[] = [];
-  for (let start = 0; start < total; start += size) parts.push({ start, end: Math.min(total, start + size) });
+  for (let start = from; start < total; start += size) parts.push({ start, end: Math.min(total, start + size) });
   return parts;
 }
 
@@ -88,14 +108,15 @@ export async function parallelDownload(t: Transport, apiUrl: URL, sink: Readable
   }
   if (partial && (o.ranges ?? []).some((r) => r.start < 0 || r.end > o.total || r.end <= r.start))
     throw new Error('a range outside the object');
-  const parts = partial ? splitRanges(o.ranges ?? [], o.partBytes) : planParts(o.total, o.connections, o.partBytes);
+  if (o.from && (partial || o.from.at < 0 || o.from.at > o.total)) throw new Error('a start outside the object');
+  const parts = partial ? splitRanges(o.ranges ?? [], o.partBytes) : planParts(o.total, o.connections, o.partBytes, o.from?.at);
   const done = new Array<boolean>(parts.length).fill(false);
-  const hash = createHash('sha256');
+  const hash = o.from?.hash ?? createHash('sha256');
   let prefix = 0; // parts [0, prefix) are hashed
-  let received = 0;
+  let received = o.from?.at ?? 0;
   let attempts = 1;
   /** Where the parts are fetched from: the storage URL the first answer came from, while its signature is valid. */
-  let source: { url: URL; redirected: boolean } | undefined;
+  let source: { url: URL; redirected: boolean } | undefined = o.from && { url: o.from.url, redirected: o.from.redirected };
   let failed: unknown;
   let hashing = Promise.resolve();
   // One buffer for reading the parts back: hashing is synchronous, and a fresh slice per MiB would be garbage that
@@ -201,5 +222,45 @@ export async function parallelDownload(t: Transport, apiUrl: URL, sink: Readable
     attempts,
     acceptRanges: true,
     etag: strongEtag(o.validators.etag),
+  };
+}
+
+export interface AdaptiveOptions extends Omit<ParallelOptions, 'ranges' | 'from'> {
+  /**
+   * Where to stop the one connection and fetch the rest as ranges over `connections` (StopAt): asked before each
+   * chunk of an answer that is the object the validators name, whole; undefined goes on over the one connection.
+   */
+  widenAt: StopAt;
+  /** The one connection's other options (maxBytes, onWritten and onProgress are the ones above). */
+  single?: Pick<DownloadOptions, 'onRestart' | 'expectedSize' | 'maxBytesInput'>;
+}
+
+/**
+ * Downloads `apiUrl` over one connection (download.ts: resumable, the hash streamed in order) until `widenAt` stops
+ * it at an offset, then the rest as parallel ranges (parallelDownload from that offset, continuing the hash; the
+ * written watermark stays contiguous). Throws RangeUnusable as parallelDownload does, after the switch.
+ */
+export async function adaptiveDownload(
+  t: Transport,
+  apiUrl: URL,
+  sink: ReadableSink,
+  o: AdaptiveOptions,
+): Promise<DownloadResult & { widened: Widened }> {
+  const action = `Download ${redactUrl(apiUrl)}`;
+  const single: DownloadOptions = { ...o.single, maxBytes: o.maxBytes, onWritten: o.onWritten, onProgress: o.onProgress };
+  const d = new Download(t, apiUrl, sink, single, action, (written, end, answer) =>
+    o.connections > 1 && answer.total === o.total && sameObject(o.validators, answer.validators)
+      ? o.widenAt(written, end, answer)
+      : undefined,
+  );
+  await t.withRetries(action, apiUrl, (attempt, rules) => d.attempt(attempt, rules));
+  if (!d.stopped) return { ...(await d.finish()), widened: { connections: 1 } };
+  const h = d.handover();
+  const r = await parallelDownload(t, apiUrl, sink, { ...o, from: h });
+  return {
+    ...r,
+    attempts: Math.max(r.attempts, h.attempts),
+    contentType: h.contentType,
+    widened: { connections: Math.min(o.connections, Math.max(1, planParts(o.total, o.connections, o.partBytes, h.at).length)), at: h.at },
   };
 }

@@ -105,6 +105,13 @@ export interface FetchSettings extends ConnectionSettings {
   /** Smallest archive unpacked while downloading under overlap auto (ARTIFACT_RELAY_OVERLAP_MIN_MB, default 64). */
   overlapMinBytes: number;
   /**
+   * When a whole-archive download over one connection widens to `connections` ranges (ARTIFACT_RELAY_WIDEN): auto
+   * (default: once it proves bound by the network, the main thread running less than half of 0.25 s, with 8 MiB and
+   * 1 s left), never (one connection throughout), or a byte offset (a whole number of KiB in the variable): at
+   * exactly that offset, whatever the CPU does; 0 is ranges from the start.
+   */
+  widen: 'auto' | 'never' | number;
+  /**
    * Most of a central directory read by Range past the 64 KiB tail, before the body (ARTIFACT_RELAY_TAIL_DIRECTORY_KB,
    * default 8192): a larger
    * one is read from the downloaded file in slices, not held whole beside its parsed records. Partial fetches
@@ -113,6 +120,13 @@ export interface FetchSettings extends ConnectionSettings {
   tailDirectoryMaxBytes: number;
   /** Tests only (ARTIFACT_RELAY_TEST_COMMIT_PAUSE): pause the commit at this step until a signal arrives. */
   commitPauseStep?: number;
+}
+
+/** ARTIFACT_RELAY_WIDEN: never, a whole number of KiB (the offset to widen at), else auto. */
+function parseWiden(value: string | undefined): FetchSettings['widen'] {
+  const v = value?.trim().toLowerCase() ?? '';
+  if (v === 'never') return 'never';
+  return /^\d+$/.test(v) ? Number(v) * 1024 : 'auto';
 }
 
 /** API base URL: server_url when given, else $CI_API_V4_URL, else the server_url default + /api/v4. */
@@ -468,6 +482,7 @@ export function readFetchSettings(raw: RawInputs, env: NodeJS.ProcessEnv, cwd = 
     progressMs: envMs(env, 'ARTIFACT_RELAY_PROGRESS_MS') || 5000,
     overlap: ({ '0': 'never', '1': 'always' } as const)[env.ARTIFACT_RELAY_OVERLAP?.trim() ?? ''] ?? 'auto',
     overlapMinBytes: (envMs(env, 'ARTIFACT_RELAY_OVERLAP_MIN_MB') || 64) * 1024 * 1024,
+    widen: parseWiden(env.ARTIFACT_RELAY_WIDEN),
     tailDirectoryMaxBytes: (envMs(env, 'ARTIFACT_RELAY_TAIL_DIRECTORY_KB') || 8192) * 1024,
     ...(env.ARTIFACT_RELAY_TEST_COMMIT_PAUSE?.trim() ? { commitPauseStep: Number(env.ARTIFACT_RELAY_TEST_COMMIT_PAUSE) } : {}),
   };

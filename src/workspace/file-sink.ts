@@ -1,6 +1,7 @@
 // A file as the sink of a download (src/api knows no file system): writes at offsets, truncates on restart.
 import { type FileHandle, open } from 'node:fs/promises';
-import type { DownloadOptions, DownloadResult, GitLabClient, ParallelOptions, Query, ReadableSink } from '../api/client.ts';
+import type { DownloadOptions, DownloadResult, GitLabClient, ParallelOptions, Query, ReadableSink, Widened } from '../api/client.ts';
+import type { StopAt } from '../api/download.ts';
 import { RangeUnusable } from '../api/parallel.ts';
 import { logger } from '../runtime/log.ts';
 import { RelayError } from '../runtime/errors.ts';
@@ -88,37 +89,50 @@ export async function fileEndsWith(file: string, tail: Buffer): Promise<boolean>
   }
 }
 
+/** A whole-archive download that may use parallel ranges: from the start, or once `widenAt` says (adaptive). */
+export type ParallelPlan = Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes' | 'ranges' | 'from'> & {
+  /** Where to widen from one connection to `connections` (StopAt); undefined: ranges from the start. */
+  widenAt?: StopAt;
+};
+
 /**
- * Downloads `path` into `file` as parallel ranges (parallel.ts) when the server allows; when the object changed or
- * a range is not answered as asked, starts over (onRestart) and downloads it sequentially.
+ * Downloads `path` into `file` as parallel ranges (parallel.ts) when the server allows: from the start, or (with
+ * `widenAt`) over one connection first, widening to ranges for the rest where widenAt says. When the object changed
+ * or a range is not answered as asked, starts over (onRestart) and downloads it sequentially.
  */
 export async function downloadToFileParallel(
   client: GitLabClient,
   path: string,
   query: Query | undefined,
   file: string,
-  parallel: Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes'>,
+  parallel: ParallelPlan,
   opts: DownloadOptions = {},
-): Promise<DownloadResult> {
+): Promise<DownloadResult & { widened: Widened }> {
   const sink = await openFileSink(file);
   try {
     let wrote = false;
+    const { widenAt, ...plan } = parallel;
+    const common = {
+      ...plan,
+      maxBytes: opts.maxBytes,
+      onWritten: (n: number) => {
+        wrote = true;
+        opts.onWritten?.(n);
+      },
+      onProgress: opts.onProgress,
+    };
     try {
-      return await client.downloadParallel(path, query, sink, {
-        ...parallel,
-        maxBytes: opts.maxBytes,
-        onWritten: (n) => {
-          wrote = true;
-          opts.onWritten?.(n);
-        },
-        onProgress: opts.onProgress,
-      });
+      if (widenAt) {
+        const single = { onRestart: opts.onRestart, expectedSize: opts.expectedSize, maxBytesInput: opts.maxBytesInput };
+        return await client.downloadAdaptive(path, query, sink, { ...common, widenAt, single });
+      }
+      return { ...(await client.downloadParallel(path, query, sink, common)), widened: { connections: plan.connections, at: 0 } };
     } catch (err) {
       if (!(err instanceof RangeUnusable)) throw err;
       logger.info(`Downloading over one connection instead: ${err.message}`);
       if (wrote) opts.onRestart?.();
       await sink.truncate(0);
-      return await client.download(path, query, sink, opts);
+      return { ...(await client.download(path, query, sink, opts)), widened: { connections: 1, restarted: true } };
     }
   } finally {
     await sink.close();
