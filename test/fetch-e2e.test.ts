@@ -113,9 +113,18 @@ describe('fetch by job id', () => {
     }
   });
 
-  test('a fetch builds no Intl.ListFormat (the bundle defers the ones @sindresorhus/is makes at import)', async () => {
+  test('a fetch builds no Intl.ListFormat and loads no node:http2 (the bundle defers or leaves out what got would)', async () => {
     const preload = join(world.dir, 'no-list-format.mjs');
-    writeFileSync(preload, "Intl.ListFormat = function () { throw new Error('Intl.ListFormat built'); };\n");
+    writeFileSync(
+      preload,
+      [
+        "import Module from 'node:module';",
+        "Intl.ListFormat = function () { throw new Error('Intl.ListFormat built'); };",
+        'const load = Module._load;',
+        "Module._load = function (request, ...rest) { if (request.replace(/^node:/, '') === 'http2') throw new Error('node:http2 loaded'); return load.call(this, request, ...rest); };",
+        '',
+      ].join('\n'),
+    );
     const r = await runBundle(
       ['fetch', '--project', String(world.upstream.id), '--job-id', String(world.build.id), '--path', 'no-list-format'],
       world.env({ NODE_OPTIONS: `--import=${pathToFileURL(preload).href}` }),
