@@ -11,8 +11,11 @@ export const repo = fileURLToPath(new URL('..', import.meta.url));
 export const TOKEN = 'glpat-bench-token-0123456789';
 export const cacheDir = join(os.tmpdir(), 'artifact-relay-bench');
 export const BUNDLE = join(repo, 'dist/artifact-relay.mjs');
-/** Node flags the image's artifact-relay wrapper uses (Dockerfile): measure what users run. */
-export const NODE = ['node', '--max-semi-space-size=1'];
+/**
+ * Node as the image's artifact-relay wrapper runs it (Dockerfile), its environment (glibc's mmap threshold fixed; env
+ * execs node, so the measured process is node's) and flags: measure what users run.
+ */
+export const NODE = ['env', 'MALLOC_MMAP_THRESHOLD_=131072', 'node', '--max-semi-space-size=1'];
 /** The environment without CI and input variables, so each contender sees only what the bench passes. */
 export const cleanEnv: NodeJS.ProcessEnv = Object.fromEntries(
   Object.entries(process.env).filter(
