@@ -4,11 +4,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Directory, type LeanRecord, readDirectoryFromFile, readDirectoryFromTail } from '../src/archive/central-directory.ts';
-import { threadCount } from '../src/archive/extract.ts';
 import { planEntries } from '../src/archive/plan.ts';
 import { pythonZip } from './helpers/archives.ts';
 
@@ -134,48 +133,5 @@ describe('Plan', () => {
     assert.throws(() => plan(rec('a/b/c'), rec('a', LINK), rec('a/b/c/d')), /entry inside a symlink \(a is a symlink\): "a\/b\/c"$/);
     assert.throws(() => plan(rec('a/b/c/d'), rec('a/b', LINK), rec('a/b/c')), /both a file and a directory \(a\/b\/c\): "a\/b\/c\/d"$/);
     assert.doesNotThrow(() => plan(rec('a/', DIR), rec('a/b/', DIR), rec('a/b/c'), rec('a/bc'), rec('a.b')));
-  });
-});
-
-describe('threadCount', () => {
-  const MiB = 1024 * 1024;
-  const count = (sizes: { n: number; compressedSize: number; compressionMethod: number }[], threads?: number) => {
-    const all = sizes.flatMap(({ n, compressedSize, compressionMethod }) =>
-      Array.from({ length: n }, () => rec(`f${records}`, FILE, { compressedSize, compressionMethod })),
-    );
-    return threadCount(Directory.fromRecords(all), Uint32Array.from(all.keys()), threads);
-  };
-  const perCore = Math.min(4, Math.max(1, availableParallelism()));
-
-  test('no threads for few entries; one for many small ones or stored large ones', () => {
-    assert.equal(count([{ n: 999, compressedSize: 100, compressionMethod: 8 }]), 0);
-    assert.equal(count([{ n: 1, compressedSize: 5 * MiB, compressionMethod: 8 }]), 0);
-    assert.equal(count([{ n: 1000, compressedSize: 100, compressionMethod: 8 }]), 1);
-    assert.equal(count([{ n: 2, compressedSize: 5 * MiB, compressionMethod: 0 }]), 1);
-    assert.equal(
-      count([
-        { n: 1000, compressedSize: 100, compressionMethod: 8 },
-        { n: 100, compressedSize: 19 * MiB, compressionMethod: 0 },
-      ]),
-      1,
-    );
-  });
-
-  test('one per core (at most 4) from two deflated large entries on, up to 64 MiB each', () => {
-    assert.equal(count([{ n: 2, compressedSize: 64 * 1024, compressionMethod: 8 }]), perCore);
-    assert.equal(
-      count([
-        { n: 4000, compressedSize: 100, compressionMethod: 8 },
-        { n: 40, compressedSize: MiB, compressionMethod: 8 },
-      ]),
-      perCore,
-    );
-    // Larger ones are streamed on the main thread: no threads for them.
-    assert.equal(count([{ n: 2, compressedSize: 65 * MiB, compressionMethod: 8 }]), 0);
-  });
-
-  test('an explicit count is used as given', () => {
-    assert.equal(count([{ n: 2, compressedSize: 100, compressionMethod: 8 }], 3), 3);
-    assert.equal(count([{ n: 5000, compressedSize: 100, compressionMethod: 8 }], 0), 0);
   });
 });

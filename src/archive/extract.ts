@@ -34,7 +34,7 @@ export interface ExtractOptions extends Caps {
   exclude?: string[];
   /** Entries extracted at a time (default 4). */
   concurrency?: number;
-  /** Worker threads writing the small entries (default: threadCount; 0: none). */
+  /** Worker threads writing the small entries (default: one per core, at most 4, from 1000 small entries on; 0: none). */
   threads?: number;
   /** The central directory, already read (from the file, or from a tail fetched before the body). */
   directory?: Directory;
@@ -165,28 +165,20 @@ const THREAD_STREAM_MAX = 64 * 1024 * 1024;
 const THREADS_MIN_STREAMED = 2;
 
 /**
- * Worker threads for the small entries (and the large ones up to THREAD_STREAM_MAX): none for few entries or when
- * `threads` is 0; one per core (at most 4) when at least two large entries are deflated (inflating is CPU work that
- * threads share out); else one. Small and stored entries cost system calls (open, write, futimes, close in a few
- * folders), not CPU: a second thread unpacked many83k and small no faster on 2 cores, and each thread costs memory
- * (Node 24: about 7 MB of heap to boot one, and its buffers; peak RSS of a fetch of many83k 142-165 -> 129-130 MB).
+ * Worker threads for the small entries (and the large ones up to THREAD_STREAM_MAX): one per core (at most 4), none
+ * for few entries or when `threads` is 0.
  */
-export function threadCount(directory: Directory, files: Uint32Array, threads?: number): number {
-  if (threads !== undefined) return Math.max(0, Math.floor(threads));
-  const { compressedSize, compressionMethod } = directory;
+function threadCount(plan: Plan, files: Uint32Array, opts: ExtractOptions): number {
+  if (opts.threads !== undefined) return Math.max(0, Math.floor(opts.threads));
+  const { compressedSize } = plan.directory;
   let small = 0;
   let streamed = 0;
-  let inflated = 0;
   for (const i of files) {
     const size = compressedSize[i]!;
     if (size < SMALL_ENTRY) small++;
-    else if (size <= THREAD_STREAM_MAX) {
-      streamed++;
-      if (compressionMethod[i] !== 0) inflated++;
-    }
+    else if (size <= THREAD_STREAM_MAX) streamed++;
   }
-  if (small < THREADS_MIN_ENTRIES && streamed < THREADS_MIN_STREAMED) return 0;
-  return inflated >= THREADS_MIN_STREAMED ? Math.min(4, Math.max(1, availableParallelism())) : 1;
+  return small < THREADS_MIN_ENTRIES && streamed < THREADS_MIN_STREAMED ? 0 : Math.min(4, Math.max(1, availableParallelism()));
 }
 
 /** A batch's description for batch.ts (numbers per entry and the paths), read straight from the plan's arrays. */
@@ -247,7 +239,7 @@ async function writeFiles(
   opts: ExtractOptions,
 ): Promise<void> {
   const d = plan.directory;
-  const threads = threadCount(d, files, opts.threads);
+  const threads = threadCount(plan, files, opts);
   const config = { zipFile, root, umask: umask() };
   // Started first: the threads boot while the folders are made.
   const pool = threads > 0 ? new BatchPool(threads, config) : undefined;
