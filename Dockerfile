@@ -40,7 +40,7 @@ COPY LICENSE.md /usr/local/lib/artifact-relay/LICENSE.md
 # parse the 1 MB bundle again. MALLOC_MMAP_THRESHOLD_ fixes glibc's mmap threshold at its default 128 KiB: left
 # dynamic, the first large buffer freed raises it (up to 32 MiB, and the trim threshold to twice that), after which
 # buffers of 128 KiB up to that size are carved from the heap among the socket chunks and their memory stays resident
-# (bench --memory, many83k: Node 20 107 -> 93-99 MB, Node 24 126 -> 110-117 MB). Set here, not as ENV, so processes
+# (fetch of many83k: Node 20 118 -> 106-109 MB, Node 24 142 -> 126-128 MB). Set here, not as ENV, so processes
 # of the job's own script are not affected.
 RUN printf '#!/bin/sh\nMALLOC_MMAP_THRESHOLD_=131072 NODE_COMPILE_CACHE=/usr/local/lib/artifact-relay/compile-cache exec node --max-semi-space-size=1 /usr/local/lib/artifact-relay/artifact-relay.mjs "$@"\n' >/usr/local/bin/artifact-relay \
  && chmod 755 /usr/local/bin/artifact-relay \
