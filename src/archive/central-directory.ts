@@ -554,5 +554,21 @@ export async function readDirectoryFromTail(
     return records;
   } catch (err) {
     throw damaged(err);
+  } finally {
+    // The records are copied out (Directory): the gaps fetched are garbage now; the tail is the caller's.
+    for (const part of parts) if (part !== tail) release(part);
   }
+}
+
+/**
+ * Frees a large Buffer now rather than at a full GC: one that outlived two young-generation GCs (a directory's gap is
+ * held while all its records are parsed) waits for a full one, which a whole fetch may never run (many83k: its 6.1 MB
+ * directory was held to the end). Transferring its ArrayBuffer away detaches it (its views read as empty) and leaves
+ * the memory to a clone that is garbage at once, freed by the next young GC. Only a Buffer that is its whole
+ * ArrayBuffer (not a slice of Node's shared pool), which nothing else may view afterwards.
+ */
+function release(buf: Buffer): void {
+  const ab = buf.buffer;
+  if (!(ab instanceof ArrayBuffer) || buf.byteOffset !== 0 || buf.byteLength !== ab.byteLength || ab.byteLength < 64 * 1024) return;
+  structuredClone(ab, { transfer: [ab] });
 }
