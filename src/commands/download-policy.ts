@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { StopAt } from '../api/download.ts';
 import type { FetchSettings } from '../inputs/settings.ts';
 import { formatBytes, logger } from '../runtime/log.ts';
+import type { WriteMeter } from '../workspace/file-sink.ts';
 
 /**
  * Under ARTIFACT_RELAY_WIDEN auto, a download widens only while at least this much is left: below it, new
@@ -53,25 +54,43 @@ export function whenToUnpack(downloading: Promise<unknown>, overlap: FetchSettin
   return networkBound(downloading, { label: 'overlap probe', windowMs: OVERLAP_PROBE_MS, countWait: true }).then(() => undefined);
 }
 
+/** What networkBound reads: the main thread's scheduling times and the clock (tests give their own). */
+export interface Probe {
+  sched: () => { run: number; wait: number };
+  now: () => number;
+}
+const REAL_PROBE: Probe = { sched: schedMs, now: () => performance.now() };
+
 /**
  * True at the end of the first `windowMs` window in which the main thread's time on a CPU (plus, with countWait,
- * its time waiting for one) was below half of the time passed; false when `until` settles first. Each window is
- * logged at debug level.
+ * its time waiting for one) was below half of the time passed, and so was the time the download's file had a write
+ * in flight (`writes`: a download held back by its disk leaves the main thread idle too, and more connections would
+ * only add to its writes); false when `until` settles first. Each window is logged at debug level.
  */
-function networkBound(until: Promise<unknown>, o: { label: string; windowMs: number; countWait: boolean }): Promise<boolean> {
+export function networkBound(
+  until: Promise<unknown>,
+  o: { label: string; windowMs: number; countWait: boolean; writes?: WriteMeter; probe?: Probe },
+): Promise<boolean> {
+  const probe = o.probe ?? REAL_PROBE;
   return new Promise((resolve) => {
-    let last = schedMs();
-    let at = performance.now();
+    let last = probe.sched();
+    let at = probe.now();
+    let lastWrites = o.writes?.busyMs() ?? 0;
     const timer = setInterval(() => {
-      const now = schedMs();
-      const t = performance.now();
+      const now = probe.sched();
+      const t = probe.now();
       const run = now.run - last.run;
       const wait = now.wait - last.wait;
       const wall = t - at;
-      logger.debug(`${o.label}: ${wall.toFixed(0)} ms: main thread ran ${run.toFixed(0)} ms, waited for a CPU ${wait.toFixed(0)} ms`);
-      if (run + (o.countWait ? wait : 0) < 0.5 * wall) done(true);
+      const nowWrites = o.writes?.busyMs() ?? 0;
+      const writing = nowWrites - lastWrites;
+      logger.debug(
+        `${o.label}: ${wall.toFixed(0)} ms: main thread ran ${run.toFixed(0)} ms, waited for a CPU ${wait.toFixed(0)} ms; a write in flight ${writing.toFixed(0)} ms`,
+      );
+      if (run + (o.countWait ? wait : 0) < 0.5 * wall && writing < 0.5 * wall) done(true);
       last = now;
       at = t;
+      lastWrites = nowWrites;
     }, o.windowMs);
     const done = (bound: boolean) => {
       clearInterval(timer);
@@ -87,14 +106,19 @@ function networkBound(until: Promise<unknown>, o: { label: string; windowMs: num
 /**
  * Where a whole-archive download over one connection widens to parallel ranges (settings.widen). auto: once the
  * download proves bound by the network (networkBound: in a WIDEN_PROBE_MS window the main thread ran less than half
- * of the time), while at least WIDEN_MIN_REST is left and would take WIDEN_MIN_MS or more at the rate so far, at the
+ * of the time, and the file had a write in flight less than half of it: a disk that holds the download back is not
+ * helped by more connections), while at least WIDEN_MIN_REST is left and would take WIDEN_MIN_MS or more at the rate so far, at the
  * end of the chunk in hand. Unlike the overlap probe, time waiting for a CPU does not count as busy: on a shared
  * machine a download limited per connection still waits for one, and widening adds little CPU (the read-back of
  * the rest for its hash), where staying on one connection behind a per-connection limit costs three quarters of the
  * rate. never: one connection throughout. A number: at exactly that offset. No widenAt: ranges from the start.
  * `stayed` says why a download that did not widen stayed on one connection.
  */
-export function widening(setting: FetchSettings['widen'], until: Promise<unknown>): { widenAt?: StopAt; stayed: () => string | undefined } {
+export function widening(
+  setting: FetchSettings['widen'],
+  until: Promise<unknown>,
+  writes?: WriteMeter,
+): { widenAt?: StopAt; stayed: () => string | undefined } {
   if (setting === 0) return { stayed: () => undefined };
   if (setting === 'never') return { widenAt: () => undefined, stayed: () => 'ARTIFACT_RELAY_WIDEN=never' };
   if (typeof setting === 'number') {
@@ -104,7 +128,7 @@ export function widening(setting: FetchSettings['widen'], until: Promise<unknown
     };
   }
   let bound = false;
-  void networkBound(until, { label: 'widen probe', windowMs: WIDEN_PROBE_MS, countWait: false }).then((b) => {
+  void networkBound(until, { label: 'widen probe', windowMs: WIDEN_PROBE_MS, countWait: false, writes }).then((b) => {
     bound = b;
   });
   let first: { at: number; bytes: number } | undefined; // the first chunk: the rate is measured from it

@@ -17,7 +17,14 @@ import { displayPath, type SourceSummary } from '../outputs/summary.ts';
 import type { ResolvedSource } from '../sources/types.ts';
 import { plannedConnections, whenToUnpack, widening } from './download-policy.ts';
 import { conflictError, discardStaging, findConflicts } from '../workspace/staging.ts';
-import { downloadToFile, downloadToFileParallel, fileEndsWith, openFileSink, type ParallelPlan } from '../workspace/file-sink.ts';
+import {
+  downloadToFile,
+  downloadToFileParallel,
+  fileEndsWith,
+  openFileSink,
+  type ParallelPlan,
+  WriteMeter,
+} from '../workspace/file-sink.ts';
 
 /** First request of an overlapped fetch: the archive's last bytes, where the end record and usually the whole directory are. */
 const TAIL_REQUEST = 64 * 1024;
@@ -291,6 +298,7 @@ export async function fetchArchive(
   // Parallel ranges pay where storage limits each connection, not where one connection keeps the CPU busy: the
   // download starts over one connection and widens (settings.widen) once it proves bound by the network. Ranges need
   // a validator, so that every one is provably of the object the tail came from.
+  const writes = new WriteMeter(); // a download held back by its disk does not widen
   let settle = () => {};
   const settled = new Promise<void>((resolve) => {
     settle = resolve;
@@ -301,7 +309,8 @@ export async function fetchArchive(
           total: found.total,
           validators: { etag: found.etag, lastModified: found.lastModified },
           connections: settings.connections,
-          ...widening(settings.widen, settled),
+          meter: writes,
+          ...widening(settings.widen, settled, writes),
         }
       : undefined;
   const small = found !== undefined && !parallel && settings.overlap === 'auto' && found.total < settings.overlapMinBytes;

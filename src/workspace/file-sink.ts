@@ -16,8 +16,28 @@ function writeError(file: string, err: unknown): RelayError {
   });
 }
 
-/** Opens (creates or empties) `file` as a download sink. */
-export async function openFileSink(file: string): Promise<FileSink> {
+/**
+ * The time a sink had a write in flight, in ms: a download whose sink is busy most of the time is held back by its disk,
+ * not by the network, and more connections would not help it (download-policy.ts).
+ */
+export class WriteMeter {
+  private inFlight = 0;
+  private since = 0;
+  private total = 0;
+  constructor(private readonly now: () => number = () => performance.now()) {}
+  begin(): void {
+    if (this.inFlight++ === 0) this.since = this.now();
+  }
+  end(): void {
+    if (--this.inFlight === 0) this.total += this.now() - this.since;
+  }
+  busyMs(): number {
+    return this.total + (this.inFlight > 0 ? this.now() - this.since : 0);
+  }
+}
+
+/** Opens (creates or empties) `file` as a download sink; `meter` times its writes. */
+export async function openFileSink(file: string, meter?: WriteMeter): Promise<FileSink> {
   let fh: FileHandle;
   try {
     fh = await open(file, 'w+');
@@ -28,6 +48,7 @@ export async function openFileSink(file: string): Promise<FileSink> {
   }
   return {
     async write(chunk, offset) {
+      meter?.begin();
       try {
         for (let off = 0; off < chunk.length; ) {
           const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, offset + off);
@@ -35,6 +56,8 @@ export async function openFileSink(file: string): Promise<FileSink> {
         }
       } catch (err) {
         throw writeError(file, err);
+      } finally {
+        meter?.end();
       }
     },
     async truncate(length) {
@@ -93,6 +116,8 @@ export async function fileEndsWith(file: string, tail: Buffer): Promise<boolean>
 export type ParallelPlan = Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes' | 'ranges' | 'from'> & {
   /** Where to widen from one connection to `connections` (StopAt); undefined: ranges from the start. */
   widenAt?: StopAt;
+  /** Times the file's writes (for widenAt's policy). */
+  meter?: WriteMeter;
 };
 
 /**
@@ -108,10 +133,10 @@ export async function downloadToFileParallel(
   parallel: ParallelPlan,
   opts: DownloadOptions = {},
 ): Promise<DownloadResult & { widened: Widened }> {
-  const sink = await openFileSink(file);
+  const { widenAt, meter, ...plan } = parallel;
+  const sink = await openFileSink(file, meter);
   try {
     let wrote = false;
-    const { widenAt, ...plan } = parallel;
     const common = {
       ...plan,
       maxBytes: opts.maxBytes,

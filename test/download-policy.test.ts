@@ -1,0 +1,90 @@
+// When a download widens to ranges: bound by the network means the main thread idle AND the file's writes not in
+// flight most of the time (a disk that holds the download back leaves the main thread idle too). Fake timers, a fake
+// clock and fake scheduling times: no test here depends on how fast anything runs.
+import assert from 'node:assert/strict';
+import { afterEach, beforeEach, describe, mock, test } from 'node:test';
+import { networkBound, type Probe } from '../src/commands/download-policy.ts';
+import { WriteMeter } from '../src/workspace/file-sink.ts';
+
+describe('WriteMeter', () => {
+  test('counts the time at least one write is in flight, overlapping writes once', () => {
+    let t = 0;
+    const m = new WriteMeter(() => t);
+    m.begin(); // 0
+    t = 10;
+    m.begin(); // a second write overlapping the first
+    t = 15;
+    m.end();
+    assert.equal(m.busyMs(), 15, 'still in flight: counted up to now');
+    t = 20;
+    m.end(); // 0..20 in flight
+    t = 50;
+    assert.equal(m.busyMs(), 20);
+    m.begin();
+    t = 55;
+    m.end();
+    assert.equal(m.busyMs(), 25);
+  });
+});
+
+describe('networkBound', () => {
+  beforeEach(() => mock.timers.enable({ apis: ['setInterval'] }));
+  afterEach(() => mock.timers.reset());
+
+  /** A probe whose clock and main-thread run time the test advances, window by window. */
+  function fakeProbe() {
+    const state = { now: 0, run: 0 };
+    const probe: Probe = { now: () => state.now, sched: () => ({ run: state.run, wait: 0 }) };
+    return { state, probe };
+  }
+  const never = new Promise<void>(() => {});
+
+  test('an idle main thread with the file mostly writing is not bound by the network; once writes are idle it is', async () => {
+    const { state, probe } = fakeProbe();
+    let t = 0;
+    const writes = new WriteMeter(() => t);
+    let verdict: boolean | undefined;
+    void networkBound(never, { label: 'test', windowMs: 250, countWait: false, writes, probe }).then((b) => {
+      verdict = b;
+    });
+    // Window 1: the main thread ran 20 ms of 250, a write was in flight 200 ms of it: held back by the disk.
+    writes.begin();
+    t = 200;
+    writes.end();
+    state.now = 250;
+    state.run = 20;
+    mock.timers.tick(250);
+    await Promise.resolve();
+    assert.equal(verdict, undefined);
+    // Window 2: the main thread ran 20 ms, writes 30 ms: waiting for the network.
+    writes.begin();
+    t = 230;
+    writes.end();
+    state.now = 500;
+    state.run = 40;
+    mock.timers.tick(250);
+    await Promise.resolve();
+    assert.equal(verdict, true);
+  });
+
+  test('a busy main thread is not bound by the network; the end of the download says false', async () => {
+    const { state, probe } = fakeProbe();
+    let finish = () => {};
+    const until = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    let verdict: boolean | undefined;
+    void networkBound(until, { label: 'test', windowMs: 250, countWait: false, writes: new WriteMeter(() => 0), probe }).then((b) => {
+      verdict = b;
+    });
+    state.now = 250;
+    state.run = 200;
+    mock.timers.tick(250);
+    await Promise.resolve();
+    assert.equal(verdict, undefined);
+    finish();
+    await until;
+    await Promise.resolve();
+    assert.equal(verdict, false);
+  });
+});
