@@ -47,23 +47,20 @@ describe('networkBound', () => {
     void networkBound(never, { label: 'test', windowMs: 250, countWait: false, writes, probe }).then((b) => {
       verdict = b;
     });
-    // Window 1: the main thread ran 20 ms of 250, a write was in flight 200 ms of it: held back by the disk.
-    writes.begin();
-    t = 200;
-    writes.end();
-    state.now = 250;
-    state.run = 20;
-    mock.timers.tick(250);
-    await Promise.resolve();
+    /** One 250 ms window in which the main thread ran `runMs` and a write was in flight `writeMs`. */
+    const window = async (runMs: number, writeMs: number) => {
+      writes.begin();
+      t += writeMs;
+      writes.end();
+      t += 250 - writeMs;
+      state.now += 250;
+      state.run += runMs;
+      mock.timers.tick(250);
+      await Promise.resolve();
+    };
+    await window(20, 200); // the main thread idle, the file writing most of the time: held back by the disk
     assert.equal(verdict, undefined);
-    // Window 2: the main thread ran 20 ms, writes 30 ms: waiting for the network.
-    writes.begin();
-    t = 230;
-    writes.end();
-    state.now = 500;
-    state.run = 40;
-    mock.timers.tick(250);
-    await Promise.resolve();
+    await window(20, 30); // idle, and hardly writing: waiting for the network
     assert.equal(verdict, true);
   });
 
