@@ -343,8 +343,11 @@ export class Download {
           );
         }
       }
-      const answer = this.resume && this.total !== undefined ? { total: this.total, validators: this.resume.validators } : undefined;
-      const cut = answer && this.stopAt?.(this.written, after, answer);
+      // Asked only where a StopAt was given: other downloads build no object per chunk.
+      const cut =
+        this.stopAt && this.resume && this.total !== undefined
+          ? this.stopAt(this.written, after, { total: this.total, validators: this.resume.validators })
+          : undefined;
       if (cut !== undefined) {
         const part = chunk.subarray(0, Math.min(chunk.length, Math.max(0, cut - this.written)));
         if (part.length > 0) await this.take(part);

@@ -4,7 +4,7 @@
 // complete file.
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { DownloadOptions, GitLabClient, Widened } from '../api/client.ts';
+import type { DownloadOptions, DownloadResult, GitLabClient, Widened } from '../api/client.ts';
 import { type Directory, readDirectoryFromTail } from '../archive/central-directory.ts';
 import { extractArchive, type ExtractResult } from '../archive/extract.ts';
 import { planPartial } from '../archive/ranges.ts';
@@ -67,13 +67,13 @@ export async function downloadArchive(
 ) {
   const started = Date.now();
   const all = { ...opts, onProgress: progressLogger('downloaded', progressMs) };
-  const result = parallel
+  const result: DownloadResult & { widened?: Widened } = parallel
     ? await downloadToFileParallel(client, source.archivePath, source.archiveQuery, file, parallel, all)
     : await downloadToFile(client, source.archivePath, source.archiveQuery, file, all);
   const seconds = (Date.now() - started) / 1000;
   summary.archive_bytes = result.bytes;
   summary.sha256 = result.sha256;
-  const w = (result as { widened?: Widened }).widened;
+  const w = result.widened;
   const over = !w
     ? ''
     : w.at === undefined
