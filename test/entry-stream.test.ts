@@ -47,8 +47,8 @@ describe('streamEntry', () => {
       }),
       (err: unknown) => {
         assert.ok(err instanceof RelayError && !(err instanceof ArchiveError), String(err));
-        assert.match(err.message, /cannot write "large\.bin" into the destination \(ENOSPC: no space left on device, write\)/);
-        assert.match(err.advice ?? '', /free space/);
+        assert.match(err.message, /Cannot write large\.bin: ENOSPC: no space left on device, write/);
+        assert.match(err.advice ?? '', /free disk space/);
         assert.equal(err.details.code, 'ENOSPC');
         return true;
       },

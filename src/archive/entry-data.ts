@@ -5,7 +5,7 @@ import type { FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { ArchiveError, RelayError } from '../runtime/errors.ts';
+import { ArchiveError, writeError } from '../runtime/errors.ts';
 import { DAMAGED_ADVICE, LOCAL_HEADER_SIG, type LeanRecord } from './central-directory.ts';
 import { type Caps, checkArchiveRatio, checkRatio, mb } from './plan.ts';
 
@@ -220,12 +220,12 @@ export async function streamEntry(
   // One piece read ahead, not Readable.from's default of 16: memory stays a few pieces per entry.
   const source = Readable.from(rawChunks(fh, start, rec.compressedSize, path, available), { highWaterMark: 1 });
   // The pipeline reports a failed write only as aborted: kept here, as a full disk is not a damaged archive.
-  let writeError: NodeJS.ErrnoException | undefined;
+  let failedWrite: unknown;
   const sink = async (chunks: AsyncIterable<Buffer>) => {
     for await (const chunk of chunks) {
       check.add(chunk);
-      await write(chunk).catch((err: NodeJS.ErrnoException) => {
-        writeError = err;
+      await write(chunk).catch((err: unknown) => {
+        failedWrite = err;
         throw err;
       });
     }
@@ -235,13 +235,7 @@ export async function streamEntry(
     else await pipeline(source, zlib.createInflateRaw({ chunkSize: CHUNK }), sink);
   } catch (err) {
     if (err instanceof ArchiveError) throw err;
-    if (writeError) {
-      throw new RelayError(
-        `cannot write ${JSON.stringify(path)} into the destination (${writeError.message})`,
-        'Check the free space and permissions of the destination folder; nothing was moved into place.',
-        { code: writeError.code },
-      );
-    }
+    if (failedWrite) throw writeError(path, failedWrite);
     throw new ArchiveError(`corrupt compressed data (${(err as Error).message})`, path, DAMAGED_ADVICE);
   }
   return check.finish();

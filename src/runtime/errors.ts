@@ -27,6 +27,13 @@ export class RelayError extends Error {
   }
 }
 
+/** A file that could not be written (a full disk, permissions): the workspace's fault, not the server's or the archive's. */
+export function writeError(file: string, err: unknown): RelayError {
+  return new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check free disk space and permissions of the destination.', {
+    code: (err as { code?: string }).code,
+  });
+}
+
 /** The HTTP status a failed request carried (the API client puts it in details.status), if any. */
 export function httpStatus(err: unknown): number | undefined {
   const status = err instanceof RelayError ? Number(err.details.status) : 0;

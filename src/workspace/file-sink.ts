@@ -4,16 +4,10 @@ import type { DownloadOptions, DownloadResult, GitLabClient, ParallelOptions, Qu
 import type { StopAt } from '../api/download.ts';
 import { RangeUnusable } from '../api/parallel.ts';
 import { logger } from '../runtime/log.ts';
-import { RelayError } from '../runtime/errors.ts';
+import { RelayError, writeError } from '../runtime/errors.ts';
 
 interface FileSink extends ReadableSink {
   close(): Promise<void>;
-}
-
-function writeError(file: string, err: unknown): RelayError {
-  return new RelayError(`Cannot write ${file}: ${(err as Error).message}`, 'Check free disk space and permissions of the destination.', {
-    code: (err as { code?: string }).code,
-  });
 }
 
 /**
