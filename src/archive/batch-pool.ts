@@ -69,9 +69,12 @@ export class BatchPool {
     for (const x of this.threads) if (x.pending.size < t.pending.size) t = x;
     if (t.broken) return Promise.reject(t.broken);
     const id = this.nextId++;
+    // Only the Batch fields cross: a caller's extras (extract.ts keeps the paths as an array too) would be cloned
+    // into the thread's heap with every message.
+    const { from, end, nums, paths, stream } = batch;
     return new Promise((resolve, reject) => {
       t.pending.set(id, { resolve, reject });
-      t.worker.postMessage({ id, batch });
+      t.worker.postMessage({ id, batch: stream ? { from, end, nums, paths, stream } : { from, end, nums, paths } });
     });
   }
 
