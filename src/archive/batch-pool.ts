@@ -10,18 +10,22 @@ const SOURCE = `'use strict';
 var __name = (f) => f;
 const { parentPort, workerData } = require('node:worker_threads');
 const runner = (${batchRunner.toString()})(require('node:fs'), require('node:zlib'), workerData);
+// One batch at a time, in the order posted: a streamed entry awaits its writes and the download between pieces.
+let queue = Promise.resolve();
 parentPort.on('message', (m) => {
-  if (m === null) {
-    runner.close();
-    process.exit(0);
-  }
-  let failure;
-  try {
-    failure = runner.run(m.batch);
-  } catch (err) {
-    failure = { kind: 'system', message: String(err && err.message || err), code: err && err.code };
-  }
-  parentPort.postMessage({ id: m.id, failure });
+  queue = queue.then(async () => {
+    if (m === null) {
+      runner.close();
+      process.exit(0);
+    }
+    let failure;
+    try {
+      failure = m.batch.stream ? await runner.stream(m.batch) : runner.run(m.batch);
+    } catch (err) {
+      failure = { kind: 'system', message: String(err && err.message || err), code: err && err.code };
+    }
+    parentPort.postMessage({ id: m.id, failure });
+  });
 });
 `;
 

@@ -32,6 +32,8 @@ export type BatchFailure =
 export interface BatchRunner {
   /** Writes the batch's entries in order; undefined when all were written. */
   run(batch: Batch): BatchFailure | undefined;
+  /** Writes a batch's one large entry (`stream` set), piece by piece; undefined when written. */
+  stream(batch: Batch): Promise<BatchFailure | undefined>;
   close(): void;
 }
 
@@ -40,6 +42,12 @@ export interface RunnerConfig {
   /** Absolute staging root; entry paths are validated and relative to it. */
   root: string;
   umask: number;
+  /**
+   * Set while the archive is still being downloaded (watermark.ts, SharedMark): a streamed entry reads each piece once
+   * the download has written it, and stops when the download fails. Batches of small entries never wait: the main
+   * thread posts them once their bytes are there.
+   */
+  mark?: SharedArrayBuffer;
 }
 
 export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConfig): BatchRunner {
@@ -61,25 +69,52 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
   /** zlib's message for the last failed call (the handle reports it before the stream destroys itself). */
   let zlibError = '';
   const CHUNK = 1024 * 1024;
+  /** Writes of a streamed entry in flight at once: inflating goes on while the pool writes (one buffer each). */
+  const WRITES_IN_FLIGHT = 4;
   let piece: Buffer | undefined;
-  let pieceOut: Buffer | undefined;
+  const spare: Buffer[] = [];
+  const mark = config.mark ? new BigInt64Array(config.mark) : undefined;
 
-  /** The reused context, created on first use; undefined when this Node's zlib has no usable handle. */
+  /** A raw-inflate context whose errors land in zlibError; undefined when this Node's zlib has no usable handle. */
+  const newContext = (): (Zlib.InflateRaw & Internals) | undefined => {
+    const s = zlib.createInflateRaw() as Zlib.InflateRaw & Internals;
+    s.on('error', () => undefined); // reported through zlibError or thrown by the public call
+    const h = s._handle;
+    if (!h || !s._writeState || typeof h.reset !== 'function' || typeof h.onerror !== 'function') {
+      s.close();
+      return undefined;
+    }
+    const report = h.onerror;
+    h.onerror = function (this: Handle, message: string, errno: number) {
+      zlibError = message;
+      report.call(this, message, errno);
+    };
+    return s;
+  };
+
+  /** The reused context of the small entries, created on first use. */
   const context = (): (Zlib.InflateRaw & Internals) | undefined => {
     if (reusable && !stream) {
-      stream = zlib.createInflateRaw() as Zlib.InflateRaw & Internals;
-      stream.on('error', () => undefined); // reported through zlibError or thrown by the public call
-      const h = stream._handle;
-      if (!h || !stream._writeState || typeof h.reset !== 'function' || typeof h.onerror !== 'function') reusable = false;
-      else {
-        const report = h.onerror;
-        h.onerror = function (this: Handle, message: string, errno: number) {
-          zlibError = message;
-          report.call(this, message, errno);
-        };
-      }
+      stream = newContext();
+      if (!stream) reusable = false;
     }
     return reusable ? stream : undefined;
+  };
+
+  /**
+   * Resolves once bytes [0, end) of the archive are written, or the download is complete (a read past the end is then
+   * short, and reported as damage); false when the download failed (its own error is the one reported).
+   */
+  const written = async (end: number): Promise<boolean> => {
+    if (!mark) return true;
+    for (;;) {
+      const state = Atomics.load(mark, 1);
+      if (state === 2n) return false;
+      const now = Atomics.load(mark, 0);
+      if (state === 1n || BigInt(end) <= now) return true;
+      const w = Atomics.waitAsync(mark, 0, now, 1000);
+      if (w.async) await w.value;
+    }
   };
 
   const inflate = (raw: Buffer, size: number): Buffer => {
@@ -105,13 +140,14 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
     return { kind: 'system', message: String(e?.message ?? err), code: e?.code, errno: e?.errno, syscall: e?.syscall, path: e?.path };
   };
 
-  /** One large entry in pieces: CHUNK bytes read, inflated into a reused buffer, counted, CRC'd and written. */
-  const runStream = (batch: Batch): BatchFailure | undefined => {
-    const nums = batch.nums;
-    const [offset, csize, size, crc, method, mode, mtime] = Array.from(nums.subarray(0, 7));
+  /**
+   * One large entry in pieces: CHUNK bytes read (once downloaded), inflated here, counted and CRC'd, and written by the
+   * pool at their offsets, WRITES_IN_FLIGHT at a time, while the next piece inflates (an awaited write per piece
+   * would leave the inflating idle for each write).
+   */
+  const runStream = async (batch: Batch): Promise<BatchFailure | undefined> => {
+    const [offset, csize, size, crc, method, mode, mtime] = Array.from(batch.nums.subarray(0, 7));
     const path = batch.paths;
-    const header = Buffer.allocUnsafe(30);
-    let file: number | undefined;
     if (
       offset === undefined ||
       csize === undefined ||
@@ -122,60 +158,110 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
     ) {
       return { kind: 'system', message: 'malformed batch' };
     }
+    const stopped: BatchFailure = { kind: 'system', message: 'the download failed' };
+    let inflater: (Zlib.InflateRaw & Internals) | undefined;
+    let file: number | undefined;
+    let inFlight = 0;
+    let writeFailure: unknown;
+    let wake: (() => void) | undefined;
+    const settled = () => {
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    /** Resolves once at most `n` writes are in flight. */
+    const drain = (n: number) =>
+      new Promise<void>((resolve) => {
+        const check = () => {
+          if (inFlight <= n) resolve();
+          else wake = check;
+        };
+        check();
+      });
+    const write = (buf: Buffer, from: number, length: number, at: number) => {
+      inFlight++;
+      fs.write(file as number, buf, from, length, at, (err, n) => {
+        if (!err && n < length) {
+          inFlight--;
+          write(buf, from + n, length - n, at + n); // short write: the rest, same buffer
+          return;
+        }
+        inFlight--;
+        if (err) writeFailure ??= err;
+        spare.push(buf);
+        settled();
+      });
+    };
     try {
+      const header = Buffer.allocUnsafe(30);
+      if (!(await written(offset + 30))) return stopped;
       if (fs.readSync(fd, header, 0, 30, offset) < 30 || header.readUInt32LE(0) !== LOCAL_HEADER_SIG) {
         return damaged('damaged zip archive (bad local file header)', path);
       }
       const start = offset + 30 + header.readUInt16LE(26) + header.readUInt16LE(28);
       const end = start + csize;
       piece ??= Buffer.allocUnsafe(CHUNK);
-      pieceOut ??= Buffer.allocUnsafe(CHUNK);
       const input = piece;
-      const output = pieceOut;
-      let inflater: (Zlib.InflateRaw & Internals) | undefined;
       if (method !== 0) {
-        inflater = context();
-        if (!inflater?._handle || !inflater._writeState) return { kind: 'beyond', index: 0 }; // the main thread streams it
+        inflater = newContext();
+        if (!inflater) return { kind: 'beyond', index: 0 }; // the main thread streams it
       }
       file = fs.openSync(`${config.root}/${path}`, FLAGS, mode);
       let produced = 0;
       let sum = 0;
-      const take = (data: Buffer): BatchFailure | undefined => {
-        produced += data.length;
-        if (produced > size) return damaged('size mismatch (entry inflates to more than its declared size)', path);
-        sum = zlib.crc32(data, sum);
-        for (let off = 0; off < data.length; ) off += fs.writeSync(file as number, data, off, data.length - off);
+      /** Counts, CRCs and writes `length` bytes of `buf` (a spare buffer, handed to the write). */
+      const take = (buf: Buffer, length: number): BatchFailure | undefined => {
+        if (produced + length > size) return damaged('size mismatch (entry inflates to more than its declared size)', path);
+        sum = zlib.crc32(buf.subarray(0, length), sum);
+        if (length > 0) write(buf, 0, length, produced);
+        else spare.push(buf);
+        produced += length;
         return undefined;
       };
+      const nextBuffer = async (): Promise<Buffer> => {
+        await drain(WRITES_IN_FLIGHT - 1);
+        return spare.pop() ?? Buffer.allocUnsafe(CHUNK);
+      };
       for (let pos = start; pos < end; ) {
-        const got = fs.readSync(fd, input, 0, Math.min(CHUNK, end - pos), pos);
-        if (got === 0) return damaged('damaged zip archive (entry data truncated)', path);
-        pos += got;
+        const want = Math.min(CHUNK, end - pos);
+        if (!(await written(pos + want))) return stopped;
+        if (writeFailure) break;
         if (!inflater) {
-          const f = take(input.subarray(0, got));
+          // Stored: the piece is copied out, as the read buffer is reused while the write is in flight.
+          const out = await nextBuffer();
+          const got = fs.readSync(fd, out, 0, want, pos);
+          if (got === 0) return damaged('damaged zip archive (entry data truncated)', path);
+          pos += got;
+          const f = take(out, got);
           if (f) return f;
           continue;
         }
+        const got = fs.readSync(fd, input, 0, want, pos);
+        if (got === 0) return damaged('damaged zip archive (entry data truncated)', path);
+        pos += got;
         const h = inflater._handle as Handle;
         const state = inflater._writeState as Uint32Array;
         const flush = pos >= end ? zlib.constants.Z_FINISH : zlib.constants.Z_NO_FLUSH;
         let inOff = 0;
         let inLen = got;
         for (;;) {
-          h.writeSync(flush, input, inOff, inLen, output, 0, output.length);
+          const out = await nextBuffer();
+          h.writeSync(flush, input, inOff, inLen, out, 0, out.length);
           if (inflater.destroyed) {
-            stream = undefined;
+            spare.push(out);
             return damaged(`corrupt compressed data (${zlibError || 'zlib error'})`, path);
           }
           const availOut = state[0] as number;
           const availIn = state[1] as number;
-          const f = take(output.subarray(0, output.length - availOut));
+          const f = take(out, out.length - availOut);
           if (f) return f;
           inOff += inLen - availIn;
           inLen = availIn;
           if (availOut !== 0) break;
         }
       }
+      await drain(0);
+      if (writeFailure) return system(writeFailure);
       if (produced !== size) return damaged(`size mismatch (declared ${size} bytes, got ${produced})`, path);
       if (sum >>> 0 !== crc >>> 0) return damaged('CRC mismatch', path);
       if ((mode & ~config.umask) !== mode) fs.fchmodSync(file, mode);
@@ -184,13 +270,13 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
     } catch (err) {
       return system(err);
     } finally {
+      await drain(0); // no write may outlive its file (or land in a closed, reused descriptor)
       if (file !== undefined) fs.closeSync(file);
-      if (method !== 0 && stream && !stream.destroyed) stream._handle?.reset(); // ready for the next entry, whatever happened
+      inflater?.close();
     }
   };
 
   const run = (batch: Batch): BatchFailure | undefined => {
-    if (batch.stream) return runStream(batch);
     const length = batch.end - batch.from;
     if (span.length < length) span = Buffer.allocUnsafe(length);
     let got: number;
@@ -249,6 +335,7 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
 
   return {
     run,
+    stream: runStream,
     close: () => {
       stream?.close();
       stream = undefined;

@@ -8,7 +8,7 @@ import { open } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import zlib from 'node:zlib';
-import { ArchiveError } from '../runtime/errors.ts';
+import { ArchiveError, writeError } from '../runtime/errors.ts';
 import { memoryMark } from '../runtime/log.ts';
 import { umask } from '../util/umask.ts';
 import { runPool } from '../util/concurrency.ts';
@@ -43,6 +43,11 @@ export interface ExtractOptions extends Caps {
    * `zipFile` are on disk, rejects when the download fails. Nothing is read from the file before it resolves.
    */
   available?: (end: number) => Promise<void>;
+  /**
+   * The same mark for unpacking threads (Watermark.shared): given, a large entry is streamed on a thread while it
+   * downloads; without it, only once its bytes are all there (up to THREAD_STREAM_MAX, larger ones on the main thread).
+   */
+  sharedMark?: SharedArrayBuffer;
   /** Called with the validated paths to be written, before anything is written (e.g. to refuse overwriting). */
   beforeWrite?: (paths: Iterable<string>) => Promise<void>;
 }
@@ -158,27 +163,38 @@ function tasksOf(plan: Plan, order: Uint32Array): Task[] {
 /** Small entries from this many on are written by worker threads (fewer: on the main thread, no threads started). */
 const THREADS_MIN_ENTRIES = 1000;
 /**
- * Large entries up to this compressed size are streamed on a thread too (once their bytes are all there), from two
- * of them on; larger ones are streamed on the main thread while they download.
+ * Without a shared mark (opts.sharedMark) while downloading, large entries up to this compressed size are streamed on
+ * a thread once their bytes are all there, and larger ones on the main thread as they download. With one (or once
+ * downloaded), every large entry is streamed on a thread: there the inflating never waits for a write (batch.ts).
  */
 const THREAD_STREAM_MAX = 64 * 1024 * 1024;
 const THREADS_MIN_STREAMED = 2;
 
+/** Whether a large entry of `compressedSize` is streamed on a thread (THREAD_STREAM_MAX). */
+const streamsOnThread = (compressedSize: number, opts: ExtractOptions) =>
+  compressedSize <= THREAD_STREAM_MAX || opts.sharedMark !== undefined || opts.available === undefined;
+
 /**
- * Worker threads for the small entries (and the large ones up to THREAD_STREAM_MAX): one per core (at most 4), none
- * for few entries or when `threads` is 0.
+ * Worker threads for the small entries and the large ones: one per core (at most 4); one for a single large entry
+ * that streams on a thread (it frees the main thread for the download); none for few small entries or when `threads`
+ * is 0.
  */
 function threadCount(plan: Plan, files: Uint32Array, opts: ExtractOptions): number {
   if (opts.threads !== undefined) return Math.max(0, Math.floor(opts.threads));
   const { compressedSize } = plan.directory;
   let small = 0;
   let streamed = 0;
+  let huge = 0;
   for (const i of files) {
     const size = compressedSize[i]!;
     if (size < SMALL_ENTRY) small++;
-    else if (size <= THREAD_STREAM_MAX) streamed++;
+    else if (streamsOnThread(size, opts)) {
+      streamed++;
+      if (size > THREAD_STREAM_MAX) huge++;
+    }
   }
-  return small < THREADS_MIN_ENTRIES && streamed < THREADS_MIN_STREAMED ? 0 : Math.min(4, Math.max(1, availableParallelism()));
+  if (small < THREADS_MIN_ENTRIES && streamed < THREADS_MIN_STREAMED) return huge;
+  return Math.min(4, Math.max(1, availableParallelism()));
 }
 
 /** A batch's description for batch.ts (numbers per entry and the paths), read straight from the plan's arrays. */
@@ -218,9 +234,11 @@ function batchOf(plan: Plan, files: Uint32Array, { from, to }: Task, mtimes: Map
   };
 }
 
-function failureError(f: Exclude<BatchFailure, { kind: 'beyond' }>): Error {
+/** The error of a failed batch; `entry`: the one entry of a streamed batch, whose failed write names it. */
+function failureError(f: Exclude<BatchFailure, { kind: 'beyond' }>, entry?: string): Error {
   if (f.kind === 'archive') return new ArchiveError(f.message, f.path, f.damaged ? DAMAGED_ADVICE : undefined);
-  return Object.assign(new Error(f.message), { code: f.code, errno: f.errno, syscall: f.syscall, path: f.path });
+  const err = Object.assign(new Error(f.message), { code: f.code, errno: f.errno, syscall: f.syscall, path: f.path });
+  return entry !== undefined && f.code !== undefined ? writeError(entry, err) : err;
 }
 
 /**
@@ -240,7 +258,7 @@ async function writeFiles(
 ): Promise<void> {
   const d = plan.directory;
   const threads = threadCount(plan, files, opts);
-  const config = { zipFile, root, umask: umask() };
+  const config = { zipFile, root, umask: umask(), mark: opts.sharedMark };
   // Started first: the threads boot while the folders are made.
   const pool = threads > 0 ? new BatchPool(threads, config) : undefined;
   let inline: BatchRunner | undefined;
@@ -255,16 +273,19 @@ async function writeFiles(
       if (d.compressedSize[firstIndex]! >= SMALL_ENTRY) {
         const first = plan.entry(firstIndex);
         budget.addFile(first.path);
-        if (pool && first.record.compressedSize <= THREAD_STREAM_MAX) {
+        if (pool && streamsOnThread(first.record.compressedSize, opts)) {
           const batch = { ...batchOf(plan, files, task, mtimes), stream: true };
-          await opts.available?.(batch.end);
+          // With the shared mark the thread reads each piece once it is downloaded.
+          if (!opts.sharedMark) await opts.available?.(batch.end);
           const failure = await pool.run(batch);
           if (!failure) {
             budget.addBytes(first.record.uncompressedSize, first.path);
             checkRatio(budget.caps, first.record.uncompressedSize, first.record.compressedSize, first.path);
             return;
           }
-          if (failure.kind !== 'beyond') throw failureError(failure);
+          // A failed download fails the thread's read: the download's own error is the one to report.
+          if (opts.sharedMark) await opts.available?.(batch.end);
+          if (failure.kind !== 'beyond') throw failureError(failure, first.path);
           // No reusable zlib context on this Node: streamed here instead.
         }
         await writeLargeFile(join(root, first.path), first.mode, dosTime(first.record), (out) =>

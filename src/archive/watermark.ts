@@ -13,6 +13,18 @@ export class Watermark {
   private complete = false;
   /** Few at a time (one per extraction worker): a plain list is enough. */
   private waiters: Waiter[] = [];
+  /**
+   * The same mark for unpacking threads (batch.ts), which wait with Atomics: [bytes written, state], the state 0 while
+   * downloading, 1 complete, 2 failed.
+   */
+  readonly shared = new SharedArrayBuffer(16);
+  private readonly view = new BigInt64Array(this.shared);
+
+  private publish(state: 0 | 1 | 2): void {
+    Atomics.store(this.view, 0, BigInt(this.written));
+    if (state !== 0) Atomics.store(this.view, 1, BigInt(state));
+    Atomics.notify(this.view, 0);
+  }
 
   /**
    * Resolves once bytes [0, end) are written, or the download is complete (a reader past the end then gets a short
@@ -26,6 +38,7 @@ export class Watermark {
 
   advance(written: number): void {
     this.written = written;
+    this.publish(0);
     if (this.waiters.length === 0) return;
     const still: Waiter[] = [];
     for (const w of this.waiters) w.end <= written ? w.resolve() : still.push(w);
@@ -36,6 +49,7 @@ export class Watermark {
   finish(total: number): void {
     this.complete = true;
     this.advance(total);
+    this.publish(1);
     for (const w of this.waiters) w.resolve();
     this.waiters = [];
   }
@@ -43,6 +57,7 @@ export class Watermark {
   fail(err: Error): void {
     if (this.failure) return;
     this.failure = err;
+    this.publish(2);
     for (const w of this.waiters) w.reject(err);
     this.waiters = [];
   }

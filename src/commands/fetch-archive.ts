@@ -120,7 +120,7 @@ export async function unpackArchive(
   stagingDir: string,
   destSub: string,
   summary: SourceSummary,
-  overlap: { directory: Directory; available: (end: number) => Promise<void> } | undefined = undefined,
+  overlap: { directory: Directory; available: (end: number) => Promise<void>; sharedMark?: SharedArrayBuffer } | undefined = undefined,
 ): Promise<void> {
   const result = await section(`Unpack ${source.label}`, async () => {
     const r = await extractArchive(zip, stagingDir, {
@@ -128,6 +128,7 @@ export async function unpackArchive(
       exclude: settings.exclude,
       directory: overlap?.directory,
       available: overlap?.available,
+      sharedMark: overlap?.sharedMark,
       beforeWrite: (paths) => checkConflicts(settings, paths, destSub),
       maxBytes: settings.maxBytes,
       maxFiles: settings.maxFiles,
@@ -379,7 +380,13 @@ export async function fetchArchive(
     },
   );
   const unpacking = whenToUnpack(downloading, settings.overlap)
-    .then(() => unpackArchive(settings, source, zip, stagingDir, destSub, summary, { directory: tail.directory, available: mark.wait }))
+    .then(() =>
+      unpackArchive(settings, source, zip, stagingDir, destSub, summary, {
+        directory: tail.directory,
+        available: mark.wait,
+        sharedMark: mark.shared,
+      }),
+    )
     .catch((err) => {
       extractError = err;
     });
