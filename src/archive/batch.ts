@@ -68,10 +68,15 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
   let reusable = true;
   /** zlib's message for the last failed call (the handle reports it before the stream destroys itself). */
   let zlibError = '';
-  const CHUNK = 1024 * 1024;
-  /** Writes of a streamed entry in flight at once: inflating goes on while the pool writes (one buffer each). */
-  const WRITES_IN_FLIGHT = 4;
-  let piece: Buffer | undefined;
+  /**
+   * A streamed entry's pieces, and its writes in flight at once: inflating goes on while the pool writes. The buffers
+   * (the input and one per write, 2 MiB in all) are kept for the next entry: made anew, each entry's would stay
+   * resident until this thread's next GC, which its few allocations rarely bring. On the 2 GiB entry of the bench,
+   * 512 KiB x 2 unpacked as fast as 1 MiB x 4.
+   */
+  const CHUNK = 512 * 1024;
+  const WRITES_IN_FLIGHT = 2;
+  let input: Buffer | undefined;
   const spare: Buffer[] = [];
   const mark = config.mark ? new BigInt64Array(config.mark) : undefined;
 
@@ -200,8 +205,7 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
       }
       const start = offset + 30 + header.readUInt16LE(26) + header.readUInt16LE(28);
       const end = start + csize;
-      piece ??= Buffer.allocUnsafe(CHUNK);
-      const input = piece;
+      input ??= Buffer.allocUnsafe(CHUNK);
       if (method !== 0) {
         inflater = newContext();
         if (!inflater) return { kind: 'beyond', index: 0 }; // the main thread streams it
