@@ -263,7 +263,8 @@ async function runShape(shape: string): Promise<void> {
     const samples = new Map<string, Sample[]>(contenders.map((c) => [c.id, []]));
     try {
       for (let round = 1; round <= runsOf(shape); round++) {
-        for (const c of contenders) {
+        // Every other round in reverse order: no contender always follows the same one (bench/ranged.ts does the same).
+        for (const c of round % 2 ? contenders : [...contenders].reverse()) {
           const w = join(work, c.id);
           await rm(w, { recursive: true, force: true });
           await mkdir(w, { recursive: true });
@@ -463,7 +464,7 @@ const runtimeNotes = [
 ];
 notes.unshift(...runtimeNotes);
 notes.push(
-  `Medians of ${runsSpec.includes('=') ? `alternating rounds (${runsSpec}: the default, then per shape)` : `${runs} alternating rounds`}; ratios are against curl + bsdtar in the same shape and folder. CPU is user+sys of the command and the children it waited for (curl included); peak RSS is of the largest single process (GNU time %M).`,
+  `Medians of ${runsSpec.includes('=') ? `alternating rounds (${runsSpec}: the default, then per shape)` : `${runs} alternating rounds`} (every other round in reverse order); ratios are against curl + bsdtar in the same shape and folder. CPU is user+sys of the command and the children it waited for (curl included); peak RSS is of the largest single process (GNU time %M).`,
   'Warm cache (the page cache cannot be dropped here); the simulator runs in the bench process on 127.0.0.1 and is not counted.',
 );
 const targetLines = targets.map(
