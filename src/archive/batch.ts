@@ -186,13 +186,14 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
     const write = (buf: Buffer, from: number, length: number, at: number) => {
       inFlight++;
       fs.write(file as number, buf, from, length, at, (err, n) => {
-        if (!err && n < length) {
+        if (!err && n > 0 && n < length) {
           inFlight--;
           write(buf, from + n, length - n, at + n); // short write: the rest, same buffer
           return;
         }
         inFlight--;
         if (err) writeFailure ??= err;
+        else if (n === 0 && length > 0) writeFailure ??= Object.assign(new Error('EIO: nothing written, write'), { code: 'EIO' });
         spare.push(buf);
         settled();
       });
