@@ -110,8 +110,9 @@ export async function checkConflicts(settings: FetchSettings, planned: Iterable<
 export const stagedSymlinks = new WeakMap<SourceSummary, number>();
 
 /**
- * Unpacks one archive into `stagingDir`: a downloaded one, or (with `available`) one still being downloaded. The
- * conflict check (overwrite: false) runs on the validated plan, before anything is written.
+ * Unpacks one archive into `stagingDir`: a downloaded one (its directory already read, or not), or (with `available`)
+ * one still being downloaded. The conflict check (overwrite: false) runs on the validated plan, before anything is
+ * written.
  */
 export async function unpackArchive(
   settings: FetchSettings,
@@ -120,7 +121,7 @@ export async function unpackArchive(
   stagingDir: string,
   destSub: string,
   summary: SourceSummary,
-  overlap: { directory: Directory; available: (end: number) => Promise<void>; sharedMark?: SharedArrayBuffer } | undefined = undefined,
+  overlap: { directory: Directory; available?: (end: number) => Promise<void>; sharedMark?: SharedArrayBuffer } | undefined = undefined,
 ): Promise<void> {
   const result = await section(`Unpack ${source.label}`, async () => {
     const r = await extractArchive(zip, stagingDir, {
@@ -264,8 +265,7 @@ async function fetchPartial(
   summary.ranges_fetched = plan.ranges.length;
   summary.bytes_fetched = result.bytes;
   await unpackArchive(settings, source, zip, stagingDir, destSub, summary, {
-    directory: found.directory,
-    available: () => Promise.resolve(), // every range is written
+    directory: found.directory, // every selected range is written: nothing to wait for
   });
   logger.info(
     `Downloaded ${formatBytes(result.bytes)} of ${formatBytes(found.total)} in ${plan.ranges.length} range(s) in ${seconds.toFixed(1)} s` +
