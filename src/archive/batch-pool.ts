@@ -78,7 +78,7 @@ export class BatchPool {
     const { from, end, nums, paths, stream } = batch;
     return new Promise((resolve, reject) => {
       t.pending.set(id, { resolve, reject });
-      t.worker.postMessage({ id, batch: stream ? { from, end, nums, paths, stream } : { from, end, nums, paths } });
+      t.worker.postMessage({ id, batch: { from, end, nums, paths, stream } });
     });
   }
 
