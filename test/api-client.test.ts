@@ -685,6 +685,27 @@ describe('client against a local server', () => {
     }
   });
 
+  it('a download asks for a minor GC every 4 MiB of body where node has gc (--expose-gc, as the image runs it)', async () => {
+    const data = randomBytes(9 * 1024 * 1024);
+    const srv = await startServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(data.length) });
+      res.end(data);
+    });
+    const g = globalThis as { gc?: unknown };
+    const had = g.gc;
+    const calls: unknown[] = [];
+    g.gc = (o: unknown) => calls.push(o);
+    try {
+      const file = join(tmp, 'paced.zip');
+      const r = await downloadToFile(createGitLabClient(settings(srv)), '/projects/1/jobs/1/artifacts', undefined, file);
+      assert.equal(r.sha256, sha(data));
+      assert.deepEqual(calls, [{ type: 'minor' }, { type: 'minor' }]);
+    } finally {
+      g.gc = had;
+      await srv.close();
+    }
+  });
+
   it('a resume answered from a changed object (another ETag) starts over', async () => {
     const a = randomBytes(120_000);
     const b = randomBytes(120_000);

@@ -229,14 +229,17 @@ for (const [label, extract] of PATHS) {
     const many: SpecEntry[] = [...MIXED, ...large, ...smallFiles(1500)];
     // The damage cases force threads (threads: 2), so a few batches' worth of small files is enough.
     const few: SpecEntry[] = [...MIXED, ...large, ...smallFiles(60)];
-    /** What extracting `zip` ends in ('extracted' or the error's message), on the main thread and on threads. */
+    /**
+     * What extracting `zip` ends in ('extracted' or the error's message), on the main thread, on threads, and on one
+     * thread with the main thread writing too (as on a complete archive).
+     */
     const bothWays = async (zip: string) => {
-      const outcome = (threads: number) =>
-        extract(zip, fresh('d'), { ...OPTS, threads }).then(
+      const outcome = (threads: number, mainWrites = false) =>
+        extract(zip, fresh('d'), { ...OPTS, threads, mainWrites }).then(
           () => 'extracted',
           (err: Error) => err.message,
         );
-      return { inline: await outcome(0), threaded: await outcome(2) };
+      return { inline: await outcome(0), threaded: await outcome(2), shared: await outcome(1, true) };
     };
     test('the tree is byte for byte what Info-ZIP unzip writes, with threads and without', async () => {
       const zip = pythonZip(join(fresh('z'), 'many.zip'), many);
@@ -245,6 +248,15 @@ for (const [label, extract] of PATHS) {
       await extract(zip, inline, { ...OPTS, threads: 0 });
       assert.deepEqual(snapshotTree(ours), snapshotTree(inline));
       assert.equal(result.files, many.filter((e) => e.type !== 'dir' && e.type !== 'symlink').length);
+    });
+    test('with the main thread writing beside a thread, both write batches and the tree is the same', async () => {
+      const zip = pythonZip(join(fresh('z'), 'shared.zip'), many);
+      const { ours, result } = await assertLikeUnzip(zip, { threads: 1, mainWrites: true }, extract);
+      assert.ok(result.batches.main > 0 && result.batches.threads > 0, JSON.stringify(result.batches));
+      const threadedDir = fresh('threaded');
+      const threaded = await extract(zip, threadedDir, { ...OPTS, threads: 2 });
+      assert.equal(threaded.batches.main, 0);
+      assert.deepEqual(snapshotTree(ours), snapshotTree(threadedDir));
     });
     test('a CRC mismatch in a batch on a thread rejects the archive, naming the entry', async () => {
       const zip = pythonZip(join(fresh('z'), 'crc.zip'), few, { method: 'store' });
@@ -273,17 +285,19 @@ for (const [label, extract] of PATHS) {
           '-c',
           `import zipfile,struct\nf=${JSON.stringify(zip)}\nzi=zipfile.ZipFile(f).getinfo('${name}')\nb=bytearray(open(f,'rb').read())\no=zi.header_offset\nn,e=struct.unpack('<HH',b[o+26:o+30])\nfor k in range(8): b[o+30+n+e+${at}+k]^=0x5a\nopen(f,'wb').write(b)`,
         ]);
-        const { inline, threaded } = await bothWays(zip);
+        const { inline, threaded, shared } = await bothWays(zip);
         assert.ok(threaded.includes(name), threaded);
         assert.equal(threaded, inline);
+        assert.equal(shared, inline);
       }
     });
     for (const name of ['crcDamage', 'lyingSize', 'truncated'] as const) {
       test(`${name} is rejected on a thread as on the main thread`, async () => {
         const zip = hostile[name](join(fresh('z'), `${name}.zip`));
-        const { inline, threaded } = await bothWays(zip);
+        const { inline, threaded, shared } = await bothWays(zip);
         assert.notEqual(threaded, 'extracted');
         assert.equal(threaded, inline);
+        assert.equal(shared, inline);
       });
     }
     test('a write error on a thread rejects the archive with that error', async () => {

@@ -3,7 +3,9 @@
 // on GitLab's origin. Downloads and ranged reads run their own resumable loop (download.ts) over `get`, which
 // follows redirects itself so that a resume can go straight back to the storage URL.
 // got 14 alone is not enough: across origins it forwards JOB-TOKEN/PRIVATE-TOKEN, has no timeout by default, and its streams do not retry.
-import { rootCertificates } from 'node:tls';
+// The module, not its `rootCertificates`: that getter parses every bundled root certificate (0.6 MB of memory, a few
+// ms), which only a ca_file needs; a named import reads it when the module loads (scripts/build.mjs).
+import tls from 'node:tls';
 import got, { type OptionsInit, type RequestError, type RetryObject } from 'got';
 import { RelayError } from '../runtime/errors.ts';
 import { logger, redact, registerSecret } from '../runtime/log.ts';
@@ -166,7 +168,7 @@ class Client implements GitLabClient {
     if (s.token && s.tokenType === 'job') this.auth['JOB-TOKEN'] = s.token;
     else if (s.token && s.tokenType === 'private') this.auth['PRIVATE-TOKEN'] = s.token;
     else if (s.token && s.tokenType === 'oauth') this.auth.Authorization = `Bearer ${s.token}`;
-    if (s.caFile) this.ca = [...rootCertificates, readCaFile(s.caFile)];
+    if (s.caFile) this.ca = [...tls.rootCertificates, readCaFile(s.caFile)];
     this.agentFor = createAgentResolver(process.env, this.ca);
     this.baseMs = s.retryBaseMs ?? 1000;
     this.transport = {

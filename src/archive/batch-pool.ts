@@ -67,6 +67,11 @@ export class BatchPool {
     this.threads = Array.from({ length: size }, () => new Thread(new Worker(SOURCE, { eval: true, workerData: config })));
   }
 
+  /** Batches held by the least busy thread. */
+  leastHeld(): number {
+    return Math.min(...this.threads.map((t) => t.pending.size));
+  }
+
   /** Writes a batch on the least busy thread; resolves with its failure (undefined: written). */
   run(batch: Batch): Promise<BatchFailure | undefined> {
     let t = this.threads[0]!;

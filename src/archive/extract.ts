@@ -9,11 +9,12 @@ import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import zlib from 'node:zlib';
 import { ArchiveError, writeError } from '../runtime/errors.ts';
-import { memoryMark } from '../runtime/log.ts';
+import { logger, memoryMark } from '../runtime/log.ts';
 import { umask } from '../util/umask.ts';
 import { runPool } from '../util/concurrency.ts';
 import { BATCH_FIELDS, type Batch, type BatchFailure, type BatchRunner, batchRunner } from './batch.ts';
 import { BatchPool } from './batch-pool.ts';
+import { downloadFinished } from './watermark.ts';
 import { DAMAGED_ADVICE, type Directory, MAX_RECORDS, readDirectoryFromFile } from './central-directory.ts';
 import { type Available, Budget, guessEnd, readWhole, streamEntry } from './entry-data.ts';
 import {
@@ -36,6 +37,12 @@ export interface ExtractOptions extends Caps {
   concurrency?: number;
   /** Worker threads writing the small entries (default: one per core, at most 4, from 1000 small entries on; 0: none). */
   threads?: number;
+  /**
+   * The main thread writes runs of small entries too, between the threads' (default: when the archive is complete and
+   * more than one core would get a thread: one thread fewer is started). The main thread has nothing else to do then;
+   * a thread's isolate would cost about 10 MB.
+   */
+  mainWrites?: boolean;
   /** The central directory, already read (from the file, or from a tail fetched before the body). */
   directory?: Directory;
   /**
@@ -69,6 +76,8 @@ export interface ExtractResult {
   count: number;
   /** The first LISTED_ENTRIES of them, in archive order, for the log (no list of every entry is kept). */
   listed: ExtractedEntry[];
+  /** Batches (runs of small entries, and large entries streamed) written by the main thread and by worker threads. */
+  batches: { main: number; threads: number };
 }
 
 /** Entries an ExtractResult lists. */
@@ -169,18 +178,20 @@ const THREADS_MIN_ENTRIES = 1000;
  */
 const THREAD_STREAM_MAX = 64 * 1024 * 1024;
 const THREADS_MIN_STREAMED = 2;
+/** Where the main thread writes too (mainWrites), it does so while every thread holds this many batches. */
+const THREAD_QUEUE = 2;
 
 /** Whether a large entry of `compressedSize` is streamed on a thread (THREAD_STREAM_MAX). */
 const streamsOnThread = (compressedSize: number, opts: ExtractOptions) =>
   compressedSize <= THREAD_STREAM_MAX || opts.sharedMark !== undefined || opts.available === undefined;
 
 /**
- * Worker threads for the small entries and the large ones: one per core (at most 4); one for a single large entry
- * that streams on a thread (it frees the main thread for the download); none for few small entries or when `threads`
- * is 0.
+ * Worker threads for the small entries and the large ones: one per core (at most 4), one fewer where the main thread
+ * writes too (mainWrites); one for a single large entry that streams on a thread (it frees the main thread for the
+ * download); none for few small entries or when `threads` is 0.
  */
-function threadCount(plan: Plan, files: Uint32Array, opts: ExtractOptions): number {
-  if (opts.threads !== undefined) return Math.max(0, Math.floor(opts.threads));
+function threadCount(plan: Plan, files: Uint32Array, opts: ExtractOptions): { threads: number; mainWrites: boolean } {
+  if (opts.threads !== undefined) return { threads: Math.max(0, Math.floor(opts.threads)), mainWrites: opts.mainWrites ?? false };
   const { compressedSize } = plan.directory;
   let small = 0;
   let streamed = 0;
@@ -193,9 +204,15 @@ function threadCount(plan: Plan, files: Uint32Array, opts: ExtractOptions): numb
       if (size > THREAD_STREAM_MAX) huge++;
     }
   }
-  if (small < THREADS_MIN_ENTRIES && streamed < THREADS_MIN_STREAMED) return huge;
-  return Math.min(4, Math.max(1, availableParallelism()));
+  if (small < THREADS_MIN_ENTRIES && streamed < THREADS_MIN_STREAMED) return { threads: huge, mainWrites: false };
+  const cores = Math.min(4, Math.max(1, availableParallelism()));
+  const mainWrites = cores > 1 && (opts.mainWrites ?? complete(opts));
+  return { threads: mainWrites ? cores - 1 : cores, mainWrites };
 }
+
+/** Whether the whole archive is on disk: no download in progress (or it has finished). */
+const complete = (opts: ExtractOptions) =>
+  opts.available === undefined || (opts.sharedMark !== undefined && downloadFinished(opts.sharedMark));
 
 /** A batch's description for batch.ts (numbers per entry and the paths), read straight from the plan's arrays. */
 function batchOf(plan: Plan, files: Uint32Array, { from, to }: Task, mtimes: Map<number, number>): Batch & { list: string[] } {
@@ -255,13 +272,15 @@ async function writeFiles(
   files: Uint32Array,
   budget: Budget,
   opts: ExtractOptions,
-): Promise<void> {
+): Promise<ExtractResult['batches']> {
   const d = plan.directory;
-  const threads = threadCount(plan, files, opts);
+  const batches = { main: 0, threads: 0 };
+  const { threads, mainWrites } = threadCount(plan, files, opts);
   const config = { zipFile, root, umask: umask(), mark: opts.sharedMark };
   // Started first: the threads boot while the folders are made.
   const pool = threads > 0 ? new BatchPool(threads, config) : undefined;
   let inline: BatchRunner | undefined;
+  let mainStreaming = false;
   let zipFh: Awaited<ReturnType<typeof open>> | undefined;
   const mtimes = new Map<number, number>();
   try {
@@ -277,7 +296,19 @@ async function writeFiles(
           const batch = { ...batchOf(plan, files, task, mtimes), stream: true };
           // With the shared mark the thread reads each piece once it is downloaded.
           if (!opts.sharedMark) await opts.available?.(batch.end);
-          const failure = await pool.run(batch);
+          let failure: BatchFailure | undefined;
+          if (mainWrites && !mainStreaming && pool.leastHeld() >= THREAD_QUEUE) {
+            // One at a time here: the runner's piece buffers serve one streamed entry.
+            mainStreaming = true;
+            batches.main++;
+            inline ??= batchRunner(fs, zlib, config);
+            failure = await inline.stream(batch).finally(() => {
+              mainStreaming = false;
+            });
+          } else {
+            batches.threads++;
+            failure = await pool.run(batch);
+          }
           if (!failure) {
             budget.addBytes(first.record.uncompressedSize, first.path);
             checkRatio(budget.caps, first.record.uncompressedSize, first.record.compressedSize, first.path);
@@ -297,10 +328,15 @@ async function writeFiles(
       for (const path of batch.list) budget.addFile(path);
       await opts.available?.(batch.end);
       let failure: BatchFailure | undefined;
-      if (pool) failure = await pool.run(batch);
-      else {
+      if (pool && !(mainWrites && pool.leastHeld() >= THREAD_QUEUE)) {
+        batches.threads++;
+        failure = await pool.run(batch);
+      } else {
+        batches.main++;
         inline ??= batchRunner(fs, zlib, config);
         failure = inline.run(batch);
+        // Written synchronously: let the threads' answers in, so that they are given their next batches.
+        if (pool) await new Promise(setImmediate);
       }
       const count = task.to - task.from;
       const done = failure?.kind === 'beyond' ? failure.index : count;
@@ -322,6 +358,8 @@ async function writeFiles(
     inline?.close();
     await Promise.all([zipFh?.close(), pool?.close()]);
   }
+  logger.debug(`batches written: ${batches.main} on the main thread, ${batches.threads} on ${threads} thread(s)`);
+  return batches;
 }
 
 /**
@@ -346,7 +384,7 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
 
   const budget = new Budget(opts, compressed);
   const files = planned.byOffset(planned.indices('file'));
-  await writeFiles(zipFile, root, directoriesToCreate(planned), planned, files, budget, opts);
+  const batches = await writeFiles(zipFile, root, directoriesToCreate(planned), planned, files, budget, opts);
   memoryMark('files written');
   const symlinks = planned.entries(planned.indices('symlink'));
   for (const p of symlinks) budget.addFile(p.path);
@@ -363,5 +401,6 @@ export async function extractArchive(zipFile: string, destDir: string, opts: Ext
     bytes: budget.bytes,
     count: selected.length,
     listed,
+    batches,
   };
 }

@@ -62,3 +62,6 @@ export class Watermark {
     this.waiters = [];
   }
 }
+
+/** Whether the download behind a Watermark's shared mark has completed. */
+export const downloadFinished = (shared: SharedArrayBuffer) => Atomics.load(new BigInt64Array(shared), 1) === 1n;
