@@ -685,8 +685,8 @@ describe('client against a local server', () => {
     }
   });
 
-  it('a download asks for a minor GC every 4 MiB of body where node has gc (--expose-gc, as the image runs it)', async () => {
-    const data = randomBytes(9 * 1024 * 1024);
+  it('a download asks for a minor GC every 2 MiB of body where node has gc (--expose-gc, as the image runs it)', async () => {
+    const data = randomBytes(5 * 1024 * 1024);
     const srv = await startServer((_req, res) => {
       res.writeHead(200, { 'content-length': String(data.length) });
       res.end(data);

@@ -206,7 +206,6 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
       }
       const start = offset + 30 + header.readUInt16LE(26) + header.readUInt16LE(28);
       const end = start + csize;
-      input ??= Buffer.allocUnsafe(CHUNK);
       if (method !== 0) {
         inflater = newContext();
         if (!inflater) return { kind: 'beyond', index: 0 }; // the main thread streams it
@@ -241,7 +240,10 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
           if (f) return f;
           continue;
         }
-        const got = fs.readSync(fd, input, 0, want, pos);
+        // Made for the first deflated entry: a stored one is read straight into the write buffers.
+        input ??= Buffer.allocUnsafe(CHUNK);
+        const piece = input;
+        const got = fs.readSync(fd, piece, 0, want, pos);
         if (got === 0) return damaged('damaged zip archive (entry data truncated)', path);
         pos += got;
         const h = inflater._handle as Handle;
@@ -251,7 +253,7 @@ export function batchRunner(fs: typeof Fs, zlib: typeof Zlib, config: RunnerConf
         let inLen = got;
         for (;;) {
           const out = await nextBuffer();
-          h.writeSync(flush, input, inOff, inLen, out, 0, out.length);
+          h.writeSync(flush, piece, inOff, inLen, out, 0, out.length);
           if (inflater.destroyed) {
             spare.push(out);
             return damaged(`corrupt compressed data (${zlibError || 'zlib error'})`, path);
