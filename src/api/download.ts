@@ -53,8 +53,11 @@ export interface DownloadOptions {
   maxBytes?: number;
   /** The input to name when maxBytes is passed (default max_archive_bytes). */
   maxBytesInput?: string;
-  /** The size the body must have when its answer announces none (chunked): the size a tail request saw. */
-  expectedSize?: number;
+  /**
+   * The size the body must have when its answer announces none (chunked): the size a tail request saw (a function:
+   * asked per chunk, for a tail request still on its way).
+   */
+  expectedSize?: number | (() => number | undefined);
   onProgress?: (p: { bytes: number; total?: number }) => void;
   /** Called once bytes [0, n) are written to the sink (each write resolved), so readers may use them. */
   onWritten?: (n: number) => void;
@@ -276,7 +279,7 @@ export class Download {
     const length = lengthText && /^\d+$/.test(lengthText) ? Number(lengthText) : undefined;
     const append = status === 206;
     /** Where this body must end: its announced size, else the size a tail request saw. */
-    let end: number | undefined;
+    let end: DownloadOptions['expectedSize'];
     if (append) {
       const cr = parseContentRange(header(headers, 'content-range'));
       const changed =
@@ -326,11 +329,12 @@ export class Download {
     }
   }
 
-  private async readBody(opened: Opened, rules: BodyRules, fromStart: boolean, end: number | undefined): Promise<void> {
+  private async readBody(opened: Opened, rules: BodyRules, fromStart: boolean, bound: DownloadOptions['expectedSize']): Promise<void> {
     let first = fromStart;
     const max = this.opts.maxBytes;
     await pump(opened.stream, rules, async (chunk) => {
       const after = this.written + chunk.length;
+      const end = typeof bound === 'function' ? bound() : bound;
       if (end !== undefined && after > end) throw overrun(this.action, end);
       if (max !== undefined && after > max) throw tooLarge(`${this.action}: the body`, max, this.opts.maxBytesInput ?? 'max_archive_bytes');
       if (first) {

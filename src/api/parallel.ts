@@ -225,7 +225,13 @@ export async function parallelDownload(t: Transport, apiUrl: URL, sink: Readable
   };
 }
 
-export interface AdaptiveOptions extends Omit<ParallelOptions, 'ranges' | 'from'> {
+export interface AdaptiveOptions extends Omit<ParallelOptions, 'ranges' | 'from' | 'total' | 'validators'> {
+  /**
+   * The object the ranges must be of (an earlier ranged answer); absent, the one connection's own answer is (its
+   * validators then make every range provably of that same object).
+   */
+  total?: number;
+  validators?: Validators;
   /**
    * Where to stop the one connection and fetch the rest as ranges over `connections` (StopAt): asked before each
    * chunk of an answer that is the object the validators name, whole; undefined goes on over the one connection.
@@ -248,19 +254,25 @@ export async function adaptiveDownload(
 ): Promise<DownloadResult & { widened: Widened }> {
   const action = `Download ${redactUrl(apiUrl)}`;
   const single: DownloadOptions = { ...o.single, maxBytes: o.maxBytes, onWritten: o.onWritten, onProgress: o.onProgress };
-  const d = new Download(t, apiUrl, sink, single, action, (written, end, answer) =>
-    o.connections > 1 && answer.total === o.total && sameObject(o.validators, answer.validators)
-      ? o.widenAt(written, end, answer)
-      : undefined,
-  );
+  let object: { total: number; validators: Validators } | undefined; // the answer it widened on
+  const d = new Download(t, apiUrl, sink, single, action, (written, end, answer) => {
+    if (o.connections <= 1) return undefined;
+    if (o.total !== undefined && !(answer.total === o.total && sameObject(o.validators ?? {}, answer.validators))) return undefined;
+    const at = o.widenAt(written, end, answer);
+    if (at !== undefined) object = answer;
+    return at;
+  });
   await t.withRetries(action, apiUrl, (attempt, rules) => d.attempt(attempt, rules));
-  if (!d.stopped) return { ...(await d.finish()), widened: { connections: 1 } };
+  if (!d.stopped || !object) return { ...(await d.finish()), widened: { connections: 1 } };
   const h = d.handover();
-  const r = await parallelDownload(t, apiUrl, sink, { ...o, from: h });
+  const r = await parallelDownload(t, apiUrl, sink, { ...o, total: object.total, validators: object.validators, from: h });
   return {
     ...r,
     attempts: Math.max(r.attempts, h.attempts),
     contentType: h.contentType,
-    widened: { connections: Math.min(o.connections, Math.max(1, planParts(o.total, o.connections, o.partBytes, h.at).length)), at: h.at },
+    widened: {
+      connections: Math.min(o.connections, Math.max(1, planParts(object.total, o.connections, o.partBytes, h.at).length)),
+      at: h.at,
+    },
   };
 }

@@ -274,9 +274,15 @@ async function fetchPartial(
   return true;
 }
 
+type Tail = Exclude<Awaited<ReturnType<typeof directoryFromTail>>, string | undefined>;
+
 /**
  * A whole archive, unpacked while it downloads when the server supports Range; otherwise (or when the download
- * restarts from zero or changes under us) downloaded first and unpacked from the complete file.
+ * restarts from zero or changes under us) downloaded first and unpacked from the complete file. The tail request
+ * (the central directory, by Range) runs beside the download's first bytes, not before them: where unpacking alongside
+ * does not pay (a download that keeps the CPU busy), the fetch costs what a plain download then unpack costs, and the
+ * directory it brought is not read again from the file. A partial fetch and ranges from the start
+ * (ARTIFACT_RELAY_WIDEN=0) need the tail first.
  */
 export async function fetchArchive(
   client: GitLabClient,
@@ -287,15 +293,98 @@ export async function fetchArchive(
   destSub: string,
   summary: SourceSummary,
 ): Promise<void> {
+  if (settings.overlap === 'never')
+    return plainFetch(client, settings, source, zip, stagingDir, destSub, summary, 'ARTIFACT_RELAY_OVERLAP=0');
   const selective = Boolean(settings.include?.length || settings.exclude?.length);
-  const fromTail =
-    settings.overlap === 'never'
-      ? undefined
-      : await directoryFromTail(client, source, settings.tailDirectoryMaxBytes * (selective ? PARTIAL_DIRECTORY_FACTOR : 1));
-  const notByRange = typeof fromTail === 'string' ? fromTail : undefined;
-  const found = typeof fromTail === 'string' ? undefined : fromTail;
-  memoryMark('directory from the tail');
-  if (found && (await fetchPartial(client, settings, source, found, zip, stagingDir, destSub, summary))) return;
+  const maxDirectory = settings.tailDirectoryMaxBytes * (selective ? PARTIAL_DIRECTORY_FACTOR : 1);
+  let tailing: Promise<Awaited<ReturnType<typeof directoryFromTail>>>;
+  if (selective || settings.widen === 0) {
+    const fromTail = await directoryFromTail(client, source, maxDirectory);
+    memoryMark('directory from the tail');
+    if (typeof fromTail === 'object' && (await fetchPartial(client, settings, source, fromTail, zip, stagingDir, destSub, summary))) return;
+    tailing = Promise.resolve(fromTail);
+  } else tailing = directoryFromTail(client, source, maxDirectory);
+  if (settings.widen === 0) {
+    const t = await tailing;
+    if (typeof t !== 'object' || !(t.etag || t.lastModified) || t.total < PARALLEL_MIN_BYTES || settings.connections <= 1) {
+      const why = typeof t === 'string' ? t : t ? 'no validator for ranges' : 'no Range support';
+      return plainFetch(client, settings, source, zip, stagingDir, destSub, summary, why);
+    }
+  }
+  await overlappedFetch(client, settings, source, zip, stagingDir, destSub, summary, tailing);
+}
+
+/** Download, then unpack from the complete file. */
+async function plainFetch(
+  client: GitLabClient,
+  settings: FetchSettings,
+  source: ResolvedSource,
+  zip: string,
+  stagingDir: string,
+  destSub: string,
+  summary: SourceSummary,
+  why: string,
+): Promise<void> {
+  logger.info(`Download, then unpack (${why})`);
+  await section(
+    `Download ${source.label}`,
+    async () =>
+      logger.info(
+        (await downloadArchive(client, source, zip, summary, settings.progressMs, { maxBytes: settings.maxArchiveBytes })).report,
+      ),
+    false,
+  );
+  await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
+}
+
+/**
+ * The download, with the tail's answer arriving beside it (`tailing`): it widens to parallel ranges once it proves
+ * bound by the network (settings.widen) where the tail proved Range and validators, and unpacking starts alongside it
+ * once it leaves the CPU idle (whenToUnpack) where the tail brought the directory; else the archive is unpacked once
+ * complete, with the tail's directory where the body ends with the tail's bytes.
+ */
+async function overlappedFetch(
+  client: GitLabClient,
+  settings: FetchSettings,
+  source: ResolvedSource,
+  zip: string,
+  stagingDir: string,
+  destSub: string,
+  summary: SourceSummary,
+  tailing: Promise<Awaited<ReturnType<typeof directoryFromTail>>>,
+): Promise<void> {
+  const mark = new Watermark();
+  let tail: Tail | undefined;
+  /** Why the archive is not unpacked while it downloads, once the tail's answer says so. */
+  let notAlongside: string | undefined;
+  /** The tail request's failure (a refusal, a hostile answer): the fetch's, and it stops the download. */
+  let tailError: Error | undefined;
+  const small = (t: Tail) => settings.overlap === 'auto' && t.total < settings.overlapMinBytes;
+  const ranged = (t: Tail) => settings.connections > 1 && t.total >= PARALLEL_MIN_BYTES && Boolean(t.etag || t.lastModified);
+  const arrived = tailing.then(
+    (t) => {
+      memoryMark('directory from the tail');
+      if (typeof t === 'object') tail = t;
+      notAlongside =
+        typeof t === 'string'
+          ? t
+          : !t
+            ? 'no Range support'
+            : small(t) && !ranged(t)
+              ? `below ${formatBytes(settings.overlapMinBytes)}`
+              : undefined;
+      if (notAlongside !== undefined) logger.info(`Download, then unpack (${notAlongside})`);
+      else if (t && typeof t === 'object') {
+        logger.info(
+          `Unpacking while downloading (${t.directory.length} entries in the directory${ranged(t) ? `, ${plannedConnections(settings.connections, settings.widen)}` : ''})`,
+        );
+      }
+    },
+    (err: Error) => {
+      tailError = err;
+      mark.fail(err);
+    },
+  );
   // Parallel ranges pay where storage limits each connection, not where one connection keeps the CPU busy: the
   // download starts over one connection and widens (settings.widen) once it proves bound by the network. Ranges need
   // a validator, so that every one is provably of the object the tail came from.
@@ -304,41 +393,24 @@ export async function fetchArchive(
   const settled = new Promise<void>((resolve) => {
     settle = resolve;
   });
-  const parallel =
-    found && settings.connections > 1 && found.total >= PARALLEL_MIN_BYTES && (found.etag || found.lastModified)
-      ? {
-          total: found.total,
-          validators: { etag: found.etag, lastModified: found.lastModified },
-          connections: settings.connections,
-          meter: writes,
-          ...widening(settings.widen, settled, writes),
-        }
-      : undefined;
-  const small = found !== undefined && !parallel && settings.overlap === 'auto' && found.total < settings.overlapMinBytes;
-  const tail = small ? undefined : found;
-  if (!tail) {
-    const why =
-      settings.overlap === 'never'
-        ? 'ARTIFACT_RELAY_OVERLAP=0'
-        : small
-          ? `below ${formatBytes(settings.overlapMinBytes)}`
-          : (notByRange ?? 'no Range support');
-    logger.info(`Download, then unpack (${why})`);
-    await section(
-      `Download ${source.label}`,
-      async () =>
-        logger.info(
-          (await downloadArchive(client, source, zip, summary, settings.progressMs, { maxBytes: settings.maxArchiveBytes })).report,
-        ),
-      false,
-    );
-    await unpackArchive(settings, source, zip, stagingDir, destSub, summary);
-    return;
-  }
-  logger.info(
-    `Unpacking while downloading (${tail.directory.length} entries in the directory${parallel ? `, ${plannedConnections(parallel.connections, settings.widen)}` : ''})`,
-  );
-  const mark = new Watermark();
+  const known = settings.widen === 0 ? ((await tailing) as Tail) : undefined; // ranges from the start: checked by the caller
+  const widen = settings.connections > 1 ? widening(settings.widen, settled, writes) : undefined;
+  const widenAt = widen?.widenAt;
+  const parallel: (ParallelPlan & { stayed?: () => string | undefined }) | undefined = widen
+    ? {
+        total: known?.total,
+        validators: known ? { etag: known.etag, lastModified: known.lastModified } : undefined,
+        connections: settings.connections,
+        meter: writes,
+        stayed: () => (tail && ranged(tail) ? widen.stayed() : 'no validated ranges'),
+        widenAt: widenAt
+          ? (written, end, answer) =>
+              tail && ranged(tail) && answer.total === tail.total && sameEtag(answer.validators.etag, tail.etag)
+                ? widenAt(written, end, answer)
+                : undefined
+          : undefined,
+      }
+    : undefined;
   let extractError: Error | undefined;
   let abandoned = false;
   let downloadReport = '';
@@ -351,8 +423,9 @@ export async function fetchArchive(
     settings.progressMs,
     {
       maxBytes: settings.maxArchiveBytes,
-      expectedSize: tail.total,
+      expectedSize: () => tail?.total,
       onWritten: (n) => {
+        if (tailError) throw tailError;
         if (extractError && !abandoned) throw extractError; // a rejected archive stops the download at once
         mark.advance(n);
       },
@@ -367,11 +440,13 @@ export async function fetchArchive(
   const downloading = downloading0.then(
     async ({ result: r, report }) => {
       downloadReport = report;
+      await arrived;
+      if (tailError) throw tailError;
       // The directory came from the tail request: the body must be that same object (its tail byte for byte,
       // whatever validators the storage sends), else unpack what was downloaded, which the sha256 describes.
-      if (r.bytes !== tail.total || !sameEtag(r.etag, tail.etag) || !(await fileEndsWith(zip, tail.buffer))) {
+      if (!tail || r.bytes !== tail.total || !sameEtag(r.etag, tail.etag) || !(await fileEndsWith(zip, tail.buffer))) {
         abandoned = true;
-        mark.fail(new Abandoned('the archive changed while downloading'));
+        mark.fail(new Abandoned(tail ? 'the archive changed while downloading' : 'no directory from the tail'));
       } else mark.finish(r.bytes);
     },
     (err) => {
@@ -380,13 +455,25 @@ export async function fetchArchive(
     },
   );
   const unpacking = whenToUnpack(downloading, settings.overlap)
-    .then(() =>
-      unpackArchive(settings, source, zip, stagingDir, destSub, summary, {
+    .then(async () => {
+      await arrived;
+      // No directory from the tail (or too small to unpack alongside, and still downloading): once complete.
+      if (
+        !tail ||
+        (notAlongside !== undefined &&
+          !(await downloading.then(
+            () => true,
+            () => false,
+          )))
+      )
+        return;
+      if (notAlongside !== undefined && abandoned) return;
+      await unpackArchive(settings, source, zip, stagingDir, destSub, summary, {
         directory: tail.directory,
         available: mark.wait,
         sharedMark: mark.shared,
-      }),
-    )
+      });
+    })
     .catch((err) => {
       extractError = err;
     });
@@ -396,8 +483,8 @@ export async function fetchArchive(
   if (downloaded.status === 'rejected') throw downloaded.reason;
   logger.info(downloadReport); // after the (collapsed) unpack section, so it shows
   if (abandoned) {
-    const why = await mark.wait(tail.total).catch((err: Error) => err);
-    logger.info(`Unpacking again from the downloaded file: ${why instanceof Error ? why.message : 'the download restarted'}`);
+    const why = await mark.wait(tail?.total ?? 0).catch((err: Error) => err);
+    if (tail) logger.info(`Unpacking again from the downloaded file: ${why instanceof Error ? why.message : 'the download restarted'}`);
     await discardStaging(stagingDir);
     await mkdir(stagingDir, { recursive: true });
     await unpackArchive(settings, source, zip, stagingDir, destSub, summary);

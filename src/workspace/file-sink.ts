@@ -107,7 +107,13 @@ export async function fileEndsWith(file: string, tail: Buffer): Promise<boolean>
 }
 
 /** A whole-archive download that may use parallel ranges: from the start, or once `widenAt` says (adaptive). */
-export type ParallelPlan = Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes' | 'ranges' | 'from'> & {
+export type ParallelPlan = Omit<ParallelOptions, 'onWritten' | 'onProgress' | 'maxBytes' | 'ranges' | 'from' | 'total' | 'validators'> & {
+  /**
+   * The object's size and validators (a tail request's answer): needed for ranges from the start; with widenAt,
+   * absent means the one connection's own answer names the object.
+   */
+  total?: number;
+  validators?: ParallelOptions['validators'];
   /** Where to widen from one connection to `connections` (StopAt); undefined: ranges from the start. */
   widenAt?: StopAt;
   /** Times the file's writes (for widenAt's policy). */
@@ -145,7 +151,12 @@ export async function downloadToFileParallel(
         const single = { onRestart: opts.onRestart, expectedSize: opts.expectedSize, maxBytesInput: opts.maxBytesInput };
         return await client.downloadAdaptive(path, query, sink, { ...common, widenAt, single });
       }
-      return { ...(await client.downloadParallel(path, query, sink, common)), widened: { connections: plan.connections, at: 0 } };
+      const { total, validators } = plan;
+      if (total === undefined || validators === undefined) throw new Error("ranges from the start need the object's size and validators");
+      return {
+        ...(await client.downloadParallel(path, query, sink, { ...common, total, validators })),
+        widened: { connections: plan.connections, at: 0 },
+      };
     } catch (err) {
       if (!(err instanceof RangeUnusable)) throw err;
       logger.info(`Downloading over one connection instead: ${err.message}`);
