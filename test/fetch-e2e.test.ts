@@ -325,6 +325,31 @@ describe('network faults are ridden out byte-exact', () => {
     assert.ok(lines.length >= 3, r.output);
   });
 
+  test('the tail request goes out beside the download, not before it: a tail held until the download reaches storage', async () => {
+    world.sim.clearFaults();
+    let release = () => {};
+    const until = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The tail request's body is held until storage has answered two requests: the tail request and the download's
+    // own. A fetch that waited for the tail before downloading would wait for its timeout (and fail, with no retries).
+    world.sim.injectFault({ origin: 'storage', kind: 'hold', range: true, until, times: 10 });
+    world.sim.afterRequests({ origin: 'storage' }, 2, release);
+    const r = await runBundle(
+      [
+        'fetch',
+        ...['--project', world.upstream.path, '--job-id', String(world.build.id), '--path', 'held-tail', '--summary', 'held-tail.json'],
+        ...['--timeout', '20', '--retries', '0'],
+      ],
+      world.env({ ARTIFACT_RELAY_OVERLAP: '1' }),
+    );
+    release();
+    assert.equal(r.status, 0, r.output);
+    assert.match(r.output, /Unpacking while downloading/);
+    assert.equal(readJson(join(world.workspace, 'held-tail.json')).sources[0].sha256, world.archiveSha256);
+    assert.deepEqual(snapshotTree(join(world.workspace, 'held-tail')), unzipReference(world, world.archive));
+  });
+
   test('a connection reset mid-body while unpacking during the download: resumed, byte-exact', async () => {
     world.sim.clearFaults();
     // Bigger than the 64 KiB tail request, so the body is not all in the tail.

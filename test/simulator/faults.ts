@@ -14,9 +14,12 @@ export interface FaultSpec {
   /**
    * status: an error answer; reset: the connection dies after `afterBytes`; slow: `bytesPerSecond` (1 = one byte a
    * second); stall: silence after `afterBytes`; endless: the body (chunked, no Content-Length) never ends, `fill`
-   * repeated after it; oversize-range: a Range request is answered with a Content-Range larger than asked.
+   * repeated after it; oversize-range: a Range request is answered with a Content-Range larger than asked; hold: the
+   * body is sent once `until` settles (a test releases it on an event, e.g. a hook on another request).
    */
-  kind: 'status' | 'reset' | 'slow' | 'stall' | 'endless' | 'oversize-range';
+  kind: 'status' | 'reset' | 'slow' | 'stall' | 'endless' | 'oversize-range' | 'hold';
+  /** hold: sends the body once this settles. */
+  until?: Promise<unknown>;
   status?: number;
   body?: string;
   headers?: Record<string, string>;
@@ -180,6 +183,10 @@ export async function deliverBody(
   fault: FaultSpec | undefined,
   counter: { bytesSent?: number } = {},
 ): Promise<void> {
+  if (fault?.kind === 'hold') {
+    await fault.until?.catch(() => undefined);
+    return deliverBody(res, body, undefined, counter);
+  }
   const kind = fault?.kind;
   if (kind === 'endless') return deliverEndless(res, body, fault!, counter);
   if (!kind || kind === 'status' || kind === 'oversize-range') {
