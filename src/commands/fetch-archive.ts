@@ -276,6 +276,17 @@ async function fetchPartial(
 
 type Tail = Exclude<Awaited<ReturnType<typeof directoryFromTail>>, string | undefined>;
 
+/** One whole-archive fetch: where it comes from, where it is written, and its summary. */
+interface ArchiveJob {
+  client: GitLabClient;
+  settings: FetchSettings;
+  source: ResolvedSource;
+  zip: string;
+  stagingDir: string;
+  destSub: string;
+  summary: SourceSummary;
+}
+
 /**
  * A whole archive, unpacked while it downloads when the server supports Range; otherwise (or when the download
  * restarts from zero or changes under us) downloaded first and unpacked from the complete file. The tail request
@@ -293,8 +304,8 @@ export async function fetchArchive(
   destSub: string,
   summary: SourceSummary,
 ): Promise<void> {
-  if (settings.overlap === 'never')
-    return plainFetch(client, settings, source, zip, stagingDir, destSub, summary, 'ARTIFACT_RELAY_OVERLAP=0');
+  const job: ArchiveJob = { client, settings, source, zip, stagingDir, destSub, summary };
+  if (settings.overlap === 'never') return plainFetch(job, 'ARTIFACT_RELAY_OVERLAP=0');
   const selective = Boolean(settings.include?.length || settings.exclude?.length);
   const maxDirectory = settings.tailDirectoryMaxBytes * (selective ? PARTIAL_DIRECTORY_FACTOR : 1);
   let tailing: Promise<Awaited<ReturnType<typeof directoryFromTail>>>;
@@ -308,23 +319,14 @@ export async function fetchArchive(
     const t = await tailing;
     if (typeof t !== 'object' || !(t.etag || t.lastModified) || t.total < PARALLEL_MIN_BYTES || settings.connections <= 1) {
       const why = typeof t === 'string' ? t : t ? 'no validator for ranges' : 'no Range support';
-      return plainFetch(client, settings, source, zip, stagingDir, destSub, summary, why);
+      return plainFetch(job, why);
     }
   }
-  await overlappedFetch(client, settings, source, zip, stagingDir, destSub, summary, tailing);
+  await overlappedFetch(job, tailing);
 }
 
 /** Download, then unpack from the complete file. */
-async function plainFetch(
-  client: GitLabClient,
-  settings: FetchSettings,
-  source: ResolvedSource,
-  zip: string,
-  stagingDir: string,
-  destSub: string,
-  summary: SourceSummary,
-  why: string,
-): Promise<void> {
+async function plainFetch({ client, settings, source, zip, stagingDir, destSub, summary }: ArchiveJob, why: string): Promise<void> {
   logger.info(`Download, then unpack (${why})`);
   await section(
     `Download ${source.label}`,
@@ -343,16 +345,8 @@ async function plainFetch(
  * once it leaves the CPU idle (whenToUnpack) where the tail brought the directory; else the archive is unpacked once
  * complete, with the tail's directory where the body ends with the tail's bytes.
  */
-async function overlappedFetch(
-  client: GitLabClient,
-  settings: FetchSettings,
-  source: ResolvedSource,
-  zip: string,
-  stagingDir: string,
-  destSub: string,
-  summary: SourceSummary,
-  tailing: Promise<Awaited<ReturnType<typeof directoryFromTail>>>,
-): Promise<void> {
+async function overlappedFetch(job: ArchiveJob, tailing: Promise<Awaited<ReturnType<typeof directoryFromTail>>>): Promise<void> {
+  const { client, settings, source, zip, stagingDir, destSub, summary } = job;
   const mark = new Watermark();
   let tail: Tail | undefined;
   /** Why the archive is not unpacked while it downloads, once the tail's answer says so. */
