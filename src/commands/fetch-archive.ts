@@ -355,6 +355,13 @@ async function overlappedFetch(job: ArchiveJob, tailing: Promise<Awaited<ReturnT
   let tailError: Error | undefined;
   const small = (t: Tail) => settings.overlap === 'auto' && t.total < settings.overlapMinBytes;
   const ranged = (t: Tail) => settings.connections > 1 && t.total >= PARALLEL_MIN_BYTES && Boolean(t.etag || t.lastModified);
+  /** Why the tail's answer allows no ranges (widening is then never asked). */
+  const unranged = (t: Tail | undefined) =>
+    !t
+      ? 'no Range support'
+      : t.total < PARALLEL_MIN_BYTES
+        ? `below ${formatBytes(PARALLEL_MIN_BYTES)}`
+        : 'no ETag or Last-Modified to validate ranges';
   const arrived = tailing.then(
     (t) => {
       memoryMark('directory from the tail');
@@ -368,9 +375,9 @@ async function overlappedFetch(job: ArchiveJob, tailing: Promise<Awaited<ReturnT
               ? `below ${formatBytes(settings.overlapMinBytes)}`
               : undefined;
       if (notAlongside !== undefined) logger.info(`Download, then unpack (${notAlongside})`);
-      else if (t && typeof t === 'object') {
+      else if (tail) {
         logger.info(
-          `Unpacking while downloading (${t.directory.length} entries in the directory${ranged(t) ? `, ${plannedConnections(settings.connections, settings.widen)}` : ''})`,
+          `Unpacking while downloading (${tail.directory.length} entries in the directory${ranged(tail) ? `, ${plannedConnections(settings.connections, settings.widen)}` : ''})`,
         );
       }
     },
@@ -396,7 +403,7 @@ async function overlappedFetch(job: ArchiveJob, tailing: Promise<Awaited<ReturnT
         validators: known ? { etag: known.etag, lastModified: known.lastModified } : undefined,
         connections: settings.connections,
         meter: writes,
-        stayed: () => (tail && ranged(tail) ? widen.stayed() : 'no validated ranges'),
+        stayed: () => (tail && ranged(tail) ? widen.stayed() : unranged(tail)),
         widenAt: widenAt
           ? (written, end, answer) =>
               tail && ranged(tail) && answer.total === tail.total && sameEtag(answer.validators.etag, tail.etag)
