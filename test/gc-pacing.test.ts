@@ -1,9 +1,11 @@
 // The download's GC pacing (src/runtime/gc-pacing.ts): a minor GC per 2 MiB of body, none without a gc function.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { bodyReceived, type Collect } from '../src/runtime/gc-pacing.ts';
+import { type Collect, GcPacer } from '../src/runtime/gc-pacing.ts';
 
 test('a minor GC is asked for once per 2 MiB of body received, and never without --expose-gc', () => {
+  const pacer = new GcPacer();
+  const bodyReceived = (bytes: number, gc: Collect | undefined) => pacer.bodyReceived(bytes, gc);
   const calls: unknown[] = [];
   const gc: Collect = (o) => calls.push(o);
   const chunk = 64 * 1024;

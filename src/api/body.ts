@@ -2,7 +2,7 @@
 // a deadline, and byte caps. A broken rule destroys the stream with an error the retry policy understands.
 import type { Readable } from 'node:stream';
 import { RelayError } from '../runtime/errors.ts';
-import { bodyReceived } from '../runtime/gc-pacing.ts';
+import { bodyPacer } from '../runtime/gc-pacing.ts';
 
 export interface BodyRules {
   /** Longest gap between two chunks. */
@@ -74,7 +74,7 @@ export async function pump(stream: Readable, rules: BodyRules, onChunk: (chunk: 
       clearTimeout(idle);
       windowBytes += (chunk as Buffer).length;
       await onChunk(chunk as Buffer);
-      bodyReceived((chunk as Buffer).length);
+      bodyPacer.bodyReceived((chunk as Buffer).length);
       arm();
     }
   } catch (err) {

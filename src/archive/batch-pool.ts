@@ -80,10 +80,10 @@ export class BatchPool {
     const id = this.nextId++;
     // Only the Batch fields cross: a caller's extras (extract.ts keeps the paths as an array too) would be cloned
     // into the thread's heap with every message.
-    const { from, end, nums, paths, stream } = batch;
+    const { from, end, nums, paths, stream, release } = batch;
     return new Promise((resolve, reject) => {
       t.pending.set(id, { resolve, reject });
-      t.worker.postMessage({ id, batch: { from, end, nums, paths, stream } });
+      t.worker.postMessage({ id, batch: { from, end, nums, paths, stream, release } });
     });
   }
 

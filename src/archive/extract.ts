@@ -287,44 +287,55 @@ async function writeFiles(
     await makeDirectories(root, dirs);
     const fh = await open(zipFile, 'r');
     zipFh = fh;
-    await runPool(tasksOf(plan, files), Math.max(opts.concurrency ?? 4, 2 * threads + 2), async (task) => {
+    /** One large entry: streamed by a runner (a thread's, or the main thread's where it writes too), else here. */
+    const writeLarge = async (task: Task, firstIndex: number): Promise<void> => {
+      const first = plan.entry(firstIndex);
+      budget.addFile(first.path);
+      if (pool && streamsOnThread(first.record.compressedSize, opts)) {
+        const batch = { ...batchOf(plan, files, task, mtimes), stream: true };
+        // With the shared mark the thread reads each piece once it is downloaded.
+        if (!opts.sharedMark) await opts.available?.(batch.end);
+        let failure: BatchFailure | undefined;
+        if (mainWrites && !mainStreaming && pool.leastHeld() >= THREAD_QUEUE) {
+          // One at a time here: the runner's piece buffers serve one streamed entry.
+          mainStreaming = true;
+          batches.main++;
+          inline ??= batchRunner(fs, zlib, config);
+          failure = await inline.stream(batch).finally(() => {
+            mainStreaming = false;
+          });
+        } else {
+          batches.threads++;
+          failure = await pool.run(batch);
+        }
+        if (!failure) {
+          budget.addBytes(first.record.uncompressedSize, first.path);
+          checkRatio(budget.caps, first.record.uncompressedSize, first.record.compressedSize, first.path);
+          return;
+        }
+        // A failed download fails the thread's read: the download's own error is the one to report.
+        if (opts.sharedMark) await opts.available?.(batch.end);
+        if (failure.kind !== 'beyond') throw failureError(failure, first.path);
+        // No reusable zlib context on this Node: streamed here instead.
+      }
+      await writeLargeFile(join(root, first.path), first.mode, dosTime(first.record), (out) =>
+        streamEntry(fh, first.record, first.path, budget, opts.available as Available, (chunk) => out.write(chunk)),
+      );
+    };
+    const tasks = tasksOf(plan, files);
+    /** Large entries not yet written: once none is left, the runners let their piece buffers go (Batch.release). */
+    let largeLeft = tasks.filter((t) => d.compressedSize[files[t.from]!]! >= SMALL_ENTRY).length;
+    await runPool(tasks, Math.max(opts.concurrency ?? 4, 2 * threads + 2), async (task) => {
       const firstIndex = files[task.from]!;
       if (d.compressedSize[firstIndex]! >= SMALL_ENTRY) {
-        const first = plan.entry(firstIndex);
-        budget.addFile(first.path);
-        if (pool && streamsOnThread(first.record.compressedSize, opts)) {
-          const batch = { ...batchOf(plan, files, task, mtimes), stream: true };
-          // With the shared mark the thread reads each piece once it is downloaded.
-          if (!opts.sharedMark) await opts.available?.(batch.end);
-          let failure: BatchFailure | undefined;
-          if (mainWrites && !mainStreaming && pool.leastHeld() >= THREAD_QUEUE) {
-            // One at a time here: the runner's piece buffers serve one streamed entry.
-            mainStreaming = true;
-            batches.main++;
-            inline ??= batchRunner(fs, zlib, config);
-            failure = await inline.stream(batch).finally(() => {
-              mainStreaming = false;
-            });
-          } else {
-            batches.threads++;
-            failure = await pool.run(batch);
-          }
-          if (!failure) {
-            budget.addBytes(first.record.uncompressedSize, first.path);
-            checkRatio(budget.caps, first.record.uncompressedSize, first.record.compressedSize, first.path);
-            return;
-          }
-          // A failed download fails the thread's read: the download's own error is the one to report.
-          if (opts.sharedMark) await opts.available?.(batch.end);
-          if (failure.kind !== 'beyond') throw failureError(failure, first.path);
-          // No reusable zlib context on this Node: streamed here instead.
+        try {
+          await writeLarge(task, firstIndex);
+        } finally {
+          largeLeft--;
         }
-        await writeLargeFile(join(root, first.path), first.mode, dosTime(first.record), (out) =>
-          streamEntry(fh, first.record, first.path, budget, opts.available as Available, (chunk) => out.write(chunk)),
-        );
         return;
       }
-      const batch = batchOf(plan, files, task, mtimes);
+      const batch = { ...batchOf(plan, files, task, mtimes), release: largeLeft === 0 };
       for (const path of batch.list) budget.addFile(path);
       await opts.available?.(batch.end);
       let failure: BatchFailure | undefined;

@@ -11,13 +11,18 @@ const COLLECT_EVERY = 2 * 1024 * 1024;
 
 export type Collect = (options: { type: 'minor' }) => void;
 
-let received = 0;
+/** Counts body bytes received; asks for a minor GC each COLLECT_EVERY of them, where node has gc (--expose-gc). */
+export class GcPacer {
+  private received = 0;
 
-/** Counts `bytes` of a response body received; collects the young generation each COLLECT_EVERY bytes. */
-export function bodyReceived(bytes: number, gc: Collect | undefined = (globalThis as { gc?: Collect }).gc): void {
-  if (!gc) return;
-  received += bytes;
-  if (received < COLLECT_EVERY) return;
-  received = 0;
-  gc({ type: 'minor' });
+  bodyReceived(bytes: number, gc: Collect | undefined = (globalThis as { gc?: Collect }).gc): void {
+    if (!gc) return;
+    this.received += bytes;
+    if (this.received < COLLECT_EVERY) return;
+    this.received = 0;
+    gc({ type: 'minor' });
+  }
 }
+
+/** The process's pacer: every download's bodies count together (they fill the one young generation). */
+export const bodyPacer = new GcPacer();
