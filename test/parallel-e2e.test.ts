@@ -82,6 +82,22 @@ describe('parallel ranged download', () => {
     }
   });
 
+  test('ranges from the start (ARTIFACT_RELAY_WIDEN=0) on an archive too small for ranges: one connection, unpacked alongside', async () => {
+    const archive = world.zip('tiny-widen0.zip', [{ name: 'r.bin', data: randomBytes(300_000) }]);
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'tiny-widen0', status: 'success' });
+    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
+    world.sim.clearFaults();
+    world.sim.requests.length = 0;
+    const r = await runBundle(
+      ['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'tiny-widen0'],
+      world.env({ ARTIFACT_RELAY_WIDEN: '0', ARTIFACT_RELAY_OVERLAP: '1' }),
+    );
+    assert.equal(r.status, 0, r.output);
+    assert.match(r.output, /Unpacking while downloading \(\d+ entries in the directory\)/);
+    assert.equal(world.sim.requests.filter((q) => q.origin === 'storage' && !q.headers.range).length, 1);
+    assert.deepEqual(snapshotTree(join(world.workspace, 'tiny-widen0')), unzipTree(world, archive));
+  });
+
   test('connections: 1 downloads over one connection', async () => {
     const archive = world.zip('single.zip', [{ name: 'r.bin', data: randomBytes(2_500_000) }]);
     const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'single', status: 'success' });

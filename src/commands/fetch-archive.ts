@@ -315,13 +315,6 @@ export async function fetchArchive(
     if (typeof fromTail === 'object' && (await fetchPartial(client, settings, source, fromTail, zip, stagingDir, destSub, summary))) return;
     tailing = Promise.resolve(fromTail);
   } else tailing = directoryFromTail(client, source, maxDirectory);
-  if (settings.widen === 0) {
-    const t = await tailing;
-    if (typeof t !== 'object' || !(t.etag || t.lastModified) || t.total < PARALLEL_MIN_BYTES || settings.connections <= 1) {
-      const why = typeof t === 'string' ? t : t ? 'no validator for ranges' : 'no Range support';
-      return plainFetch(job, why);
-    }
-  }
   await overlappedFetch(job, tailing);
 }
 
@@ -394,8 +387,10 @@ async function overlappedFetch(job: ArchiveJob, tailing: Promise<Awaited<ReturnT
   const settled = new Promise<void>((resolve) => {
     settle = resolve;
   });
-  const known = settings.widen === 0 ? ((await tailing) as Tail) : undefined; // ranges from the start: checked by the caller
-  const widen = settings.connections > 1 ? widening(settings.widen, settled, writes) : undefined;
+  // Ranges from the start (ARTIFACT_RELAY_WIDEN=0) are planned on the tail's answer, which the caller awaited.
+  const first = settings.widen === 0 ? await tailing : undefined;
+  const known = typeof first === 'object' && ranged(first) ? first : undefined;
+  const widen = settings.connections > 1 && (settings.widen !== 0 || known) ? widening(settings.widen, settled, writes) : undefined;
   const widenAt = widen?.widenAt;
   const parallel: (ParallelPlan & { stayed?: () => string | undefined }) | undefined = widen
     ? {
