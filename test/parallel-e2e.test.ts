@@ -82,38 +82,30 @@ describe('parallel ranged download', () => {
     }
   });
 
-  test('ranges from the start (ARTIFACT_RELAY_WIDEN=0) on an archive too small for ranges: one connection, unpacked alongside', async () => {
-    const archive = world.zip('tiny-widen0.zip', [{ name: 'r.bin', data: randomBytes(300_000) }]);
-    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'tiny-widen0', status: 'success' });
+  /**
+   * One random entry of `bytes` fetched with `extra` inputs and `env` (overlap forced: an archive this small is
+   * otherwise downloaded, then unpacked): unpacked alongside, over one connection, byte-exact.
+   */
+  const overOneConnection = async (name: string, bytes: number, extra: string[], env: Record<string, string>) => {
+    const archive = world.zip(`${name}.zip`, [{ name: 'r.bin', data: randomBytes(bytes) }]);
+    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: name, status: 'success' });
     const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
     world.sim.clearFaults();
     world.sim.requests.length = 0;
     const r = await runBundle(
-      ['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'tiny-widen0'],
-      world.env({ ARTIFACT_RELAY_WIDEN: '0', ARTIFACT_RELAY_OVERLAP: '1' }),
+      ['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', name, ...extra],
+      world.env({ ARTIFACT_RELAY_OVERLAP: '1', ...env }),
     );
     assert.equal(r.status, 0, r.output);
     assert.match(r.output, /Unpacking while downloading \(\d+ entries in the directory\)/);
     assert.equal(world.sim.requests.filter((q) => q.origin === 'storage' && !q.headers.range).length, 1);
-    assert.deepEqual(snapshotTree(join(world.workspace, 'tiny-widen0')), unzipTree(world, archive));
-  });
+    assert.deepEqual(snapshotTree(join(world.workspace, name)), unzipTree(world, archive));
+  };
 
-  test('connections: 1 downloads over one connection', async () => {
-    const archive = world.zip('single.zip', [{ name: 'r.bin', data: randomBytes(2_500_000) }]);
-    const p = world.sim.addPipeline({ projectId: world.upstream.id, ref: 'single', status: 'success' });
-    const j = world.sim.addJob({ pipelineId: p.id, name: 'build', status: 'success', archive });
-    world.sim.clearFaults();
-    world.sim.requests.length = 0;
-    const r = await runBundle(
-      ['fetch', '--project', world.upstream.path, '--job-id', String(j.id), '--path', 'single', '--connections', '1'],
-      // Overlap forced: over one connection an archive this small is otherwise downloaded, then unpacked.
-      world.env({ ARTIFACT_RELAY_OVERLAP: '1' }),
-    );
-    assert.equal(r.status, 0, r.output);
-    assert.match(r.output, /Unpacking while downloading \(\d+ entries in the directory\)/);
-    assert.equal(world.sim.requests.filter((q) => q.origin === 'storage' && !q.headers.range).length, 1);
-    assert.deepEqual(snapshotTree(join(world.workspace, 'single')), unzipTree(world, archive));
-  });
+  test('ranges from the start (ARTIFACT_RELAY_WIDEN=0) on an archive too small for ranges: one connection, unpacked alongside', () =>
+    overOneConnection('tiny-widen0', 300_000, [], { ARTIFACT_RELAY_WIDEN: '0' }));
+
+  test('connections: 1 downloads over one connection', () => overOneConnection('single', 2_500_000, ['--connections', '1'], {}));
 });
 
 /** Storage requests: whole-object GETs (no Range), the tail (a suffix range) and the bounded ranges past it. */
