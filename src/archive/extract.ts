@@ -281,6 +281,8 @@ async function writeFiles(
   const pool = threads > 0 ? new BatchPool(threads, config) : undefined;
   let inline: BatchRunner | undefined;
   let mainStreaming = false;
+  /** Whether the main thread takes the next batch itself (mainWrites): while every thread holds THREAD_QUEUE. */
+  const mainTakes = (p: BatchPool) => mainWrites && p.leastHeld() >= THREAD_QUEUE;
   let zipFh: Awaited<ReturnType<typeof open>> | undefined;
   const mtimes = new Map<number, number>();
   try {
@@ -296,7 +298,7 @@ async function writeFiles(
         // With the shared mark the thread reads each piece once it is downloaded.
         if (!opts.sharedMark) await opts.available?.(batch.end);
         let failure: BatchFailure | undefined;
-        if (mainWrites && !mainStreaming && pool.leastHeld() >= THREAD_QUEUE) {
+        if (!mainStreaming && mainTakes(pool)) {
           // One at a time here: the runner's piece buffers serve one streamed entry.
           mainStreaming = true;
           batches.main++;
@@ -339,7 +341,7 @@ async function writeFiles(
       for (const path of batch.list) budget.addFile(path);
       await opts.available?.(batch.end);
       let failure: BatchFailure | undefined;
-      if (pool && !(mainWrites && pool.leastHeld() >= THREAD_QUEUE)) {
+      if (pool && !mainTakes(pool)) {
         batches.threads++;
         failure = await pool.run(batch);
       } else {

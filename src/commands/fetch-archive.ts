@@ -311,7 +311,6 @@ export async function fetchArchive(
   let tailing: Promise<Awaited<ReturnType<typeof directoryFromTail>>>;
   if (selective || settings.widen === 0) {
     const fromTail = await directoryFromTail(client, source, maxDirectory);
-    memoryMark('directory from the tail');
     if (typeof fromTail === 'object' && (await fetchPartial(client, settings, source, fromTail, zip, stagingDir, destSub, summary))) return;
     tailing = Promise.resolve(fromTail);
   } else tailing = directoryFromTail(client, source, maxDirectory);
@@ -453,17 +452,15 @@ async function overlappedFetch(job: ArchiveJob, tailing: Promise<Awaited<ReturnT
   const unpacking = whenToUnpack(downloading, settings.overlap)
     .then(async () => {
       await arrived;
-      // No directory from the tail (or too small to unpack alongside, and still downloading): once complete.
-      if (
-        !tail ||
-        (notAlongside !== undefined &&
-          !(await downloading.then(
-            () => true,
-            () => false,
-          )))
-      )
-        return;
-      if (notAlongside !== undefined && abandoned) return;
+      if (!tail) return; // unpacked from the file once downloaded (abandoned)
+      if (notAlongside !== undefined) {
+        // Not alongside: once downloaded, with the tail's directory where the body is the tail's object.
+        const downloadedWhole = await downloading.then(
+          () => true,
+          () => false,
+        );
+        if (!downloadedWhole || abandoned) return;
+      }
       await unpackArchive(settings, source, zip, stagingDir, destSub, summary, {
         directory: tail.directory,
         available: mark.wait,
