@@ -46,7 +46,7 @@ COPY LICENSE.md /usr/local/lib/artifact-relay/LICENSE.md
 # processes of the job's own script are not affected. --no-short-builtin-calls: V8 otherwise copies its 2 MB of
 # builtins next to each isolate's code (the main thread and each unpacking thread), all of it resident (many83k on
 # Node 24, 4 runs each: 117-119 -> 110-113 MB; wall and CPU unchanged). --expose-gc: the download collects its body
-# chunks every 2 MiB (src/runtime/gc-pacing.ts; many83k while downloading: 41 -> 32 MB anonymous).
+# chunks every 1 MiB (src/runtime/gc-pacing.ts; many83k while downloading: 41 -> 30 MB anonymous).
 RUN printf '#!/bin/sh\nMALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=131072 NODE_COMPILE_CACHE=/usr/local/lib/artifact-relay/compile-cache exec node --max-semi-space-size=1 --no-short-builtin-calls --expose-gc /usr/local/lib/artifact-relay/artifact-relay.mjs "$@"\n' >/usr/local/bin/artifact-relay \
  && chmod 755 /usr/local/bin/artifact-relay \
  && if ! getent passwd 1000 >/dev/null; then \

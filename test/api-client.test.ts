@@ -685,7 +685,7 @@ describe('client against a local server', () => {
     }
   });
 
-  it('a download asks for a minor GC every 2 MiB of body where node has gc (--expose-gc, as the image runs it)', async () => {
+  it('a download asks for a minor GC every 1 MiB of body where node has gc (--expose-gc, as the image runs it)', async () => {
     const data = randomBytes(5 * 1024 * 1024);
     const srv = await startServer((_req, res) => {
       res.writeHead(200, { 'content-length': String(data.length) });
@@ -699,8 +699,9 @@ describe('client against a local server', () => {
       const file = join(tmp, 'paced.zip');
       const r = await downloadToFile(createGitLabClient(settings(srv)), '/projects/1/jobs/1/artifacts', undefined, file);
       assert.equal(r.sha256, sha(data));
-      // At least one per 2 MiB of this body (the process's pacer may hold bytes counted before it).
-      assert.ok(calls.length >= 2 && calls.length <= 3, JSON.stringify(calls));
+      // About one per 1 MiB of this body (the process's pacer may hold bytes counted before it, and a body's last
+      // bytes may not reach the next MiB).
+      assert.ok(calls.length >= 4 && calls.length <= 6, JSON.stringify(calls));
       assert.deepEqual(calls[0], { type: 'minor' });
     } finally {
       g.gc = had;

@@ -71,12 +71,31 @@ describe('Directory', () => {
     });
   });
 
-  test('bytes held per record: the fixed fields (48 bytes) and the name, nothing per record on the JS heap', () => {
+  test('bytes held per record: the fixed fields (36 bytes under 4 GiB) and the name, nothing per record on the JS heap', () => {
     const n = 10_000;
     const records = Array.from({ length: n }, (_, i) => rec(`src/mod${i % 25}/pkg${i % 20}/f${String(i).padStart(6, '0')}.txt`));
     const nameBytes = records.reduce((s, r) => s + Buffer.byteLength(r.path), 0);
     const dir = Directory.fromRecords(records);
-    assert.equal(dir.bytesHeld(), n * 48 + nameBytes);
+    assert.equal(dir.bytesHeld(), n * 36 + nameBytes);
+  });
+
+  test('a size or offset past 2^32 (or not a whole number) widens its column to doubles: every value stays exact', () => {
+    const big = 2 ** 32 + 5;
+    const records = [
+      rec('a', FILE, { compressedSize: 7, offsetToLocalFileHeader: 0xffffffff }),
+      rec('b', FILE, { compressedSize: big, uncompressedSize: 2 ** 53 - 1 }),
+      rec('c', FILE, { offsetToLocalFileHeader: -1, uncompressedSize: 1.5 }),
+    ];
+    const dir = Directory.fromRecords(records);
+    assert.deepEqual(
+      [0, 1, 2].map((i) => [dir.compressedSize[i], dir.uncompressedSize[i], dir.offsetToLocalFileHeader[i]]),
+      records.map((r) => [r.compressedSize, r.uncompressedSize, r.offsetToLocalFileHeader]),
+    );
+    assert.ok(dir.compressedSize instanceof Float64Array && dir.uncompressedSize instanceof Float64Array);
+    assert.ok(dir.offsetToLocalFileHeader instanceof Float64Array);
+    const small = Directory.fromRecords([rec('a', FILE, { compressedSize: 0xffffffff, offsetToLocalFileHeader: 0xffffffff })]);
+    assert.ok(small.compressedSize instanceof Uint32Array && small.offsetToLocalFileHeader instanceof Uint32Array);
+    assert.equal(small.compressedSize[0], 0xffffffff);
   });
 
   test('from a tail: the gaps fetched before it are freed once parsed (detached), the tail is left whole', async () => {

@@ -4,7 +4,7 @@
 // find the file short and fail as damaged data.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -102,5 +102,68 @@ describe('a large entry streamed on a thread while downloading', () => {
         return true;
       },
     );
+  });
+});
+
+describe('small entries while downloading: one thread per core but one, the main thread joins once the download ends', () => {
+  // 3,000 small files (over THREADS_MIN_ENTRIES): batches of them, posted as their bytes arrive.
+  const smalls = Array.from({ length: 3000 }, (_, i) => ({
+    name: `s/f${String(i).padStart(4, '0')}.txt`,
+    data: Buffer.from(`file ${i}\n`.repeat(1 + (i % 40))),
+  }));
+  const zipped = pythonZip(join(dir, 'smalls.zip'), smalls);
+  const all = readFileSync(zipped);
+
+  /** The extraction of smalls.zip on `cores` cores, with the download at `at` bytes (finished when whole). */
+  async function unpack(at: number, cores: number) {
+    const n = ++runs;
+    const zip = join(dir, `smalls-${n}.zip`);
+    const dest = join(dir, `smalls-out-${n}`);
+    mkdirSync(dest);
+    writeFileSync(zip, all.subarray(0, at));
+    const mark = new Watermark();
+    if (at === all.length) mark.finish(at);
+    else mark.advance(at);
+    const directory = await readDirectoryFromFile(zipped);
+    const extraction = extractArchive(zip, dest, {
+      ...caps,
+      maxFiles: 10_000,
+      directory,
+      available: mark.wait,
+      sharedMark: mark.shared,
+      cores,
+    });
+    return { zip, dest, mark, extraction };
+  }
+
+  test('while the download runs the main thread writes no batch, and one thread is started on 2 cores', async () => {
+    // All but the last byte: every batch can be written, and the download has not finished.
+    const held = all.length - 1;
+    const { zip, dest, mark, extraction } = await unpack(held, 2);
+    let settled = false;
+    extraction.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    // A safety net for a broken build only: never reached when every batch is written.
+    const giveUp = setTimeout(() => mark.fail(new Error('the batches were not all written before the download ended')), 30_000);
+    const last = join(dest, smalls.at(-1)!.name);
+    while (!existsSync(last) && !settled) await new Promise((resolve) => setImmediate(resolve));
+    clearTimeout(giveUp);
+    appendFileSync(zip, all.subarray(held));
+    mark.finish(all.length);
+    const r = await extraction;
+    assert.deepEqual({ main: r.batches.main, threadsStarted: r.batches.threadsStarted }, { main: 0, threadsStarted: 1 });
+    assert.ok(r.batches.threads > 1);
+    for (const e of [smalls[0]!, smalls[1234]!, smalls.at(-1)!]) assert.ok(readFileSync(join(dest, e.name)).equals(e.data));
+  });
+
+  test('once the download has finished the main thread writes batches beside the thread', async () => {
+    const { dest, extraction } = await unpack(all.length, 2);
+    const r = await extraction;
+    assert.equal(r.batches.threadsStarted, 1);
+    assert.ok(r.batches.main > 0 && r.batches.threads > 0, JSON.stringify(r.batches));
+    assert.equal(r.files, smalls.length);
+    for (const e of [smalls[0]!, smalls[2999]!]) assert.ok(readFileSync(join(dest, e.name)).equals(e.data));
   });
 });

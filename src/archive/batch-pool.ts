@@ -78,8 +78,7 @@ export class BatchPool {
     for (const x of this.threads) if (x.pending.size < t.pending.size) t = x;
     if (t.broken) return Promise.reject(t.broken);
     const id = this.nextId++;
-    // Only the Batch fields cross: a caller's extras (extract.ts keeps the paths as an array too) would be cloned
-    // into the thread's heap with every message.
+    // Only the Batch fields cross: a caller's extras (a streamed batch's) would be cloned into the thread's heap.
     const { from, end, nums, paths, stream, release } = batch;
     return new Promise((resolve, reject) => {
       t.pending.set(id, { resolve, reject });

@@ -3,12 +3,14 @@
 // across the whole archive, and the directory's raw records (count cap, zip64 extra fields that lack a field the
 // record defers to them), walked before any record object is built.
 
+import type { SizeColumn } from './central-directory.ts';
+
 /**
  * Two entries (their indices) whose local header and data overlap, or undefined; entry i is at `offsets[i]` with
  * `compressed[i]` bytes of data. Each entry occupies at least its 30-byte local header and its compressed data from
  * its offset (a lower bound: names, extra fields and data descriptors only add), so any overlap found is real.
  */
-export function findOverlap(offsets: Float64Array, compressed: Float64Array): [number, number] | undefined {
+export function findOverlap(offsets: SizeColumn, compressed: SizeColumn): [number, number] | undefined {
   const order = new Uint32Array(offsets.length);
   for (let i = 0; i < order.length; i++) order[i] = i;
   order.sort((a, b) => offsets[a]! - offsets[b]! || a - b);

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { ArchiveError, writeError } from '../runtime/errors.ts';
 import { DAMAGED_ADVICE, LOCAL_HEADER_SIG, type LeanRecord } from './central-directory.ts';
-import { type Caps, checkArchiveRatio, checkRatio, mb } from './plan.ts';
+import { type Caps, checkArchiveRatio, checkRatio, mb, type PathOf, pathOf } from './plan.ts';
 
 /** Resolves once bytes [0, end) of the archive are on disk (unset: the archive is complete). */
 export type Available = ((end: number) => Promise<void>) | undefined;
@@ -26,23 +26,23 @@ export class Budget {
     readonly caps: Caps,
     private readonly compressed = 0,
   ) {}
-  addBytes(n: number, path: string): void {
+  addBytes(n: number, path: PathOf): void {
     this.bytes += n;
     checkArchiveRatio(this.caps, this.bytes, this.compressed, path);
     if (this.bytes > this.caps.maxBytes) {
       throw new ArchiveError(
         `archive inflates to more than max_bytes (${mb(this.caps.maxBytes)})`,
-        path,
+        pathOf(path),
         'Raise max_bytes if the artifact is expected to be this large.',
       );
     }
   }
-  addFile(path: string): void {
+  addFile(path: PathOf): void {
     this.files += 1;
     if (this.files > this.caps.maxFiles) {
       throw new ArchiveError(
         `archive has more than max_files (${this.caps.maxFiles}) entries`,
-        path,
+        pathOf(path),
         'Raise max_files if the artifact is expected to have this many files.',
       );
     }
