@@ -314,29 +314,47 @@ async function runShape(shape: string): Promise<void> {
   }
 }
 
-/** Peak RSS of one artifact-relay fetch of a shape on `r` (memory targets), unpacked on tmpfs. */
-async function peakRss(shape: string, r: Runtime): Promise<{ rss: number; info: ArchiveInfo }> {
+/** Runs of each memory measurement: peak RSS varies by a few MB from run to run; the largest is the one reported. */
+const MEMORY_RUNS = 3;
+/** Storage paced per connection for the "while downloading" memory rows (MiB/s): the fetch widens and unpacks alongside. */
+const MEMORY_PACED = 100;
+
+/**
+ * Peak RSS of artifact-relay fetches of a shape on `r` (memory targets), unpacked on tmpfs: the largest of MEMORY_RUNS,
+ * and all of them. `paced`: storage limited to that many MiB/s per connection (the simulator's storageConnectionLimit),
+ * so that the fetch unpacks while it downloads, as from real object storage, instead of finding the archive complete.
+ */
+async function peakRss(shape: string, r: Runtime, paced?: number): Promise<{ rss: number; runs: number[]; info: ArchiveInfo }> {
   const { zip, info } = await ensureArchive(shape);
-  const job = sim.addJob({ pipelineId: pipeline.id, name: `mem-${shape}-${r.source}`, status: 'success', archive: zip });
+  const job = sim.addJob({ pipelineId: pipeline.id, name: `mem-${shape}-${r.source}-${paced ?? 0}`, status: 'success', archive: zip });
   const w = join('/dev/shm', `artifact-relay-bench-mem-${process.pid}`);
-  await rm(w, { recursive: true, force: true });
-  await mkdir(w, { recursive: true });
+  const runs: number[] = [];
+  sim.storageConnectionLimit = paced ? paced * 1024 * 1024 : undefined;
   try {
-    const s = await timed(relay(r)(job.id, join(w, 'out')), w, runtimeEnv(r));
-    await r.cache?.check();
-    const got = await treeStats(join(w, 'out'));
-    if (got.files !== info.files || got.bytes !== info.inflated)
-      throw new Error(
-        `(memory ${shape}) unpacked ${got.files} files / ${got.bytes} bytes; the archive has ${info.files} / ${info.inflated}`,
+    for (let i = 0; i < MEMORY_RUNS; i++) {
+      await rm(w, { recursive: true, force: true });
+      await mkdir(w, { recursive: true });
+      const s = await timed(relay(r)(job.id, join(w, 'out')), w, runtimeEnv(r));
+      await r.cache?.check();
+      const got = await treeStats(join(w, 'out'));
+      if (got.files !== info.files || got.bytes !== info.inflated)
+        throw new Error(
+          `(memory ${shape}) unpacked ${got.files} files / ${got.bytes} bytes; the archive has ${info.files} / ${info.inflated}`,
+        );
+      runs.push(s.rssMB);
+      console.log(
+        `memory ${shape}${paced ? ` (storage at ${paced} MiB/s a connection)` : ''} Node ${r.version}: ${info.entries} entries, ${mib(info.bytes)} MiB zip: ${fmt(s.rssMB, 0)} MB peak RSS, ${fmt(s.wall)} s`,
       );
-    console.log(
-      `memory ${shape} Node ${r.version}: ${info.entries} entries, ${mib(info.bytes)} MiB zip: ${fmt(s.rssMB, 0)} MB peak RSS, ${fmt(s.wall)} s`,
-    );
-    return { rss: s.rssMB, info };
+    }
+    return { rss: Math.max(...runs), runs, info };
   } finally {
+    sim.storageConnectionLimit = undefined;
     await rm(w, { recursive: true, force: true });
   }
 }
+
+/** "97.1, 98.3, 96.0 MB in 3 runs" */
+const runsNote = (runs: number[]) => `${runs.map((x) => fmt(x, 1)).join(', ')} MB in ${runs.length} runs`;
 
 try {
   for (const shape of shapes) await runShape(shape);
@@ -345,16 +363,17 @@ try {
     for (const r of hostRt ? [rt, hostRt] : [rt]) {
       const info = r !== rt;
       const on = info ? `, host Node ${r.version}` : '';
-      const m83 = await peakRss('many83k', r);
-      extra.push({
-        name: `peak RSS, ${m83.info.entries} entries / ${mib(m83.info.bytes)} MiB${on}`,
-        value: m83.rss,
-        limit: 100,
-        unit: ' MB',
-        info,
-      });
-      const m300 = await peakRss('many300k', r);
-      extra.push({ name: `peak RSS, ${m300.info.entries} entries${on}`, value: m300.rss, limit: 150, unit: ' MB', info });
+      for (const [shape, limit] of [
+        ['many83k', 100],
+        ['many300k', 150],
+      ] as const) {
+        for (const paced of [undefined, MEMORY_PACED]) {
+          const m = await peakRss(shape, r, paced);
+          const what = shape === 'many83k' ? `${m.info.entries} entries / ${mib(m.info.bytes)} MiB` : `${m.info.entries} entries`;
+          const how = paced ? `, storage at ${paced} MiB/s a connection (unpacked while downloading)` : ', served at full speed';
+          extra.push({ name: `peak RSS, ${what}${how}${on}`, value: m.rss, limit, unit: ' MB', note: runsNote(m.runs), info });
+        }
+      }
       // A tiny archive against Node's own baseline: node -e 0 of the same binary under the same flags.
       const tiny = join(cacheDir, 'shape-tiny.zip');
       if (!existsSync(`${tiny}.json`)) {
@@ -381,6 +400,11 @@ try {
         info,
       });
     }
+  }
+  if (memory) {
+    notes.push(
+      `Memory rows: the largest peak RSS (GNU time %M) of ${MEMORY_RUNS} runs each, unpacked on tmpfs; "served at full speed": the simulator's storage on loopback, the download over before unpacking gets far (the main thread then writes beside one thread); "storage at ${MEMORY_PACED} MiB/s a connection": the storage paced per connection (storageConnectionLimit), the fetch widens to 4 connections and unpacks while it downloads, as from real object storage.`,
+    );
   }
   if (startup) {
     const w = join('/dev/shm', `artifact-relay-bench-startup-${process.pid}`);

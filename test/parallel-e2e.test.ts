@@ -36,6 +36,26 @@ describe('parallel ranged download', () => {
     for (let i = 1; i < parts.length; i++) assert.equal(parts[i]!.start, parts[i - 1]!.end);
   });
 
+  test('planParts: the last parts shrink (to 1 MiB) so that the connections finish together', () => {
+    const total = 1024 * MiB;
+    const parts = planParts(total, 4);
+    const sizes = parts.map((p) => p.end - p.start);
+    assert.equal(sizes[0], 32 * MiB);
+    assert.equal(parts.at(-1)!.end, total);
+    for (let i = 1; i < parts.length; i++) {
+      assert.equal(parts[i]!.start, parts[i - 1]!.end);
+      assert.ok(sizes[i]! <= sizes[i - 1]!, `part ${i} is larger than the one before`);
+    }
+    // What is left when each of the last 4 parts starts is at most 8 of them: no connection runs on alone long.
+    assert.ok(sizes.slice(-4).every((n) => n <= MiB));
+    assert.ok(sizes.filter((n) => n < 32 * MiB).length >= 8);
+    // From an offset (after widening), the same shape over what is left.
+    const from = planParts(total, 4, undefined, 100 * MiB);
+    assert.equal(from[0]!.start, 100 * MiB);
+    assert.equal(from.at(-1)!.end, total);
+    assert.ok(from.slice(-4).every((p) => p.end - p.start <= MiB));
+  });
+
   test('ARTIFACT_RELAY_WIDEN=0: 4 connections from the start under a per-connection limit; a range reset mid-body is retried alone; byte-exact', async () => {
     const archive = world.zip('parallel.zip', [
       { name: 'a/random.bin', data: randomBytes(1_500_000) },

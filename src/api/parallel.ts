@@ -75,12 +75,27 @@ const MAX_PART = 32 * 1024 * 1024;
 /** Bytes read back from the sink at a time for the hash (memory stays flat whatever the part size). */
 const HASH_SLICE = 1024 * 1024;
 
-/** The ranges [start, end) the bytes [from, total) of one object are fetched in. */
+/**
+ * The ranges [start, end) the bytes [from, total) of one object are fetched in: parts of a quarter of each
+ * connection's share (1 to 32 MiB), the last of them smaller and smaller (each a 2 x connections-th of what is left,
+ * at least 1 MiB), so that the connections finish together: with equal parts, the last one ran on alone for up to a
+ * whole part (0.8 s for 32 MiB at 40 MiB/s). A fixed `partBytes` cuts parts of that size.
+ */
 export function planParts(total: number, connections: number, partBytes?: number, from = 0): { start: number; end: number }[] {
-  const auto = Math.min(MAX_PART, Math.max(MIN_PART, Math.ceil((total - from) / (4 * Math.max(1, connections)))));
-  const size = Math.max(1, partBytes ?? auto);
+  const c = Math.max(1, connections);
+  const auto = Math.min(MAX_PART, Math.max(MIN_PART, Math.ceil((total - from) / (4 * c))));
   const parts: { start: number; end: number }[] = [];
-  for (let start = from; start < total; start += size) parts.push({ start, end: Math.min(total, start + size) });
+  for (let start = from; start < total; ) {
+    const left = total - start;
+    const size =
+      partBytes !== undefined
+        ? Math.max(1, partBytes)
+        : left > c * auto
+          ? auto
+          : Math.min(auto, Math.max(MIN_PART, Math.ceil(left / (2 * c))));
+    parts.push({ start, end: Math.min(total, start + size) });
+    start += size;
+  }
   return parts;
 }
 
@@ -195,8 +210,11 @@ export async function parallelDownload(t: Transport, apiUrl: URL, sink: Readable
     if (unusable) throw unusable;
     done[index] = true;
     if (partial) return;
-    hashing = hashing.then(advance);
-    await hashing;
+    // Not awaited: the connection goes on to its next part while the parts done in order are read back and hashed
+    // (32 MiB took 30-60 ms, the connection idle). A failed read-back fails the download like a failed part.
+    hashing = hashing.then(advance).catch((err: unknown) => {
+      failed ??= err;
+    });
   };
 
   let next = 0;
@@ -211,8 +229,8 @@ export async function parallelDownload(t: Transport, apiUrl: URL, sink: Readable
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(o.connections, parts.length)) }, worker));
-  if (failed !== undefined) throw failed;
   await hashing;
+  if (failed !== undefined) throw failed;
   await sink.truncate(o.total);
   return {
     bytes: wanted,
