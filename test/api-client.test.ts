@@ -768,6 +768,27 @@ describe('client against a local server', () => {
     }
   });
 
+  it('a download whose file cannot be written (ENOSPC) fails naming the file, with the disk advice', async () => {
+    const data = randomBytes(300_000);
+    const srv = await startServer((_req, res) => {
+      res.writeHead(200, { 'content-length': String(data.length) });
+      res.end(data);
+    });
+    try {
+      await assert.rejects(
+        downloadToFile(createGitLabClient(settings(srv)), '/projects/1/jobs/1/artifacts', undefined, '/dev/full'),
+        (err: unknown) => {
+          assert.ok(err instanceof RelayError, String(err));
+          assert.match(err.message, /^Cannot write \/dev\/full: ENOSPC/);
+          assert.match(err.advice ?? '', /disk space/);
+          return true;
+        },
+      );
+    } finally {
+      await srv.close();
+    }
+  });
+
   it('a resume answered from a changed object (another ETag) starts over', async () => {
     const a = randomBytes(120_000);
     const b = randomBytes(120_000);

@@ -1,4 +1,5 @@
 // A file as the sink of a download (src/api knows no file system): writes at offsets, truncates on restart.
+import { writeSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import type { DownloadOptions, DownloadResult, GitLabClient, ParallelOptions, Query, ReadableSink, Widened } from '../api/client.ts';
 import type { StopAt } from '../api/download.ts';
@@ -44,10 +45,9 @@ export async function openFileSink(file: string, meter?: WriteMeter): Promise<Fi
     async write(chunk, offset) {
       meter?.begin();
       try {
-        for (let off = 0; off < chunk.length; ) {
-          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, offset + off);
-          off += bytesWritten;
-        }
+        // Synchronous: a body chunk (64 KiB) lands in the page cache in some 10-20 us, a thread-pool round trip per
+        // chunk cost more than the write (small, 64 MiB over loopback: 290-370 -> 460 MiB/s; the fetch 0.66 -> 0.60 s).
+        for (let off = 0; off < chunk.length; ) off += writeSync(fh.fd, chunk, off, chunk.length - off, offset + off);
       } catch (err) {
         throw writeError(file, err);
       } finally {
