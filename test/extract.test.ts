@@ -252,7 +252,10 @@ for (const [label, extract] of PATHS) {
     test('with the main thread writing beside a thread, both write batches and the tree is the same', async () => {
       const zip = pythonZip(join(fresh('z'), 'shared.zip'), many);
       const { ours, result } = await assertLikeUnzip(zip, { threads: 1, mainWrites: true }, extract);
-      assert.ok(result.batches.main > 0 && result.batches.threads > 0, JSON.stringify(result.batches));
+      // From a complete file every batch can be posted at once: the thread holds two, the main thread takes the
+      // next. While the archive is written, batches come as their bytes do, and the thread may keep up with them.
+      if (extract === extractArchive) assert.ok(result.batches.main > 0 && result.batches.threads > 0, JSON.stringify(result.batches));
+      else assert.ok(result.batches.main + result.batches.threads > 1, JSON.stringify(result.batches));
       const threadedDir = fresh('threaded');
       const threaded = await extract(zip, threadedDir, { ...OPTS, threads: 2 });
       assert.equal(threaded.batches.main, 0);
