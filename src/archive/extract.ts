@@ -36,7 +36,7 @@ export interface ExtractOptions extends Caps {
   exclude?: string[];
   /** Entries extracted at a time (default 4). */
   concurrency?: number;
-  /** Worker threads writing the small entries (default: one per core, at most 4, from 1000 small entries on; 0: none). */
+  /** Worker threads writing the small entries (default: one per core but one, at most 3, from 1000 small entries on; 0: none). */
   threads?: number;
   /** The cores the default `threads` counts (default: availableParallelism()). */
   cores?: number;
