@@ -3,7 +3,7 @@
 // clock and fake scheduling times: no test here depends on how fast anything runs.
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, mock, test } from 'node:test';
-import { networkBound, type Probe } from '../src/commands/download-policy.ts';
+import { networkBound, type Probe, whenToUnpack } from '../src/commands/download-policy.ts';
 import { WriteMeter } from '../src/workspace/file-sink.ts';
 
 describe('WriteMeter', () => {
@@ -83,5 +83,47 @@ describe('networkBound', () => {
     await until;
     await Promise.resolve();
     assert.equal(verdict, false);
+  });
+});
+
+describe('whenToUnpack', () => {
+  beforeEach(() => mock.timers.enable({ apis: ['setInterval', 'setTimeout'] }));
+  afterEach(() => mock.timers.reset());
+  const ticks = async () => {
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+  };
+
+  test('on more than one core unpacking starts at once: the main thread keeps its core for the download', async () => {
+    let started = false;
+    void whenToUnpack(new Promise(() => undefined), 'auto', 2).then(() => {
+      started = true;
+    });
+    await ticks();
+    assert.equal(started, true);
+  });
+
+  test('on one core it waits for the probe (no window has passed: not yet), or for the download to end', async () => {
+    let started = false;
+    let finish!: () => void;
+    const downloading = new Promise<void>((resolve) => {
+      finish = resolve;
+    });
+    void whenToUnpack(downloading, 'auto', 1).then(() => {
+      started = true;
+    });
+    await ticks();
+    assert.equal(started, false);
+    finish();
+    await ticks();
+    assert.equal(started, true);
+  });
+
+  test('ARTIFACT_RELAY_OVERLAP=1 (always) starts at once on one core too', async () => {
+    let started = false;
+    void whenToUnpack(new Promise(() => undefined), 'always', 1).then(() => {
+      started = true;
+    });
+    await ticks();
+    assert.equal(started, true);
   });
 });
