@@ -89,41 +89,33 @@ describe('networkBound', () => {
 describe('whenToUnpack', () => {
   beforeEach(() => mock.timers.enable({ apis: ['setInterval', 'setTimeout'] }));
   afterEach(() => mock.timers.reset());
-  const ticks = async () => {
+  /** Whether `p` has settled after a few turns of the event loop (no timer fires: they are fake). */
+  const settledSoon = async (p: Promise<void>) => {
+    let settled = false;
+    void p.then(() => {
+      settled = true;
+    });
     for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    return settled;
   };
+  const never = new Promise<void>(() => undefined);
 
   test('on more than one core unpacking starts at once: the main thread keeps its core for the download', async () => {
-    let started = false;
-    void whenToUnpack(new Promise(() => undefined), 'auto', 2).then(() => {
-      started = true;
-    });
-    await ticks();
-    assert.equal(started, true);
+    assert.equal(await settledSoon(whenToUnpack(never, 'auto', 2)), true);
   });
 
   test('on one core it waits for the probe (no window has passed: not yet), or for the download to end', async () => {
-    let started = false;
     let finish!: () => void;
     const downloading = new Promise<void>((resolve) => {
       finish = resolve;
     });
-    void whenToUnpack(downloading, 'auto', 1).then(() => {
-      started = true;
-    });
-    await ticks();
-    assert.equal(started, false);
+    const unpacking = whenToUnpack(downloading, 'auto', 1);
+    assert.equal(await settledSoon(unpacking), false);
     finish();
-    await ticks();
-    assert.equal(started, true);
+    assert.equal(await settledSoon(unpacking), true);
   });
 
   test('ARTIFACT_RELAY_OVERLAP=1 (always) starts at once on one core too', async () => {
-    let started = false;
-    void whenToUnpack(new Promise(() => undefined), 'always', 1).then(() => {
-      started = true;
-    });
-    await ticks();
-    assert.equal(started, true);
+    assert.equal(await settledSoon(whenToUnpack(never, 'always', 1)), true);
   });
 });
