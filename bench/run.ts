@@ -400,8 +400,6 @@ try {
         info,
       });
     }
-  }
-  if (memory) {
     notes.push(
       `Memory rows: the largest peak RSS (GNU time %M) of ${MEMORY_RUNS} runs each, unpacked on tmpfs; "served at full speed": the simulator's storage on loopback (a few hundred MiB/s over one connection), unpacked alongside the download; "storage at ${MEMORY_PACED} MiB/s a connection": the storage paced per connection (storageConnectionLimit), the fetch widens to 4 connections and unpacks while it downloads, as from real object storage.`,
     );

@@ -31,8 +31,9 @@ const wide = (c: SizeColumn): Float64Array => (c instanceof Float64Array ? c : F
 
 /**
  * The central directory, struct of arrays: the LeanRecord fields of every record in typed arrays, and the names' bytes
- * in one Buffer (decoded when asked for). About 48 bytes per record plus its name, against some 200 for an object per
- * record with its path string; record(i) builds the LeanRecord of one record when needed.
+ * in one Buffer (decoded when asked for). About 36 bytes per record plus its name (48 where a size or offset passes
+ * 2^32), against some 200 for an object per record with its path string; record(i) builds the LeanRecord of one
+ * record when needed.
  */
 export class Directory {
   length = 0;

@@ -348,7 +348,6 @@ export function checkDeclaredCaps(plan: Plan, caps: Caps): number {
   return compressed;
 }
 
-/** The compression ratio across the archive: inflated bytes so far against every selected file's compressed bytes. */
 /**
  * An entry's path, or how to make it: the small-entry loop names an entry only when it refuses one (83,000 path strings
  * held while their batches are written would outlive young-generation GCs).
@@ -356,6 +355,7 @@ export function checkDeclaredCaps(plan: Plan, caps: Caps): number {
 export type PathOf = string | (() => string);
 export const pathOf = (p: PathOf): string => (typeof p === 'function' ? p() : p);
 
+/** The compression ratio across the archive: inflated bytes so far against every selected file's compressed bytes. */
 export function checkArchiveRatio(caps: Caps, inflated: number, compressed: number, path: PathOf | undefined): void {
   if (archiveRatioExceeded(inflated, compressed, caps.maxRatio)) {
     throw new ArchiveError(
