@@ -4,10 +4,17 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { Directory, type LeanRecord, readDirectoryFromFile, readDirectoryFromTail } from '../src/archive/central-directory.ts';
+import {
+  Directory,
+  type LeanRecord,
+  readDirectoryFromFile,
+  readDirectoryFromTail,
+  reusedSliceReader,
+} from '../src/archive/central-directory.ts';
 import { planEntries } from '../src/archive/plan.ts';
 import { pythonZip } from './helpers/archives.ts';
 
@@ -96,6 +103,41 @@ describe('Directory', () => {
     const small = Directory.fromRecords([rec('a', FILE, { compressedSize: 0xffffffff, offsetToLocalFileHeader: 0xffffffff })]);
     assert.ok(small.compressedSize instanceof Uint32Array && small.offsetToLocalFileHeader instanceof Uint32Array);
     assert.equal(small.compressedSize[0], 0xffffffff);
+  });
+
+  test('from a file: every slice is read into one reused buffer, and records that straddle slices read back exactly', async () => {
+    const zip = join(work, 'slices.zip');
+    const names = Array.from(
+      { length: 40_000 },
+      (_, i) => `pkg${i % 13}/a-name-long-enough-to-fill-slices-${String(i).padStart(6, '0')}.txt`,
+    );
+    pythonZip(
+      zip,
+      names.map((name, i) => ({ name, data: `${i}` })),
+    );
+    const listed = execFileSync('python3', ['-c', 'import sys, zipfile; print("\\n".join(zipfile.ZipFile(sys.argv[1]).namelist()))', zip], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const fh = await open(zip, 'r');
+    try {
+      const { size } = await fh.stat();
+      const readAt = reusedSliceReader(fh, size);
+      const first = await readAt(0, 1024 * 1024);
+      const second = await readAt(1024 * 1024, 4);
+      assert.equal(first.buffer, second.buffer, 'one buffer for both reads');
+      assert.deepEqual(second, readFileSync(zip).subarray(1024 * 1024, 1024 * 1024 + 4));
+      assert.equal((await readAt(size - 10, 100)).length, 10, 'short at the end of the file');
+    } finally {
+      await fh.close();
+    }
+    const dir = await readDirectoryFromFile(zip);
+    assert.ok(names.length * 46 + names.join('').length > 3 * 1024 * 1024, 'the directory spans more than three 1 MiB slices');
+    assert.deepEqual(
+      Array.from({ length: dir.length }, (_, i) => dir.path(i)),
+      listed.trimEnd().split('\n'),
+    );
+    assert.equal(dir.length, names.length);
   });
 
   test('from a tail: the gaps fetched before it are freed once parsed (detached), the tail is left whole', async () => {
