@@ -18,6 +18,22 @@ const outfile = `${root}dist/artifact-relay.mjs`;
 // pure statement each: esbuild keeps only the names imported somewhere, and evaluates the module with the first module
 // that imports it (the commands, which main.ts imports lazily, for most).
 const require = createRequire(import.meta.url);
+// tls and https (for got, and a CA file) load only when first used: an http:// server never needs them, and on
+// Node 24 they cost a fetch's start some 10-15 ms of its 90 ms. The default export is a Proxy that loads the module on
+// its first property read; a named export must be a function (a wrapper that loads it on its first call): the build
+// fails on any other.
+const ON_FIRST_USE = new Set(['tls', 'https']);
+const onFirstUse = (id, names) =>
+  [
+    'let m;',
+    `const load = () => (m ??= require(${JSON.stringify(id)}));`,
+    'export default new Proxy({}, { get: (_, k) => load()[k], has: (_, k) => k in load() });',
+    ...names.map((k) =>
+      typeof require(id)[k] === 'function' && !/^[A-Z]/.test(k)
+        ? `export const ${k} = /* @__PURE__ */ (() => (...a) => load().${k}(...a))();`
+        : `export const ${k} = /* @__PURE__ */ (() => { throw new Error('${id}: ${k} is not a function: import the default export'); })();`,
+    ),
+  ].join('\n');
 const builtins = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 const lazyBuiltins = {
   name: 'lazy-builtins',
@@ -30,6 +46,7 @@ const lazyBuiltins = {
     b.onLoad({ filter: /.*/, namespace: 'lazy-builtin' }, (args) => {
       const id = `node:${args.path}`;
       const names = Object.keys(require(id)).filter((k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default');
+      if (ON_FIRST_USE.has(args.path)) return { contents: onFirstUse(id, names), loader: 'js' };
       return {
         contents: [
           `const m = require(${JSON.stringify(id)});`,
@@ -78,6 +95,26 @@ const noHttp2 = {
   },
 };
 
+// hpagent (proxy agents, src/api/proxy.ts) extends https.Agent at import, which loads tls and https: a stand-in whose
+// two constructors load it on first use, where a proxy is set.
+const lazyHpagent = {
+  name: 'lazy-hpagent',
+  setup(b) {
+    b.onResolve({ filter: /^hpagent$/ }, (args) =>
+      args.kind === 'import-statement' ? { path: 'hpagent', namespace: 'lazy-hpagent', pluginData: args.resolveDir } : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'lazy-hpagent' }, (args) => ({
+      contents: [
+        "const load = () => require('hpagent');",
+        'export function HttpProxyAgent(options) { return new (load().HttpProxyAgent)(options); }',
+        'export function HttpsProxyAgent(options) { return new (load().HttpsProxyAgent)(options); }',
+      ].join('\n'),
+      resolveDir: args.pluginData,
+      loader: 'js',
+    }));
+  },
+};
+
 await build({
   entryPoints: [`${root}src/main.ts`],
   outfile,
@@ -92,7 +129,7 @@ await build({
   sourcemap: false,
   legalComments: 'linked',
   logLevel: 'warning',
-  plugins: [lazyBuiltins, lazyListFormat, noHttp2],
+  plugins: [lazyBuiltins, lazyListFormat, noHttp2, lazyHpagent],
   // unzipper's Open.s3 (never used here) requires the AWS SDK lazily; keep it out of the bundle.
   external: ['@aws-sdk/client-s3'],
   define: {

@@ -1,9 +1,11 @@
 // End to end: the built bundle runs as a child process against the GitLab simulator, as a CI job would.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer, request, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
@@ -529,9 +531,12 @@ describe('hostile archives through the whole fetch leave the destination as it w
  * Range (every answer a whole 200); `resetOnce` makes full (non-Range) archive bodies unresumable (no Accept-Ranges,
  * no ETag) and cuts the first one after that many bytes.
  */
-async function startProxy(world: World, opts: { noRange?: boolean; resetOnce?: number }): Promise<{ url: string; close(): Promise<void> }> {
+async function startProxy(
+  world: World,
+  opts: { noRange?: boolean; resetOnce?: number; tls?: { key: Buffer; cert: Buffer } },
+): Promise<{ url: string; close(): Promise<void> }> {
   let resets = opts.resetOnce === undefined ? 0 : 1;
-  const server: Server = createServer((req, res) => {
+  const serve = (req: IncomingMessage, res: ServerResponse) => {
     const target = new URL(req.url ?? '/', world.sim.url);
     const headers: Record<string, string | string[] | undefined> = { ...req.headers, host: target.host };
     if (opts.noRange) {
@@ -561,10 +566,11 @@ async function startProxy(world: World, opts: { noRange?: boolean; resetOnce?: n
     });
     up.on('error', () => res.destroy());
     req.pipe(up);
-  });
+  };
+  const server: Server = opts.tls ? createHttpsServer(opts.tls, serve) : createServer(serve);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${(server.address() as AddressInfo).port}`,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -589,6 +595,70 @@ describe('storage without Range support, or a download that must restart', () =>
       assert.deepEqual(snapshotTree(join(world.workspace, 'no-range')), unzipReference(world, world.archive));
     } finally {
       await proxy.close();
+    }
+  });
+
+  test('over HTTPS with ca_file, through HTTPS_PROXY (the modules the bundle loads on first use: tls, https, hpagent)', async () => {
+    // openssl is a test requirement (.ci/run installs it): a missing one fails here instead of skipping.
+    const key = join(world.workspace, 'tls-key.pem');
+    const cert = join(world.workspace, 'tls-cert.pem');
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1'].concat([
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ]),
+      { stdio: 'ignore' },
+    );
+    const front = await startProxy(world, { tls: { key: readFileSync(key), cert: readFileSync(cert) } });
+    const tunnels: string[] = [];
+    const sockets = new Set<Socket>();
+    const forward = createServer();
+    forward.on('connect', (req: IncomingMessage, client: Socket) => {
+      tunnels.push(req.url ?? '');
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = connect(Number(port), host, () => {
+        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      sockets.add(upstream).add(client);
+      upstream.on('error', () => client.destroy());
+      client.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => forward.listen(0, '127.0.0.1', resolve));
+    try {
+      const env = world.env({
+        CI_SERVER_URL: front.url,
+        CI_API_V4_URL: `${front.url}/api/v4`,
+        HTTPS_PROXY: `http://127.0.0.1:${(forward.address() as AddressInfo).port}`,
+      });
+      const args = [
+        'fetch',
+        '--project',
+        world.upstream.path,
+        '--job-id',
+        String(world.build.id),
+        '--path',
+        'tls',
+        '--summary',
+        'tls.json',
+      ];
+      const untrusted = await runBundle(args, env);
+      assert.equal(untrusted.status, 1, untrusted.output);
+      assert.match(untrusted.output, /ca_file/);
+      const r = await runBundle(args, { ...env, CI_SERVER_TLS_CA_FILE: cert });
+      assert.equal(r.status, 0, r.output);
+      assert.equal(readJson(join(world.workspace, 'tls.json')).sources[0].sha256, world.archiveSha256);
+      assert.deepEqual(snapshotTree(join(world.workspace, 'tls')), unzipReference(world, world.archive));
+      assert.ok(tunnels.length >= 2 && tunnels.every((t) => t === new URL(front.url).host), `every request tunnelled: ${tunnels}`);
+    } finally {
+      for (const s of sockets) s.destroy();
+      forward.closeAllConnections();
+      await new Promise<void>((resolve) => forward.close(() => resolve()));
+      await front.close();
     }
   });
 

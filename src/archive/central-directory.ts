@@ -6,7 +6,6 @@
 // objects, two closures that pin the source) and it costs about 60 us per record, so it is the fallback, not the rule.
 import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import unzipper from 'unzipper';
 import { ArchiveError, RelayError } from '../runtime/errors.ts';
 import { DirectoryProblem, findOverlap, scanDirectory } from './bounds.ts';
 
@@ -301,6 +300,8 @@ async function parseWithUnzipper(
   { records: total, start, end }: Layout,
   stream: (start: number, end: number) => Readable,
 ): Promise<Directory> {
+  // Loaded here, where a directory needs it: most never do, and loading it costs a start some 5 ms.
+  const { default: unzipper } = await import('unzipper');
   const custom = unzipper.Open.custom as unknown as (s: unknown, o: { tailSize: number }) => Promise<{ files: UnzipperRecord[] }>;
   const out = new Directory(total);
   let cursor = start;

@@ -266,8 +266,10 @@ export async function runFetch(
   await recoverEarlierRun(settings);
   const authNote = settings.tokenType === 'none' ? 'no token (public projects only)' : `${settings.tokenType} token`;
   logger.info(`artifact-relay ${version}: fetch from ${settings.apiUrl} with ${authNote}`);
+  memoryMark('started');
 
   const sources = await resolvePhase(client, settings, summary);
+  memoryMark('resolved');
   if (!sources) return summary;
   if (settings.dryRun) return dryRunPhase(settings, sources, summary);
 
