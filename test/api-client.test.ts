@@ -6,13 +6,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { connect, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGitLabClient, parseLinkHeader, type ClientSettings } from '../src/api/client.ts';
 import { downloadToFile } from '../src/workspace/file-sink.ts';
+import { selfSignedCert, startConnectProxy } from './helpers/proxies.ts';
 import { HttpStatusError, parseErrorBody, toRelayError } from '../src/api/errors.ts';
 import { proxyForUrl, shouldBypassProxy } from '../src/api/proxy.ts';
 import { isRetryableNetworkError, isRetryableStatus, rateLimitWindowMs, retryDelay, unhintedRateLimitDelay } from '../src/api/retry.ts';
@@ -1085,30 +1086,7 @@ describe('client against a local server', () => {
   });
 
   it('HTTPS: an untrusted certificate advises ca_file; with ca_file it works', async () => {
-    const key = join(tmp, 'key.pem');
-    const cert = join(tmp, 'cert.pem');
-    // openssl is a test requirement (.ci/run installs it): a missing one fails here instead of skipping.
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        key,
-        '-out',
-        cert,
-        '-days',
-        '1',
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ],
-      { stdio: 'ignore' },
-    );
+    const { key, cert } = selfSignedCert(tmp);
     let hits = 0;
     const server = createHttpsServer({ key: await readFile(key), cert: await readFile(cert) }, (_q, res) => {
       hits++;
@@ -1138,23 +1116,9 @@ describe('client against a local server', () => {
       res.writeHead(302, { location: `${storage.origin}/o` });
       res.end();
     });
-    const tunnels: string[] = [];
-    const sockets = new Set<Socket>();
-    const proxy = createServer();
-    proxy.on('connect', (req: IncomingMessage, client: Socket) => {
-      tunnels.push(req.url ?? '');
-      const [host, port] = (req.url ?? '').split(':');
-      const upstream = connect(Number(port), host, () => {
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        upstream.pipe(client);
-        client.pipe(upstream);
-      });
-      sockets.add(upstream).add(client);
-      upstream.on('error', () => client.destroy());
-      client.on('error', () => upstream.destroy());
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-    process.env.HTTP_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const proxy = await startConnectProxy();
+    const { tunnels } = proxy;
+    process.env.HTTP_PROXY = proxy.url;
     process.env.NO_PROXY = `localhost,127.0.0.1:${storagePort}`;
     try {
       const r = await downloadToFile(
@@ -1169,9 +1133,7 @@ describe('client against a local server', () => {
     } finally {
       delete process.env.HTTP_PROXY;
       delete process.env.NO_PROXY;
-      for (const s of sockets) s.destroy();
-      proxy.closeAllConnections();
-      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+      await proxy.close();
       await gitlab.close();
       await storage.close();
     }

@@ -1,15 +1,15 @@
 // End to end: the built bundle runs as a child process against the GitLab simulator, as a CI job would.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { type AddressInfo, connect, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, test } from 'node:test';
 import { hostile, unzipSnapshot } from './helpers/archives.ts';
+import { selfSignedCert, startConnectProxy } from './helpers/proxies.ts';
 import { runBundle } from './helpers/run.ts';
 import { snapshotTree } from './helpers/tree.ts';
 import { PROFILES, PROFILE_NAMES } from './simulator/index.ts';
@@ -599,41 +599,14 @@ describe('storage without Range support, or a download that must restart', () =>
   });
 
   test('over HTTPS with ca_file, through HTTPS_PROXY (the modules the bundle loads on first use: tls, https, hpagent)', async () => {
-    // openssl is a test requirement (.ci/run installs it): a missing one fails here instead of skipping.
-    const key = join(world.workspace, 'tls-key.pem');
-    const cert = join(world.workspace, 'tls-cert.pem');
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1'].concat([
-        '-subj',
-        '/CN=127.0.0.1',
-        '-addext',
-        'subjectAltName=IP:127.0.0.1',
-      ]),
-      { stdio: 'ignore' },
-    );
+    const { key, cert } = selfSignedCert(world.workspace);
     const front = await startProxy(world, { tls: { key: readFileSync(key), cert: readFileSync(cert) } });
-    const tunnels: string[] = [];
-    const sockets = new Set<Socket>();
-    const forward = createServer();
-    forward.on('connect', (req: IncomingMessage, client: Socket) => {
-      tunnels.push(req.url ?? '');
-      const [host, port] = (req.url ?? '').split(':');
-      const upstream = connect(Number(port), host, () => {
-        client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-        upstream.pipe(client);
-        client.pipe(upstream);
-      });
-      sockets.add(upstream).add(client);
-      upstream.on('error', () => client.destroy());
-      client.on('error', () => upstream.destroy());
-    });
-    await new Promise<void>((resolve) => forward.listen(0, '127.0.0.1', resolve));
+    const forward = await startConnectProxy();
     try {
       const env = world.env({
         CI_SERVER_URL: front.url,
         CI_API_V4_URL: `${front.url}/api/v4`,
-        HTTPS_PROXY: `http://127.0.0.1:${(forward.address() as AddressInfo).port}`,
+        HTTPS_PROXY: forward.url,
       });
       const args = [
         'fetch',
@@ -653,11 +626,10 @@ describe('storage without Range support, or a download that must restart', () =>
       assert.equal(r.status, 0, r.output);
       assert.equal(readJson(join(world.workspace, 'tls.json')).sources[0].sha256, world.archiveSha256);
       assert.deepEqual(snapshotTree(join(world.workspace, 'tls')), unzipReference(world, world.archive));
+      const { tunnels } = forward;
       assert.ok(tunnels.length >= 2 && tunnels.every((t) => t === new URL(front.url).host), `every request tunnelled: ${tunnels}`);
     } finally {
-      for (const s of sockets) s.destroy();
-      forward.closeAllConnections();
-      await new Promise<void>((resolve) => forward.close(() => resolve()));
+      await forward.close();
       await front.close();
     }
   });
