@@ -48,8 +48,10 @@ COPY LICENSE.md /usr/local/lib/artifact-relay/LICENSE.md
 # Node 24, 4 runs each: 117-119 -> 110-113 MB; wall and CPU unchanged). --expose-gc: the download collects its body
 # chunks every 1 MiB (src/runtime/gc-pacing.ts; many83k while downloading: 41 -> 30 MB anonymous). --no-turbofan:
 # a run is too short for V8's top tier to pay for itself (Maglev stays): its compiles cost small 0.05 s of 0.9 s CPU,
-# and its compiler zones and code 4-6 MB of peak RSS (many83k paced 101.7-102.0 -> 97.5-99.9 MB; mixed and big no
-# slower; many83k from a complete file 0.1-0.3 s slower).
+# and its code in the node binary 5 MB of file-backed RSS once paged in (many83k paced 102 -> 97 MB; mixed and big no
+# slower; many83k from a complete file 0.1-0.3 s and many300k 0.4 s slower). Each of these three V8 flags also makes
+# Node's embedded code cache for its own modules unusable (they compile from source: +20 ms at a fetch's start, +25 ms
+# to start an unpacking thread), which is less than what they save (README, Benchmarks).
 RUN printf '#!/bin/sh\nMALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=131072 NODE_COMPILE_CACHE=/usr/local/lib/artifact-relay/compile-cache exec node --max-semi-space-size=1 --no-short-builtin-calls --expose-gc --no-turbofan /usr/local/lib/artifact-relay/artifact-relay.mjs "$@"\n' >/usr/local/bin/artifact-relay \
  && chmod 755 /usr/local/bin/artifact-relay \
  && if ! getent passwd 1000 >/dev/null; then \

@@ -20,8 +20,8 @@ const outfile = `${root}dist/artifact-relay.mjs`;
 const require = createRequire(import.meta.url);
 // tls and https (for got, and a CA file) load only when first used: an http:// server never needs them, and on
 // Node 24 they cost a fetch's start some 10-15 ms of its 90 ms. The default export is a Proxy that loads the module on
-// its first property read; a named export must be a function (a wrapper that loads it on its first call): the build
-// fails on any other.
+// its first property read; a named export must be a function (a wrapper that loads it on its first call): any other
+// named export that something imports throws as the module is evaluated, so every fetch test fails on it.
 const ON_FIRST_USE = new Set(['tls', 'https']);
 const onFirstUse = (id, names) =>
   [
