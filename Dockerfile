@@ -43,16 +43,11 @@ COPY LICENSE.md /usr/local/lib/artifact-relay/LICENSE.md
 # (fetch of many83k: Node 20 118 -> 106-109 MB, Node 24 142 -> 126-128 MB). MALLOC_ARENA_MAX=1: one malloc arena
 # instead of one per thread (two unpacking threads, libuv's pool, V8's), each of which kept 1-1.6 MB of freed memory
 # resident (fetch of many83k on Node 24: 119-129 -> 114-120 MB; small: no slower). Set here, not as ENV, so
-# processes of the job's own script are not affected. --no-short-builtin-calls: V8 otherwise copies its 2 MB of
-# builtins next to each isolate's code (the main thread and each unpacking thread), all of it resident (many83k on
-# Node 24, 4 runs each: 117-119 -> 110-113 MB; wall and CPU unchanged). --expose-gc: the download collects its body
-# chunks every 1 MiB (src/runtime/gc-pacing.ts; many83k while downloading: 41 -> 30 MB anonymous). --no-turbofan:
-# a run is too short for V8's top tier to pay for itself (Maglev stays): its compiles cost small 0.05 s of 0.9 s CPU,
-# and its code in the node binary 5 MB of file-backed RSS once paged in (many83k paced 102 -> 97 MB; mixed and big no
-# slower; many83k from a complete file 0.1-0.3 s and many300k 0.4 s slower). Each of these three V8 flags also makes
-# Node's embedded code cache for its own modules unusable (they compile from source: +20 ms at a fetch's start, +25 ms
-# to start an unpacking thread), which is less than what they save (README, Benchmarks).
-RUN printf '#!/bin/sh\nMALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=131072 NODE_COMPILE_CACHE=/usr/local/lib/artifact-relay/compile-cache exec node --max-semi-space-size=1 --no-short-builtin-calls --expose-gc --no-turbofan /usr/local/lib/artifact-relay/artifact-relay.mjs "$@"\n' >/usr/local/bin/artifact-relay \
+# processes of the job's own script are not affected. Only --max-semi-space-size goes on node's command line: a flag
+# that enters V8's flag hash (--expose-gc, --no-turbofan, --no-short-builtin-calls) makes Node's code cache for its
+# own modules unusable, and a fetch then compiles http, crypto, stream ... from source. A command sets those three
+# at run time instead, once its modules are loaded (src/runtime/v8-flags.ts: small 0.535 -> 0.51 s, 30 ms less CPU).
+RUN printf '#!/bin/sh\nMALLOC_ARENA_MAX=1 MALLOC_MMAP_THRESHOLD_=131072 NODE_COMPILE_CACHE=/usr/local/lib/artifact-relay/compile-cache exec node --max-semi-space-size=1 /usr/local/lib/artifact-relay/artifact-relay.mjs "$@"\n' >/usr/local/bin/artifact-relay \
  && chmod 755 /usr/local/bin/artifact-relay \
  && if ! getent passwd 1000 >/dev/null; then \
       (useradd --uid 1000 --gid 0 --home-dir /home/relay --create-home --shell /bin/sh relay 2>/dev/null \

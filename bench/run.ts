@@ -232,8 +232,8 @@ async function imageStartup(): Promise<{ value: number | null; note: string }> {
     };
   }
   const script = `const { spawnSync } = require('node:child_process');
-const cmds = [['node', '--max-semi-space-size=1', '--no-short-builtin-calls', '--expose-gc', '--no-turbofan', '-e', '0'], ['artifact-relay', '--version'],
-  ['node', '--max-semi-space-size=1', '--no-short-builtin-calls', '--expose-gc', '--no-turbofan', '/usr/local/lib/artifact-relay/artifact-relay.mjs', '--version']];
+const cmds = [['node', '--max-semi-space-size=1', '-e', '0'], ['artifact-relay', '--version'],
+  ['node', '--max-semi-space-size=1', '/usr/local/lib/artifact-relay/artifact-relay.mjs', '--version']];
 const t = cmds.map(() => []);
 for (let i = 0; i < ${STARTUP_ROUNDS}; i++) for (const [j, c] of cmds.entries()) {
   const s = process.hrtime.bigint();

@@ -17,27 +17,35 @@ if (DEBUG) logger.level = 4;
 type Command = (flags: Map<string, string | true>, env: NodeJS.ProcessEnv) => Promise<unknown>;
 
 // Commands are imported when run (esbuild keeps them in the bundle, evaluated lazily): --version and --help load
-// neither got nor unzipper.
+// neither got nor unzipper. Once a command's modules are loaded, tuneV8 sets what the image's wrapper leaves out.
 const commands: Record<string, Command> = {
   fetch: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.fetch, flags, env);
     registerSecret(String(raw.values.token ?? ''));
-    const { runFetch } = await import('./commands/fetch.ts');
+    const [{ runFetch }, { tuneV8 }] = await Promise.all([import('./commands/fetch.ts'), import('./runtime/v8-flags.ts')]);
+    tuneV8();
     await runFetch(readFetchSettings(raw, env));
   },
   cleanup: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.cleanup, flags, env);
     registerSecret(String(raw.values.token ?? ''));
-    const [{ runCleanup }, { readCleanupSettings }] = await Promise.all([
+    const [{ runCleanup }, { readCleanupSettings }, { tuneV8 }] = await Promise.all([
       import('./commands/cleanup.ts'),
       import('./inputs/cleanup-settings.ts'),
+      import('./runtime/v8-flags.ts'),
     ]);
+    tuneV8();
     await runCleanup(readCleanupSettings(raw, env));
   },
   keep: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.keep, flags, env);
     registerSecret(String(raw.values.token ?? ''));
-    const [{ runKeep }, { readKeepSettings }] = await Promise.all([import('./commands/keep.ts'), import('./inputs/keep-settings.ts')]);
+    const [{ runKeep }, { readKeepSettings }, { tuneV8 }] = await Promise.all([
+      import('./commands/keep.ts'),
+      import('./inputs/keep-settings.ts'),
+      import('./runtime/v8-flags.ts'),
+    ]);
+    tuneV8();
     await runKeep(readKeepSettings(raw, env));
   },
 };

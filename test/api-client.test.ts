@@ -686,7 +686,7 @@ describe('client against a local server', () => {
     }
   });
 
-  it('a download asks for a minor GC every 1 MiB of body where node has gc (--expose-gc, as the image runs it)', async () => {
+  it('a download asks for a minor GC every 1 MiB of body where node has gc (as a command takes it, v8-flags.ts)', async () => {
     const data = randomBytes(5 * 1024 * 1024);
     const srv = await startServer((_req, res) => {
       res.writeHead(200, { 'content-length': String(data.length) });

@@ -66,6 +66,30 @@ describe('container image', {
     }
   });
 
+  test("the wrapper passes node only --max-semi-space-size; on the image's Node a command's run-time V8 settings hold", async () => {
+    // src/runtime/v8-flags.ts run by the image's node itself (Node 24 strips the types): gc without --expose-gc on the
+    // command line, and an optimising compile that goes no further than Maglev.
+    const probe = [
+      "import * as flags from '/probe/v8-flags.ts';",
+      'flags.tuneV8();',
+      'function hot(a) { let s = 0; for (let i = 0; i < a.length; i++) s += a[i] * 2; return s; }',
+      'const a = new Float64Array(10);',
+      '%PrepareFunctionForOptimization(hot); hot(a); hot(a); %OptimizeFunctionOnNextCall(hot); hot(a);',
+      "console.log(typeof gc, (%GetOptimizationStatus(hot) & (1 << 6)) ? 'turbofan' : 'no-turbofan');",
+    ].join('\n');
+    const r = await podmanRun([
+      '-v',
+      `${join(ROOT, 'src/runtime')}:/probe:ro`,
+      image,
+      'sh',
+      '-c',
+      `grep -o 'exec node [^/]*' /usr/local/bin/artifact-relay; node --allow-natives-syntax --input-type=module -e "$0"`,
+      probe,
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n'), ['exec node --max-semi-space-size=1 ', 'function no-turbofan']);
+  });
+
   test('artifact-relay fetch through sh -c, like a runner: files extracted, outputs written, exit 0', async () => {
     const env: Record<string, string> = {
       CI: 'true',

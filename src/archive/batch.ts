@@ -22,8 +22,8 @@ export interface Batch {
   /** One large entry, read and inflated in pieces from its local header on (`from`; `end` unused). */
   stream?: boolean;
   /**
-   * No large entry is left to stream: the runner lets its piece buffers go (up to 2 MiB) and, where node runs with
-   * --expose-gc, collects them at once. Kept across entries, they would stay resident through the small entries after.
+   * No large entry is left to stream: the runner lets its piece buffers go (up to 2 MiB) and, where it has gc (a
+   * thread takes it at its start, batch-pool.ts), collects them at once. Kept across entries, they would stay resident through the small entries after.
    */
   release?: boolean;
 }
