@@ -49,7 +49,17 @@ import {
   treeStats,
   writeReadmeSection,
 } from './lib.ts';
-import { describe, nodeOf, hostRuntime, type Runtime, resolveRuntime, runtimeEnv, runtimeHeader, runtimeJson } from './runtime.ts';
+import {
+  describe,
+  nodeOf,
+  hostRuntime,
+  type Runtime,
+  resolveRuntime,
+  runtimeEnv,
+  runtimeHeader,
+  runtimeJson,
+  WRAPPER_FLAGS,
+} from './runtime.ts';
 
 const started = performance.now();
 const { values: flags } = parseArgs({
@@ -232,8 +242,9 @@ async function imageStartup(): Promise<{ value: number | null; note: string }> {
     };
   }
   const script = `const { spawnSync } = require('node:child_process');
-const cmds = [['node', '--max-semi-space-size=1', '-e', '0'], ['artifact-relay', '--version'],
-  ['node', '--max-semi-space-size=1', '/usr/local/lib/artifact-relay/artifact-relay.mjs', '--version']];
+const flags = ${JSON.stringify(WRAPPER_FLAGS)};
+const cmds = [['node', ...flags, '-e', '0'], ['artifact-relay', '--version'],
+  ['node', ...flags, '/usr/local/lib/artifact-relay/artifact-relay.mjs', '--version']];
 const t = cmds.map(() => []);
 for (let i = 0; i < ${STARTUP_ROUNDS}; i++) for (const [j, c] of cmds.entries()) {
   const s = process.hrtime.bigint();

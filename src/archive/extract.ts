@@ -221,7 +221,14 @@ const complete = (opts: ExtractOptions) =>
   opts.available === undefined || (opts.sharedMark !== undefined && downloadFinished(opts.sharedMark));
 
 /** A batch's description for batch.ts (numbers per entry and the paths), read straight from the plan's arrays. */
-function batchOf(plan: Plan, files: Uint32Array, { from, to }: Task, mtimes: Map<number, number>, release = false): Batch {
+function batchOf(
+  plan: Plan,
+  files: Uint32Array,
+  { from, to }: Task,
+  mtimes: Map<number, number>,
+  release = false,
+  end = guessEndAt(plan.directory, files[to - 1]!),
+): Batch {
   const d = plan.directory;
   const nums = new Float64Array((to - from) * BATCH_FIELDS);
   const list: string[] = [];
@@ -245,7 +252,7 @@ function batchOf(plan: Plan, files: Uint32Array, { from, to }: Task, mtimes: Map
   }
   return {
     from: d.offsetToLocalFileHeader[files[from]!]!,
-    end: guessEndAt(d, files[to - 1]!),
+    end,
     nums,
     paths: list.join('\0'),
     release,
@@ -355,9 +362,10 @@ async function writeFiles(
         return;
       }
       // Waited for before the batch is made: made early, its description would wait through young-generation GCs.
-      await opts.available?.(guessEndAt(d, files[task.to - 1]!));
+      const end = guessEndAt(d, files[task.to - 1]!);
+      await opts.available?.(end);
       for (let k = task.from; k < task.to; k++) budget.addFile(() => plan.path(files[k]!));
-      const failure = await writeBatch(batchOf(plan, files, task, mtimes, largeLeft === 0));
+      const failure = await writeBatch(batchOf(plan, files, task, mtimes, largeLeft === 0, end));
       const count = task.to - task.from;
       const done = failure?.kind === 'beyond' ? failure.index : count;
       for (let k = 0; k < done; k++) {

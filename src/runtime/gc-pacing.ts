@@ -4,8 +4,8 @@
 // 7 MB or so received: some 12-16 MB of chunks pile up in malloc's heap between two, and the heap keeps that size for
 // the rest of the run (the unpacking threads start on top of it). Where the process has gc (a command takes it at
 // run time: src/runtime/v8-flags.ts), a minor GC every COLLECT_EVERY bytes received keeps the pile at a few MiB:
-// fetching the 2 GB archive of 83,000 entries, the process held 41-42 MB of anonymous memory while downloading with none or one every
-// 4 MiB, 32 MB with one every 2 MiB, 30 MB with 1 MiB. Over 4 connections from storage paced at 100 MiB/s each, its
+// fetching the 2 GB archive of 83,000 entries, the process held 41-42 MB of anonymous memory while downloading with
+// none or one every 4 MiB, 32 MB with one every 2 MiB, 30 MB with 1 MiB. Over 4 connections from storage paced at 100 MiB/s each, its
 // peak RSS was 96-104 MB with one every 2 MiB and 97-99 MB with 1 MiB (4 runs each; +0.1 s CPU on 1.9 GiB). A minor
 // GC of so young a generation takes about 0.1 ms: on a 2 GiB download some 2,000 of them.
 const COLLECT_EVERY = 1024 * 1024;

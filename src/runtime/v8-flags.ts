@@ -33,8 +33,8 @@ export function exposeGc(): void {
  * - No short builtin calls for the isolates made from now on (the unpacking threads): V8 would copy its 2 MB of
  *   builtins next to each one's code, all of it resident.
  */
-export function leanerCompiles(v8Major = Number(process.versions.v8.split('.')[0])): void {
-  if (v8Major >= 12) v8.setFlagsFromString('--no-turbofan');
+export function leanerCompiles(): void {
+  if (Number(process.versions.v8.split('.')[0]) >= 12) v8.setFlagsFromString('--no-turbofan');
   v8.setFlagsFromString('--no-short-builtin-calls');
 }
 
